@@ -1,0 +1,26 @@
+# tfkd: `make demo` runs the CIFAR-10 pipeline end to end on real data; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA ?= ../shared/data/cifar10-jpeg
+WORKDIR ?= runs/demo
+
+.PHONY: setup demo test clean
+
+setup: $(VENV)/.installed
+
+# The virtualenv is rebuilt only when requirements.txt changes.
+$(VENV)/.installed: requirements.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+demo: setup
+	$(PY) -m tfkd.train --config=configs/cifar10_quick.py --workdir=$(WORKDIR) --config.data.path=$(DATA)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf runs .pytest_cache

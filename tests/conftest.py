@@ -1,0 +1,36 @@
+"""Shared fixtures: small datasets and models made on the fly (nothing is committed)."""
+
+import os
+
+import tfkd  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+CLASSES = ("circle", "square", "stripes")
+
+
+def make_image(label: int, rng, size: int = 16) -> np.ndarray:
+  """A noisy image whose colour depends on the class, so tiny models can learn it."""
+  image = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+  image[..., label % 3] += 150
+  return image
+
+
+def write_image_folder(root, per_class=(12, 4), size=16, seed=0):
+  """Writes root/{train,test}/<class>/<i>.jpg and returns root."""
+  rng = np.random.default_rng(seed)
+  for split, count in zip(("train", "test"), per_class):
+    for label, name in enumerate(CLASSES):
+      folder = os.path.join(root, split, name)
+      os.makedirs(folder, exist_ok=True)
+      for i in range(count):
+        jpeg = tf.io.encode_jpeg(make_image(label, rng, size), quality=95)
+        tf.io.write_file(os.path.join(folder, f"{i:04d}.jpg"), jpeg)
+  return str(root)
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+  return write_image_folder(tmp_path_factory.mktemp("images"), per_class=(40, 10))

@@ -1,0 +1,103 @@
+"""Dataset loading: class folders, TFDS (mocked offline), splits, augmentation, bad input."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from ml_collections import ConfigDict
+
+from tests.conftest import CLASSES, write_image_folder
+from tfkd import data
+from tfkd.errors import DatasetError
+
+
+def folder_config(path, **overrides):
+  config = ConfigDict(dict(source="folder", path=path, tfds_name="", tfds_data_dir="",
+                           image_size=(16, 16), val_size=12, seed=0, train_limit=0))
+  config.update(overrides)
+  return config
+
+
+def test_folder_splits(image_folder):
+  splits = data.load_splits(folder_config(image_folder))
+  assert splits.class_names == list(CLASSES)
+  assert splits.train[0].shape == (108, 16, 16, 3) and splits.train[0].dtype == np.uint8
+  assert len(splits.val[1]) == 12 and len(splits.test[1]) == 30
+  # The images carry their class in the dominant channel: labels must line up.
+  assert np.mean(splits.test[0].mean(axis=(1, 2)).argmax(-1) == splits.test[1]) == 1.0
+
+
+def test_validation_split_is_deterministic(image_folder):
+  a = data.load_splits(folder_config(image_folder))
+  b = data.load_splits(folder_config(image_folder))
+  c = data.load_splits(folder_config(image_folder, seed=1))
+  np.testing.assert_array_equal(a.val[0], b.val[0])
+  assert not np.array_equal(a.val[0], c.val[0])
+
+
+def test_images_are_resized(image_folder):
+  splits = data.load_splits(folder_config(image_folder, image_size=(8, 8)))
+  assert splits.input_shape == (8, 8, 3)
+
+
+def test_missing_folder(tmp_path):
+  with pytest.raises(DatasetError, match="does not exist.*data.path"):
+    data.load_splits(folder_config(str(tmp_path / "nowhere")))
+
+
+def test_empty_folder(tmp_path):
+  os.makedirs(tmp_path / "train")
+  with pytest.raises(DatasetError, match="no class subfolders"):
+    data.load_splits(folder_config(str(tmp_path)))
+
+
+def test_class_folder_without_images(tmp_path):
+  root = write_image_folder(tmp_path, per_class=(3, 2))
+  empty = os.path.join(root, "train", "zebra")
+  os.makedirs(empty)
+  open(os.path.join(empty, "notes.txt"), "w").close()
+  with pytest.raises(DatasetError, match="zebra.*has no images"):
+    data.load_splits(folder_config(root, val_size=1))
+
+
+def test_unreadable_image_is_named(tmp_path):
+  root = write_image_folder(tmp_path, per_class=(3, 2))
+  bad = os.path.join(root, "train", CLASSES[1], "broken.jpg")
+  with open(bad, "wb") as f:
+    f.write(b"this is not a jpeg")
+  with pytest.raises(DatasetError, match="broken.jpg.*Re-encode or delete"):
+    data.load_splits(folder_config(root, val_size=1))
+
+
+def test_test_classes_must_match_train(tmp_path):
+  root = write_image_folder(tmp_path, per_class=(3, 2))
+  os.rename(os.path.join(root, "test", CLASSES[0]), os.path.join(root, "test", "other"))
+  with pytest.raises(DatasetError, match="differ from the training classes"):
+    data.load_splits(folder_config(root, val_size=1))
+
+
+def test_tfds_source_offline():
+  with tfds.testing.mock_data(num_examples=20):
+    splits = data.load_splits(ConfigDict(dict(source="tfds", tfds_name="cifar10", tfds_data_dir="",
+                                              val_size=5, seed=0, train_limit=0)))
+  assert splits.train[0].shape == (15, 32, 32, 3) and splits.num_classes == 10
+  assert len(splits.test[1]) == 20
+
+
+def test_augmentation_crops_the_padded_image_and_flips():
+  images = tf.reshape(tf.range(2 * 8 * 8 * 3, dtype=tf.float32), (2, 8, 8, 3))
+  tf.random.set_seed(0)
+  out = data.augment_batch(images).numpy()
+  padded = np.pad(images.numpy(), [(0, 0), (4, 4), (4, 4), (0, 0)], mode="reflect")
+  for i in range(2):
+    windows = [padded[i, r:r + 8, c:c + 8] for r in range(9) for c in range(9)]
+    windows += [w[:, ::-1] for w in windows]
+    assert any(np.array_equal(out[i], w) for w in windows)
+
+
+def test_train_dataset_batches(image_folder):
+  splits = data.load_splits(folder_config(image_folder))
+  x, y = next(iter(data.train_dataset(*splits.train, batch_size=16)))
+  assert x.shape == (16, 16, 16, 3) and x.dtype == tf.float32 and y.shape == (16,)

@@ -1,0 +1,275 @@
+"""Image datasets: a folder of class subfolders, or a TFDS name, as in-memory splits.
+
+Both sources end as the same `Splits`: uint8 images and int labels for train,
+a deterministic validation split carved from train, and test. Small image sets
+such as CIFAR-10 fit in memory (60k x 32x32x3 = 184 MB), so decoding them once
+is the cache: every epoch after that reads memory, and the same arrays feed
+representative data for int8 conversion and the interpreter evaluations.
+
+Pixels stay in [0, 255]. Normalisation is the model's first layer (see
+`tfkd.models`), so an exported `.tflite` takes raw pixels and an int8 model's
+input quantisation is exact for 8-bit images.
+
+Example:
+  splits = load_splits(config.data)
+  train_ds = train_dataset(*splits.train, batch_size=128, augment=True, seed=0)
+"""
+
+import dataclasses
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfkd.errors import DatasetError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclasses.dataclass
+class Splits:
+  """Train, validation and test arrays of one dataset.
+
+  Attributes:
+    train: (features, labels) used for gradient steps.
+    val: (features, labels) carved from train, or None when `val_size` is 0.
+    test: (features, labels) of the held-out test split.
+    class_names: names of the classes, index = label.
+  """
+  train: tuple
+  val: Optional[tuple]
+  test: tuple
+  class_names: list
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def input_shape(self) -> tuple:
+    return tuple(self.train[0].shape[1:])
+
+  def channel_stats(self):
+    """Per-channel mean and variance of the training images, for `Normalization`."""
+    x = self.train[0].reshape(-1, self.train[0].shape[-1]).astype(np.float64)
+    return x.mean(axis=0).tolist(), x.var(axis=0).tolist()
+
+
+def load_splits(config) -> Splits:
+  """Loads the dataset a `config.data` block describes.
+
+  Args:
+    config: ConfigDict with `source` ('folder' or 'tfds'), `path` (folder),
+      `tfds_name` and `tfds_data_dir` (TFDS), `image_size`, `val_size`, `seed` (of the split)
+      and optionally `train_limit` (keep only the first N shuffled train images).
+
+  Returns:
+    A `Splits`.
+  """
+  if config.source == "folder":
+    train, test, class_names = load_image_folder(config.path, config.image_size)
+  elif config.source == "tfds":
+    train, test, class_names = load_tfds(config.tfds_name, config.get("tfds_data_dir"))
+  else:
+    raise DatasetError(f"Unknown data.source {config.source!r}: use 'folder' or 'tfds'.")
+  train, val = split_validation(*train, config.val_size, config.seed)
+  limit = config.get("train_limit", 0)
+  if limit:
+    train = (train[0][:limit], train[1][:limit])
+  logging.info("Loaded %d train, %d val, %d test examples of %d classes.",
+               len(train[1]), 0 if val is None else len(val[1]), len(test[1]),
+               len(class_names))
+  return Splits(train=train, val=val, test=test, class_names=class_names)
+
+
+def split_validation(x, y, val_size: int, seed: int):
+  """Carves a deterministic validation split from shuffled training data.
+
+  The same seed always gives the same split, whatever the file system's order.
+
+  Returns:
+    ((train_x, train_y), (val_x, val_y) or None).
+  """
+  if val_size >= len(y):
+    raise DatasetError(
+        f"val_size={val_size} leaves no training data ({len(y)} examples): "
+        "lower data.val_size.")
+  order = np.random.default_rng(seed).permutation(len(y))
+  x, y = x[order], y[order]
+  if not val_size:
+    return (x, y), None
+  return (x[val_size:], y[val_size:]), (x[:val_size], y[:val_size])
+
+
+def list_image_folder(split_dir: str, class_names: Optional[Sequence[str]] = None):
+  """Lists the image files of a `<split>/<class>/<image>` folder.
+
+  Args:
+    split_dir: folder holding one subfolder per class.
+    class_names: expected classes (e.g. those of train when listing test); by
+      default the sorted subfolder names, as `image_dataset_from_directory` does.
+
+  Returns:
+    (paths, labels, class_names), paths sorted within each class.
+  """
+  if not os.path.isdir(split_dir):
+    raise DatasetError(
+        f"Dataset folder {split_dir!r} does not exist: point data.path at a folder "
+        "holding train/<class>/*.jpg and test/<class>/*.jpg.")
+  found = sorted(d for d in os.listdir(split_dir)
+                 if os.path.isdir(os.path.join(split_dir, d)))
+  if not found:
+    raise DatasetError(
+        f"Dataset folder {split_dir!r} has no class subfolders: put each class's "
+        "images in a subfolder named after the class.")
+  if class_names is not None and list(found) != list(class_names):
+    raise DatasetError(
+        f"Classes in {split_dir!r} ({found}) differ from the training classes "
+        f"({list(class_names)}): give both splits the same class subfolders.")
+  paths, labels = [], []
+  for label, name in enumerate(found):
+    class_dir = os.path.join(split_dir, name)
+    files = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+      raise DatasetError(
+          f"Class folder {class_dir!r} has no images ({', '.join(IMAGE_EXTENSIONS)}): "
+          "add images or remove the folder.")
+    paths += [os.path.join(class_dir, f) for f in files]
+    labels += [label] * len(files)
+  return paths, np.asarray(labels, np.int32), found
+
+
+def load_image_folder(path: str, image_size: Sequence[int] = (32, 32)):
+  """Reads `path/train/<class>/*` and `path/test/<class>/*` into uint8 arrays.
+
+  Images of another size are resized to `image_size`; greyscale ones are made RGB.
+
+  Returns:
+    ((train_x, train_y), (test_x, test_y), class_names).
+  """
+  if not os.path.isdir(path):
+    raise DatasetError(
+        f"Dataset folder {path!r} does not exist: set data.path (or --config.data.path) "
+        "to a folder with train/ and test/ class subfolders.")
+  train_paths, train_y, class_names = list_image_folder(os.path.join(path, "train"))
+  test_paths, test_y, _ = list_image_folder(os.path.join(path, "test"), class_names)
+  return ((decode_images(train_paths, image_size), train_y),
+          (decode_images(test_paths, image_size), test_y), class_names)
+
+
+def _decode(path, image_size):
+  image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+  image = tf.image.resize(image, image_size, method="bilinear")
+  return tf.cast(tf.round(image), tf.uint8)
+
+
+def decode_images(paths: Sequence[str], image_size: Sequence[int]) -> np.ndarray:
+  """Decodes image files in parallel into a uint8 array [N, H, W, 3].
+
+  Raises:
+    DatasetError naming every file that cannot be decoded.
+  """
+  image_size = tuple(image_size)
+  ds = (tf.data.Dataset.from_tensor_slices(list(paths))
+        .map(lambda p: _decode(p, image_size), num_parallel_calls=tf.data.AUTOTUNE,
+             deterministic=True)
+        .batch(2048))
+  try:
+    return np.concatenate([b.numpy() for b in ds]) if paths else np.zeros((0, *image_size, 3), np.uint8)
+  except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+    pass
+  # Slow path, only after a failure: find which files are bad, so the error names them.
+  bad = []
+  for p in paths:
+    try:
+      _decode(p, image_size)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+      bad.append(f"{p} ({e.message.splitlines()[0]})")
+  raise DatasetError(
+      f"{len(bad)} image file(s) cannot be decoded: {'; '.join(bad[:10])}"
+      f"{' ...' if len(bad) > 10 else ''}. Re-encode or delete them and run again.")
+
+
+def load_tfds(name: str, data_dir: Optional[str] = None, train_split="train", test_split="test"):
+  """Reads an image classification dataset from TensorFlow Datasets.
+
+  With internet access TFDS downloads and prepares the data into `data_dir` the
+  first time; without it, `data_dir` must already hold the prepared dataset.
+
+  Returns:
+    ((train_x, train_y), (test_x, test_y), class_names).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.download_and_prepare()
+  except Exception as e:  # TFDS raises many types for network and lookup failures.
+    raise DatasetError(
+        f"TFDS could not load {name!r} (data_dir={data_dir!r}): {e}. Prepare it where "
+        "there is internet (`tfds build` with the same data_dir) or use "
+        "data.source='folder'.") from e
+  def to_arrays(split):
+    batches = list(tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True).batch(4096)))
+    return (np.concatenate([b[0] for b in batches]),
+            np.concatenate([b[1] for b in batches]).astype(np.int32))
+
+  class_names = builder.info.features["label"].names
+  return to_arrays(train_split), to_arrays(test_split), list(class_names)
+
+
+def augment_batch(images, seed=None):
+  """Standard CIFAR augmentation on a batch: 4-pixel pad, random crop, random flip.
+
+  Vectorised over the batch (one gather per axis) rather than mapped per image,
+  so augmentation costs a small fraction of a training step on CPU.
+  """
+  shape = tf.shape(images)
+  batch, height, width = shape[0], shape[1], shape[2]
+  padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
+  offsets = tf.random.uniform([2, batch], 0, 9, dtype=tf.int32, seed=seed)
+  rows = offsets[0][:, None] + tf.range(height)[None, :]
+  cols = offsets[1][:, None] + tf.range(width)[None, :]
+  cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+  flip = tf.random.uniform([batch, 1, 1, 1], seed=seed) < 0.5
+  return tf.where(flip, tf.reverse(cropped, axis=[2]), cropped)
+
+
+def train_dataset(x, y, batch_size: int, augment: bool = True, seed: int = 0,
+                  extra: Optional[np.ndarray] = None) -> tf.data.Dataset:
+  """Shuffled, augmented, batched and prefetched training data.
+
+  Args:
+    x, y: features and labels.
+    batch_size: global batch size.
+    augment: apply `augment_batch` (images only).
+    seed: shuffle and augmentation seed.
+    extra: optional per-example array (e.g. cached teacher logits) carried with
+      each example: batches are then ((x, extra), y).
+
+  Returns:
+    A `tf.data.Dataset` of float32 batches.
+  """
+  items = (x, y) if extra is None else (x, y, extra)
+  ds = tf.data.Dataset.from_tensor_slices(items)
+  ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
+
+  def prepare(*batch):
+    features = batch[0]
+    if features.dtype == tf.uint8:  # images; token ids stay integers
+      features = tf.cast(features, tf.float32)
+    if augment:
+      features = augment_batch(features)
+    if extra is None:
+      return features, batch[1]
+    return (features, batch[2]), batch[1]
+
+  return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(x, y, batch_size: int) -> tf.data.Dataset:
+  """Batched, prefetched evaluation data (every example, in order)."""
+  ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+  to_float = lambda a, b: (tf.cast(a, tf.float32) if a.dtype == tf.uint8 else a, b)
+  return ds.map(to_float).prefetch(tf.data.AUTOTUNE)

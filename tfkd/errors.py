@@ -1,0 +1,17 @@
+"""Errors tfkd raises for bad input. Each message names the problem and the fix."""
+
+
+class TfkdError(Exception):
+  """Base class for input errors a user can fix."""
+
+
+class DatasetError(TfkdError, ValueError):
+  """A dataset that is missing, empty, unreadable or inconsistent."""
+
+
+class ModelMismatchError(TfkdError, ValueError):
+  """Teacher and student that cannot be distilled together."""
+
+
+class ConfigError(TfkdError, ValueError):
+  """A config value that does not exist or is not valid."""

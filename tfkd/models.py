@@ -1,0 +1,139 @@
+"""Image classifiers for teachers and students, built by name from a config.
+
+Every model takes raw pixels in [0, 255] (normalisation is its first layer) and
+returns logits from a Dense layer named `logits`. Named intermediate layers
+(`stage1`..`stage3`, `features`) are the hook points for feature distillation.
+All layers are ones TFLite converts to full-integer int8 and TFLite Micro runs
+(Conv2D, DepthwiseConv2D, Add, ReLU, AveragePooling2D, Dense, Sub/Mul).
+
+Example:
+  model = build_model("resnet8", num_classes=10, input_shape=(32, 32, 3))
+"""
+
+from typing import Optional, Sequence
+
+import tf_keras
+
+from tfkd.errors import ConfigError
+
+layers = tf_keras.layers
+
+
+def _conv_bn(x, filters, kernel_size, strides, name, relu=True):
+  x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
+                    kernel_initializer="he_normal", name=f"{name}_conv")(x)
+  x = layers.BatchNormalization(name=f"{name}_bn")(x)
+  return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _residual_block(x, filters, strides, name):
+  """Basic block of He et al. (2016): two 3x3 convs and a shortcut, 1x1 conv if shapes change."""
+  shortcut = x
+  y = _conv_bn(x, filters, 3, strides, f"{name}_a")
+  y = _conv_bn(y, filters, 3, 1, f"{name}_b", relu=False)
+  if strides != 1 or x.shape[-1] != filters:
+    shortcut = _conv_bn(x, filters, 1, strides, f"{name}_proj", relu=False)
+  return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def _stem(input_shape, normalization, name):
+  inputs = tf_keras.Input(shape=input_shape, name="pixels")
+  x = inputs
+  if normalization is not None:
+    mean, variance = normalization
+    x = layers.Normalization(mean=mean, variance=variance, name="normalize")(x)
+  return inputs, x
+
+
+def _head(inputs, x, num_classes, name):
+  x = layers.GlobalAveragePooling2D(name="features")(x)
+  logits = layers.Dense(num_classes, name="logits")(x)
+  return tf_keras.Model(inputs, logits, name=name)
+
+
+def resnet(depth: int, num_classes: int, input_shape: Sequence[int],
+           filters: Sequence[int] = (16, 32, 64), normalization=None,
+           name: Optional[str] = None) -> tf_keras.Model:
+  """CIFAR ResNet of depth 6n+2 (He et al. 2016; ResNet-8 as in MLPerf Tiny).
+
+  Args:
+    depth: 8, 20, 32, 56, ... (6n+2): n residual blocks in each of 3 stages.
+    num_classes: size of the logits.
+    input_shape: (height, width, channels).
+    filters: filters of the three stages.
+    normalization: (mean, variance) per channel, or None for no normalisation layer.
+    name: model name; defaults to f"resnet{depth}".
+
+  Returns:
+    A functional `tf_keras.Model` mapping pixels to logits.
+  """
+  if (depth - 2) % 6:
+    raise ConfigError(f"ResNet depth {depth} is not 6n+2: use 8, 20, 32, 44, 56 or 110.")
+  blocks = (depth - 2) // 6
+  inputs, x = _stem(input_shape, normalization, name)
+  x = _conv_bn(x, filters[0], 3, 1, "stem")
+  for stage, stage_filters in enumerate(filters):
+    for block in range(blocks):
+      strides = 2 if stage > 0 and block == 0 else 1
+      x = _residual_block(x, stage_filters, strides, f"s{stage + 1}b{block + 1}")
+    x = layers.Activation("linear", name=f"stage{stage + 1}")(x)
+  return _head(inputs, x, num_classes, name or f"resnet{depth}")
+
+
+def ds_cnn(num_classes: int, input_shape: Sequence[int],
+           filters: Sequence[int] = (32, 64, 128, 128), strides: Sequence[int] = (1, 2, 2, 1),
+           normalization=None, name: str = "ds_cnn") -> tf_keras.Model:
+  """Mobile-style student: a conv stem then depthwise-separable blocks (MobileNet v1 style).
+
+  Args:
+    num_classes: size of the logits.
+    input_shape: (height, width, channels).
+    filters: pointwise filters of each separable block.
+    strides: depthwise stride of each block.
+    normalization: (mean, variance) per channel, or None.
+    name: model name.
+
+  Returns:
+    A functional `tf_keras.Model` mapping pixels to logits.
+  """
+  inputs, x = _stem(input_shape, normalization, name)
+  x = _conv_bn(x, filters[0], 3, 1, "stem")
+  for i, (f, s) in enumerate(zip(filters, strides)):
+    x = layers.DepthwiseConv2D(3, strides=s, padding="same", use_bias=False,
+                               name=f"ds{i + 1}_dw")(x)
+    x = layers.BatchNormalization(name=f"ds{i + 1}_dw_bn")(x)
+    x = layers.ReLU(name=f"ds{i + 1}_dw_relu")(x)
+    x = _conv_bn(x, f, 1, 1, f"ds{i + 1}_pw")
+    # Stage marks match the ResNets' so feature hints can name the same layers.
+    if i >= 1:
+      x = layers.Activation("linear", name=f"stage{i}")(x)
+  return _head(inputs, x, num_classes, name)
+
+
+MODELS = {
+    "resnet8": lambda **kw: resnet(8, **kw),
+    "resnet20": lambda **kw: resnet(20, **kw),
+    "resnet32": lambda **kw: resnet(32, **kw),
+    "resnet56": lambda **kw: resnet(56, **kw),
+    "ds_cnn": ds_cnn,
+}
+
+
+def build_model(name: str, num_classes: int, input_shape: Sequence[int], normalization=None,
+                **kwargs) -> tf_keras.Model:
+  """Builds a registered model by name (see `MODELS`).
+
+  Args:
+    name: a key of `MODELS`, e.g. "resnet8".
+    num_classes: size of the logits.
+    input_shape: input shape without the batch dimension.
+    normalization: (mean, variance) for the first layer, or None.
+    **kwargs: passed to the builder (e.g. `filters`).
+
+  Returns:
+    An uncompiled `tf_keras.Model`.
+  """
+  if name not in MODELS:
+    raise ConfigError(f"Unknown model {name!r}: choose one of {sorted(MODELS)}.")
+  return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape),
+                      normalization=normalization, **kwargs)

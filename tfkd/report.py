@@ -1,0 +1,95 @@
+"""The run report: `report.md` (table), `report.json` (everything) and `report.png` (plot).
+
+Example:
+  table = write(workdir, [Row("teacher (Keras float)", "teacher", 274042, 1_200_000, 0.88, 1.9, 2.1)], {})
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+from tfkd.training import write_atomic
+
+
+@dataclasses.dataclass
+class Row:
+  """One model in the report.
+
+  Attributes:
+    label: what the row is, e.g. "distilled student, int8 TFLite".
+    model: model or file name.
+    parameters: trainable and frozen parameters (None if unknown).
+    file_bytes: size of the saved model file.
+    accuracy: test accuracy in [0, 1].
+    latency_p50_ms / latency_p90_ms: single-stream LiteRT latency, 1 thread.
+  """
+  label: str
+  model: str
+  parameters: Optional[int]
+  file_bytes: int
+  accuracy: float
+  latency_p50_ms: Optional[float] = None
+  latency_p90_ms: Optional[float] = None
+
+
+def _fmt(value, spec):
+  return "—" if value is None else format(value, spec)
+
+
+def markdown_table(rows) -> str:
+  lines = ["| model | parameters | file bytes | test accuracy | LiteRT p50 ms |",
+           "|---|---:|---:|---:|---:|"]
+  for r in rows:
+    lines.append(f"| {r.label} | {_fmt(r.parameters, ',')} | {r.file_bytes:,} | "
+                 f"{r.accuracy * 100:.2f}% | {_fmt(r.latency_p50_ms, '.3f')} |")
+  return "\n".join(lines)
+
+
+def plot(rows, path: str) -> None:
+  """Accuracy against file size (log scale), one labelled point per model."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for r in rows:
+    ax.scatter(r.file_bytes / 1024, r.accuracy * 100, s=40)
+    ax.annotate(r.label, (r.file_bytes / 1024, r.accuracy * 100), fontsize=8,
+                xytext=(5, 3), textcoords="offset points")
+  ax.set_xscale("log")
+  ax.set_xlabel("file size (KiB, log scale)")
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title("Accuracy against size")
+  ax.grid(True, which="both", alpha=0.3)
+  fig.tight_layout()
+  tmp = path + ".partial.png"
+  fig.savefig(tmp, dpi=120)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def write(workdir: str, rows, meta: dict, sections=()) -> str:
+  """Writes report.md, report.json and report.png in `workdir`.
+
+  Args:
+    workdir: output folder.
+    rows: `Row`s, in display order.
+    meta: extra facts for report.json (config, test size, latency settings).
+    sections: extra (title, markdown) sections appended to report.md.
+
+  Returns:
+    The markdown table.
+  """
+  table = markdown_table(rows)
+  body = ["# tfkd report", "", table, "",
+          "Latency: single-stream LiteRT invoke, after warm-up; Keras rows are timed on their "
+          "float32 TFLite conversion. File bytes: `.keras` for Keras rows, `.tflite` otherwise.",
+          "", "![accuracy against size](report.png)"]
+  for title, text in sections:
+    body += ["", f"## {title}", "", text]
+  write_atomic(os.path.join(workdir, "report.md"), "\n".join(body) + "\n")
+  write_atomic(os.path.join(workdir, "report.json"),
+               json.dumps({"rows": [dataclasses.asdict(r) for r in rows], **meta}, indent=2, default=str))
+  if rows:
+    plot(rows, os.path.join(workdir, "report.png"))
+  return table

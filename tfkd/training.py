@@ -1,0 +1,156 @@
+"""Optimizers, learning-rate schedules and a resumable `fit` for every training stage.
+
+Example:
+  optimizer = make_optimizer(config.train, steps_per_epoch=390)
+  model.compile(optimizer=optimizer, loss=..., metrics=["accuracy"])
+  fit_resumable(model, train_ds, val_ds, epochs=30, stage_dir="runs/x/teacher")
+"""
+
+import math
+import os
+import time
+
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from tfkd.errors import ConfigError
+
+
+@tf_keras.saving.register_keras_serializable(package="tfkd")
+class OneCycle(tf_keras.optimizers.schedules.LearningRateSchedule):
+  """One-cycle schedule (Smith & Topin 2019): cosine warm-up to `max_lr`, cosine down to ~0.
+
+  Args:
+    max_lr: peak learning rate.
+    total_steps: steps of the whole run.
+    warmup_fraction: share of the steps spent rising.
+    div_factor: the start rate is max_lr / div_factor.
+    final_div_factor: the end rate is start rate / final_div_factor.
+  """
+
+  def __init__(self, max_lr, total_steps, warmup_fraction=0.3, div_factor=25.0,
+               final_div_factor=1e4):
+    self.max_lr = max_lr
+    self.total_steps = total_steps
+    self.warmup_fraction = warmup_fraction
+    self.div_factor = div_factor
+    self.final_div_factor = final_div_factor
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    start = self.max_lr / self.div_factor
+    end = start / self.final_div_factor
+    warmup = max(1.0, self.warmup_fraction * self.total_steps)
+    up = tf.minimum(step / warmup, 1.0)
+    down = tf.clip_by_value((step - warmup) / max(1.0, self.total_steps - warmup), 0.0, 1.0)
+    rising = start + (self.max_lr - start) * (1 - tf.cos(math.pi * up)) / 2
+    falling = end + (self.max_lr - end) * (1 + tf.cos(math.pi * down)) / 2
+    return tf.where(step < warmup, rising, falling)
+
+  def get_config(self):
+    return {"max_lr": self.max_lr, "total_steps": self.total_steps,
+            "warmup_fraction": self.warmup_fraction, "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor}
+
+
+def make_schedule(train_config, steps_per_epoch: int):
+  """Learning-rate schedule named by `train_config.schedule`: 'cosine', 'onecycle' or 'constant'."""
+  total = max(1, train_config.epochs * steps_per_epoch)
+  lr = train_config.learning_rate
+  if train_config.schedule == "cosine":
+    warmup = int(train_config.get("warmup_epochs", 0) * steps_per_epoch)
+    return tf_keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr / 10 if warmup else lr, decay_steps=max(1, total - warmup),
+        warmup_target=lr if warmup else None, warmup_steps=warmup)
+  if train_config.schedule == "onecycle":
+    return OneCycle(lr, total)
+  if train_config.schedule == "constant":
+    return lr
+  raise ConfigError(f"Unknown train.schedule {train_config.schedule!r}: use 'cosine', 'onecycle' or 'constant'.")
+
+
+def make_optimizer(train_config, steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
+  """SGD with (Nesterov) momentum or AdamW, decoupled weight decay off BatchNorm and biases.
+
+  Args:
+    train_config: ConfigDict with optimizer, learning_rate, momentum, weight_decay,
+      schedule, epochs and optionally warmup_epochs.
+    steps_per_epoch: optimizer steps in one epoch.
+
+  Returns:
+    A `tf_keras` optimizer.
+  """
+  schedule = make_schedule(train_config, steps_per_epoch)
+  if train_config.optimizer == "sgd":
+    optimizer = tf_keras.optimizers.SGD(schedule, momentum=train_config.momentum, nesterov=True,
+                                        weight_decay=train_config.weight_decay)
+  elif train_config.optimizer == "adamw":
+    optimizer = tf_keras.optimizers.AdamW(schedule, weight_decay=train_config.weight_decay)
+  else:
+    raise ConfigError(f"Unknown train.optimizer {train_config.optimizer!r}: use 'sgd' or 'adamw'.")
+  optimizer.exclude_from_weight_decay(var_names=["_bn", "bias", "gamma", "beta"])
+  return optimizer
+
+
+class EpochProgress(tf_keras.callbacks.Callback):
+  """Logs one line per epoch with the stage name, metrics, epoch time and ETA."""
+
+  def __init__(self, stage: str, epochs: int):
+    super().__init__()
+    self.stage, self.epochs = stage, epochs
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.time()
+
+  def on_epoch_end(self, epoch, logs=None):
+    took = time.time() - self._start
+    metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+    logging.info("[%s] epoch %d/%d %.0fs (ETA %.0fs) %s", self.stage, epoch + 1, self.epochs,
+                 took, took * (self.epochs - epoch - 1), metrics)
+
+
+def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_dir: str,
+                  callbacks=()):
+  """`model.fit` that resumes from its last finished epoch after an interruption.
+
+  `BackupAndRestore` checkpoints model and optimizer each epoch under
+  `stage_dir/backup` and restores them when the same call runs again; the
+  backup is deleted when training finishes. History goes to `stage_dir/history.csv`.
+
+  Returns:
+    The Keras `History`.
+  """
+  os.makedirs(stage_dir, exist_ok=True)
+  stage = os.path.basename(os.path.normpath(stage_dir))
+  callbacks = [
+      tf_keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),
+      tf_keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+      tf_keras.callbacks.TerminateOnNaN(),
+      EpochProgress(stage, epochs),
+      *callbacks,
+  ]
+  return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
+
+
+def save_model_atomic(model: tf_keras.Model, path: str) -> None:
+  """Saves a functional model for inference so `path` is either absent or complete.
+
+  The saved model is uncompiled (no optimizer or schedule), so loading it needs
+  neither tfkd nor the training losses, and the file holds only the weights
+  that inference uses.
+  """
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  root, ext = os.path.splitext(path)
+  tmp = f"{root}.partial{ext}"
+  tf_keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+  os.replace(tmp, path)
+
+
+def write_atomic(path: str, data) -> None:
+  """Writes bytes or text to `path` through a temporary file and a rename."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = f"{path}.partial"
+  with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+    f.write(data)
+  os.replace(tmp, path)
