@@ -5,7 +5,8 @@ The API follows Keras 3's `keras.distillation.Distiller` but runs on Keras 2
 
     loss = α · student_loss(labels, student) + (1 − α) · Σᵢ wᵢ · distillation_lossᵢ(teacher, student)
 
-with α = `student_loss_weight`. Only the student (and any weights the losses
+with α = `student_loss_weight`. Examples labelled -1 have no hard label and
+learn from the teacher alone (e.g. an augmented transfer set). Only the student (and any weights the losses
 learn, such as adapters) is trained; the teacher runs in inference mode.
 `distiller.student` is the model to save and export, without the teacher.
 
@@ -135,7 +136,10 @@ class Distiller(tf_keras.Model):
     teacher_out = self._as_list(self._teacher_taps(x, training=False))
     student_out = self._as_list(self._student_taps(x, training=training))
     student_logits = student_out[0]
-    student_loss = tf.cast(self.student_loss_fn(y, student_logits), tf.float32)
+    # Examples labelled -1 (e.g. an augmented transfer set) learn from the teacher alone.
+    labelled = tf.cast(y >= 0, tf.float32)
+    student_loss = labelled * tf.cast(
+        self.student_loss_fn(tf.maximum(y, 0), student_logits), tf.float32)
     distillation_loss = tf.zeros_like(student_loss)
     for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
       t = teacher_out[self._teacher_layers.index(loss.teacher_layer_name)]
@@ -143,23 +147,24 @@ class Distiller(tf_keras.Model):
       distillation_loss += weight * loss.compute_loss(t, s)
     total = (self.student_loss_weight * student_loss
              + (1.0 - self.student_loss_weight) * distillation_loss)
-    return total, student_loss, distillation_loss, student_logits
+    return total, student_loss, distillation_loss, student_logits, labelled
 
   def _trainable_variables(self):
     extra = [w for loss in self.distillation_losses for w in loss.trainable_weights()]
     return self.student.trainable_variables + extra
 
-  def _update_metrics(self, y, total, student_loss, distillation_loss, logits):
+  def _update_metrics(self, y, total, student_loss, distillation_loss, logits, labelled):
     self.loss_tracker.update_state(total)
-    self.student_loss_tracker.update_state(student_loss)
+    self.student_loss_tracker.update_state(student_loss, sample_weight=labelled)
     self.distillation_loss_tracker.update_state(distillation_loss)
-    self.compiled_metrics.update_state(y, logits)
+    self.compiled_metrics.update_state(tf.maximum(y, 0), logits, sample_weight=labelled)
     return {m.name: m.result() for m in self.metrics}
 
   def train_step(self, data):
     x, y = data[0], data[1]
     with tf.GradientTape() as tape:
-      total, student_loss, distillation_loss, logits = self._compute_losses(x, y, training=True)
+      total, student_loss, distillation_loss, logits, labelled = self._compute_losses(
+          x, y, training=True)
       # Averaged over the global batch, so gradients summed across replicas of a
       # tf.distribute strategy equal the single-device gradient.
       loss = tf.nn.compute_average_loss(total)
@@ -167,7 +172,7 @@ class Distiller(tf_keras.Model):
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
     variables = self._trainable_variables()
     self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    return self._update_metrics(y, total, student_loss, distillation_loss, logits)
+    return self._update_metrics(y, total, student_loss, distillation_loss, logits, labelled)
 
   def test_step(self, data):
     x, y = data[0], data[1]
