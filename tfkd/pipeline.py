@@ -53,7 +53,9 @@ class Run:
     model._name = name  # pylint: disable=protected-access  (distinct names for teacher/student)
     return model
 
-  def datasets(self, batch_size: int):
+  def datasets(self, batch_size: int, distillation: bool = False):
+    """(train, val) `tf.data` pipelines; `distillation` marks the distill stage's data."""
+    del distillation  # The same data for every stage, until a transfer set is configured.
     train = data.train_dataset(*self.splits.train, batch_size=batch_size,
                                augment=self.config.data.augment, seed=self.config.seed)
     val = data.eval_dataset(*self.splits.val, batch_size) if self.splits.val else None
@@ -134,7 +136,8 @@ def stage_distill(run: Run) -> None:
   logging.info("[distill] %s → %s, T=%.1f, α=%.2f, %d epochs.", run.config.teacher.model,
                run.config.student.model, run.config.distill.temperature,
                run.config.distill.student_loss_weight, train_config.epochs)
-  training.fit_resumable(distiller, *run.datasets(train_config.batch_size), train_config.epochs,
+  training.fit_resumable(distiller, *run.datasets(train_config.batch_size, distillation=True),
+                         train_config.epochs,
                          run.path("distill"))
   training.save_model_atomic(distiller.student, run.model_path("distill"))
 
