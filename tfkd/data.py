@@ -57,23 +57,28 @@ class Splits:
     return x.mean(axis=0).tolist(), x.var(axis=0).tolist()
 
 
-def load_splits(config) -> Splits:
+def load_splits(config, workdir: Optional[str] = None) -> Splits:
   """Loads the dataset a `config.data` block describes.
 
   Args:
-    config: ConfigDict with `source` ('folder' or 'tfds'), `path` (folder),
+    config: ConfigDict with `source` ('folder', 'tfds' or 'text'), `path` (folder),
       `tfds_name` and `tfds_data_dir` (TFDS), `image_size`, `val_size`, `seed` (of the split)
       and optionally `train_limit` (keep only the first N shuffled train images).
+      For 'text' (TSV/CSV files → int32 token ids) see `tfkd.text.load_text_splits`.
+    workdir: the run's folder; the text source saves and reuses its vocabulary there.
 
   Returns:
     A `Splits`.
   """
+  if config.source == "text":
+    from tfkd import text  # pylint: disable=import-outside-toplevel  (text imports this module)
+    return text.load_text_splits(config, workdir)
   if config.source == "folder":
     train, test, class_names = load_image_folder(config.path, config.image_size)
   elif config.source == "tfds":
     train, test, class_names = load_tfds(config.tfds_name, config.get("tfds_data_dir"))
   else:
-    raise DatasetError(f"Unknown data.source {config.source!r}: use 'folder' or 'tfds'.")
+    raise DatasetError(f"Unknown data.source {config.source!r}: use 'folder', 'tfds' or 'text'.")
   train, val = split_validation(*train, config.val_size, config.seed)
   limit = config.get("train_limit", 0)
   if limit:

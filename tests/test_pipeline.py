@@ -1,0 +1,118 @@
+"""The pipeline end to end on a tiny image folder: stages, skip on rerun, resume, config errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from configs import cifar10_quick
+from tfkd import models, pipeline, training
+from tfkd.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(path):
+  config = cifar10_quick.get_config()
+  config.data.path = path
+  config.data.image_size = (16, 16)
+  config.data.val_size = 12
+  config.teacher.epochs = 2
+  config.train.epochs = 1
+  config.train.batch_size = 16
+  config.export.representative_size = 20
+  config.report.latency_runs = 5
+  config.report.warmup_runs = 1
+  return config
+
+
+def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys):
+  workdir = str(tmp_path / "run")
+  pipeline.run_pipeline(tiny_config(image_folder), workdir)
+  for stage in ("teacher", "scratch", "distill"):
+    assert os.path.exists(os.path.join(workdir, stage, "model.keras"))
+  for name in ("distill_float32", "distill_int8", "teacher_float32", "scratch_float32"):
+    assert os.path.getsize(os.path.join(workdir, "export", f"{name}.tflite")) > 1000
+  report = json.load(open(os.path.join(workdir, "report.json")))
+  labels = [r["label"] for r in report["rows"]]
+  assert labels == ["teacher (Keras float)", "student from scratch (Keras float)",
+                    "distilled student (Keras float)", "distilled student, float32 TFLite",
+                    "distilled student, int8 TFLite"]
+  assert all(0 <= r["accuracy"] <= 1 and r["latency_p50_ms"] > 0 for r in report["rows"])
+  assert report["rows"][-1]["file_bytes"] < report["rows"][-2]["file_bytes"]  # int8 is smaller
+  assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
+  assert "| distilled student, int8 TFLite |" in open(os.path.join(workdir, "report.md")).read()
+
+  # A rerun skips every finished stage: the models are not retrained.
+  stamp = os.path.getmtime(os.path.join(workdir, "teacher", "model.keras"))
+  config = tiny_config(image_folder)
+  config.stages = ("teacher", "scratch", "distill")
+  pipeline.run_pipeline(config, workdir)
+  assert os.path.getmtime(os.path.join(workdir, "teacher", "model.keras")) == stamp
+
+
+class InterruptAfter(tf_keras.callbacks.Callback):
+  """Stops the process's training after `epochs` epochs, as a kill would."""
+
+  def __init__(self, epochs):
+    super().__init__()
+    self.epochs = epochs
+
+  def on_epoch_end(self, epoch, logs=None):
+    if epoch + 1 == self.epochs:
+      raise KeyboardInterrupt
+
+
+class RecordEpochs(tf_keras.callbacks.Callback):
+  def __init__(self):
+    super().__init__()
+    self.epochs = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.epochs.append(epoch)
+
+
+def test_interrupted_training_resumes_from_last_epoch(tmp_path):
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(64, 8, 8, 3)).astype(np.float32), rng.integers(0, 3, 64)
+  dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)  # 4 steps an epoch
+
+  def model():
+    m = models.resnet(8, 3, (8, 8, 3), filters=(4, 4, 4), name="m")
+    m.compile(optimizer=tf_keras.optimizers.SGD(0.01), loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return m
+
+  stage_dir = str(tmp_path / "stage")
+  first = model()
+  with pytest.raises(KeyboardInterrupt):
+    training.fit_resumable(first, dataset, None, epochs=4, stage_dir=stage_dir,
+                           callbacks=[InterruptAfter(2)])
+
+  second, record = model(), RecordEpochs()
+  training.fit_resumable(second, dataset, None, epochs=4, stage_dir=stage_dir, callbacks=[record])
+  assert record.epochs == [2, 3]  # epochs 0 and 1 were not run again
+  backup = os.path.join(stage_dir, "backup")
+  assert not os.path.exists(backup) or not os.listdir(backup)  # cleaned up when finished
+  # The optimizer state was restored too: 4 epochs of 4 steps in all, not 2 + 4 x 2.
+  assert second.optimizer.iterations.numpy() == 16
+
+
+def test_unknown_stage_is_refused(image_folder, tmp_path):
+  config = tiny_config(image_folder)
+  config.stages = ("teacher", "distil")
+  with pytest.raises(ConfigError, match="distil.*choose from"):
+    pipeline.run_pipeline(config, str(tmp_path))
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "tfkd.train", "--config=configs/cifar10_quick.py",
+       f"--workdir={tmp_path}", "--config.train.epochz=3"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert "epochz" in result.stderr and "epochs" in result.stderr  # names the key and the near miss
