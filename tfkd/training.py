@@ -130,7 +130,13 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
       EpochProgress(stage, epochs),
       *callbacks,
   ]
-  return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
+  # One endless iterator for the whole run: Keras otherwise rebuilds the input
+  # iterator every epoch, which stalled training for up to half a minute here.
+  steps = int(tf.data.experimental.cardinality(train_ds))
+  if steps > 0:
+    train_ds = train_ds.repeat()
+  return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
+                   steps_per_epoch=steps if steps > 0 else None)
 
 
 def save_model_atomic(model: tf_keras.Model, path: str) -> None:
