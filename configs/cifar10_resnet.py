@@ -47,7 +47,20 @@ def get_config():
 
   config.distill = ml_collections.ConfigDict()
   config.distill.temperature = 4.0
-  config.distill.student_loss_weight = 0.1   # α: α·CE + (1−α)·T²·KL
+  config.distill.student_loss_weight = 0.1   # α: α·CE + (1−α)·Σ wᵢ·lossᵢ
+  # Losses joined by '+': soft, features, attention, contrastive, relational (docs/distillation.md).
+  config.distill.method = "soft"
+  config.distill.weights = ()                # one weight per loss in method; () = 1 each
+  config.distill.teacher_layer = "stage3"    # features/attention: teacher layer read
+  config.distill.student_layer = "stage3"    # features/attention: student layer read
+  config.distill.feature_adapter = "auto"    # features: 'auto' (1x1 conv/dense if widths differ), 'always', 'never'
+  config.distill.embedding_layer = "features"  # contrastive/relational: embedding layer of both models
+  config.distill.projection_dim = 128        # contrastive: width of the projection heads
+  config.distill.contrastive_temperature = 0.1  # contrastive: τ
+  config.distill.extra_teachers = ()         # more teacher .keras paths; logits averaged with the teacher's
+  config.distill.teacher_weights = ()        # weights of (teacher, *extra_teachers); () = equal
+  config.distill.cached_teacher = False      # teacher logits computed once; needs data.augment=False
+  config.distill.teacher_logits_path = ""    # .npy [train examples, classes] in tfkd's train order; implies cached
 
   config.export = ml_collections.ConfigDict()
   config.export.modes = ("float32", "int8")

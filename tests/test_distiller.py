@@ -1,4 +1,5 @@
-"""The Distiller: loss values, frozen teacher, student-only saving, mismatch errors."""
+"""The Distiller: loss values, frozen teacher, student-only saving, mismatch errors,
+several teachers, cached teacher logits, losses with weights, methods from the config."""
 
 import os
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 import tf_keras
 
-from tfkd import losses, models, training
+from tfkd import losses, models, pipeline, training
 from tfkd.distiller import Distiller
-from tfkd.errors import ModelMismatchError
+from tfkd.errors import ConfigError, ModelMismatchError
 
 
 def small_resnet(name, classes=3, shape=(16, 16, 3), filters=(4, 8, 8)):
@@ -79,3 +80,167 @@ def test_mismatched_input_shapes_are_refused():
 def test_student_loss_weight_range_is_checked():
   with pytest.raises(ValueError, match="student_loss_weight"):
     Distiller(small_resnet("t"), small_resnet("s"), losses.LogitsDistillation(), student_loss_weight=1.5)
+
+
+# Several teachers.
+
+def small_ds_cnn(name, classes=3):
+  return models.ds_cnn(classes, (16, 16, 3), filters=(4, 8, 8, 8),
+                       normalization=([100.0] * 3, [900.0] * 3), name=name)
+
+
+def test_teachers_of_different_architectures_average_their_logits(batch):
+  x, y = batch
+  resnet_teacher, cnn_teacher = small_resnet("resnet_teacher", filters=(8, 8, 16)), small_ds_cnn("cnn_teacher")
+  student = small_resnet("student")
+  distiller = Distiller([resnet_teacher, cnn_teacher], student, losses.LogitsDistillation(2.0),
+                        student_loss_weight=0.4, teacher_weights=[3.0, 1.0])
+  distiller.compile(metrics=["accuracy"])
+  got = distiller.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
+  ensemble = (0.75 * resnet_teacher.predict(x, verbose=0) + 0.25 * cnn_teacher.predict(x, verbose=0))
+  total, _, kd = reference_loss(ensemble, student.predict(x, verbose=0), y, 0.4, 2.0)
+  assert got["loss"] == pytest.approx(total, rel=1e-4)
+  assert got["distillation_loss"] == pytest.approx(kd, rel=1e-4)
+
+
+def test_teacher_weights_are_checked():
+  teachers = [small_resnet("t1"), small_resnet("t2")]
+  with pytest.raises(ConfigError, match="1 teacher_weights for 2 teachers"):
+    Distiller(teachers, small_resnet("s"), losses.LogitsDistillation(), teacher_weights=[1.0])
+  with pytest.raises(ConfigError, match="positive sum"):
+    Distiller(teachers, small_resnet("s"), losses.LogitsDistillation(), teacher_weights=[0, 0])
+  with pytest.raises(ModelMismatchError, match="10 classes"):
+    Distiller([teachers[0], small_resnet("t3", classes=10)], small_resnet("s"),
+              losses.LogitsDistillation())
+
+
+# Cached teacher logits.
+
+def test_cached_logits_replace_the_teacher(batch):
+  x, y = batch
+  teacher, student = small_resnet("teacher"), small_resnet("student")
+  distiller = Distiller(teacher, student, losses.LogitsDistillation(3.0), student_loss_weight=0.2)
+  distiller.compile(metrics=["accuracy"])
+  cached = np.random.default_rng(5).normal(size=(32, 3)).astype(np.float32) * 4  # not the teacher's
+  got = distiller.evaluate((x, cached), y, batch_size=32, return_dict=True, verbose=0)
+  total, _, kd = reference_loss(cached, student.predict(x, verbose=0), y, 0.2, 3.0)
+  assert got["loss"] == pytest.approx(total, rel=1e-4)
+  assert got["distillation_loss"] == pytest.approx(kd, rel=1e-4)
+
+
+def test_offline_teacher_trains_from_logits_alone(batch):
+  x, y = batch
+  student = small_resnet("student")
+  distiller = Distiller(None, student, losses.LogitsDistillation(3.0), student_loss_weight=0.2)
+  distiller.compile(optimizer=tf_keras.optimizers.SGD(0.05), metrics=["accuracy"])
+  logits = np.random.default_rng(6).normal(size=(32, 3)).astype(np.float32)
+  before = student.predict(x, verbose=0)
+  history = distiller.fit((x, logits), y, batch_size=8, epochs=1, verbose=0)
+  assert history.history["distillation_loss"][0] > 0
+  assert not np.allclose(before, student.predict(x, verbose=0))
+  # Without logits, validation measures the student alone: loss = cross-entropy.
+  got = distiller.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
+  _, ce, _ = reference_loss(logits, student.predict(x, verbose=0), y, 0.2, 3.0)
+  assert got["loss"] == pytest.approx(ce, rel=1e-4) and got["distillation_loss"] == 0
+  with pytest.raises(ConfigError, match=r"must carry cached teacher logits as \(\(x, teacher_logits\), y\)"):
+    distiller.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
+def test_cached_logits_are_refused_with_feature_losses(batch):
+  x, y = batch
+  distiller = Distiller(small_resnet("teacher"), small_resnet("student"),
+                        [losses.LogitsDistillation(), losses.FeatureDistillation("stage3", "stage3")])
+  distiller.compile()
+  logits = np.zeros((32, 3), np.float32)
+  with pytest.raises(ConfigError, match=r"read teacher layers \['stage3'\].*cached_teacher=False"):
+    distiller.fit((x, logits), y, batch_size=8, epochs=1, verbose=0)
+  with pytest.raises(ConfigError, match="no teacher model"):
+    Distiller(None, small_resnet("s"), losses.FeatureDistillation("stage3", "stage3"))
+
+
+def test_cached_logits_with_wrong_classes_are_refused(batch):
+  x, y = batch
+  distiller = Distiller(None, small_resnet("student"), losses.LogitsDistillation())
+  distiller.compile()
+  with pytest.raises(ModelMismatchError, match="5 columns but the student predicts 3 classes"):
+    distiller.fit((x, np.zeros((32, 5), np.float32)), y, batch_size=8, epochs=1, verbose=0)
+
+
+# Losses with weights: trained, checkpointed, never exported.
+
+def adapter_weights(distiller):
+  return [w.numpy().copy() for loss in distiller.distillation_losses for w in loss.trainable_weights()]
+
+
+def test_feature_adapters_train_resume_and_stay_out_of_the_student(batch, tmp_path):
+  x, y = batch
+  def make():
+    tf_keras.utils.set_random_seed(1)
+    # Student stage2 has 8 channels, the teacher's 16: a 1x1 conv adapter maps them.
+    distiller = Distiller(small_resnet("teacher", filters=(8, 16, 16)), small_resnet("student"),
+                          [losses.LogitsDistillation(), losses.FeatureDistillation("stage2", "stage2"),
+                           losses.ContrastiveDistillation(projection_dim=4)],
+                          [1.0, 1.0, 0.5], student_loss_weight=0.5)
+    distiller.compile(optimizer=tf_keras.optimizers.SGD(0.05))
+    return distiller
+
+  class Interrupt(tf_keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      self.saved = adapter_weights(self.model)
+      raise KeyboardInterrupt   # after BackupAndRestore has saved the epoch
+
+  class Restored(tf_keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+      self.weights = adapter_weights(self.model)   # after BackupAndRestore has restored
+
+  backup = os.path.join(tmp_path, "backup")
+  first = make()
+  initial = adapter_weights(first)
+  interrupt = Interrupt()
+  with pytest.raises(KeyboardInterrupt):
+    first.fit(x, y, batch_size=8, epochs=3, verbose=0,
+              callbacks=[tf_keras.callbacks.BackupAndRestore(backup), interrupt])
+  assert len(initial) == 4 and all(not np.allclose(a, b) for a, b in zip(initial, interrupt.saved))
+
+  second, restored = make(), Restored()
+  np.testing.assert_allclose(adapter_weights(second)[0], initial[0])  # same fresh start
+  second.fit(x, y, batch_size=8, epochs=3, verbose=0,
+             callbacks=[tf_keras.callbacks.BackupAndRestore(backup), restored])
+  for saved, loaded in zip(interrupt.saved, restored.weights):
+    np.testing.assert_allclose(saved, loaded)
+
+  path = os.path.join(tmp_path, "student.keras")
+  training.save_model_atomic(second.student, path)
+  loaded = tf_keras.models.load_model(path)
+  assert loaded.count_params() == small_resnet("fresh").count_params()
+
+
+# Methods chosen by the config.
+
+def test_config_selects_losses_and_weights():
+  from configs import cifar10_resnet
+  config = cifar10_resnet.get_config().distill
+  config.method = "soft+features+attention+contrastive+relational"
+  config.weights = (1.0, 0.5, 2.0, 0.3, 1.5)
+  config.feature_adapter = "always"
+  built, weights = pipeline.make_distillation_losses(config)
+  assert [type(l).__name__ for l in built] == [
+      "LogitsDistillation", "FeatureDistillation", "AttentionTransfer", "ContrastiveDistillation",
+      "RelationalDistillation"]
+  assert weights == [1.0, 0.5, 2.0, 0.3, 1.5]
+  assert built[0].temperature == config.temperature and built[1].use_adapter is True
+  assert built[1].teacher_layer_name == "stage3" and built[3].student_layer_name == "features"
+  assert built[3].temperature == config.contrastive_temperature
+
+
+@pytest.mark.parametrize("method, weights, match", [
+    ("soft+hints", (), r"Unknown distill.method 'soft\+hints'.*'soft', 'features'"),
+    ("soft+soft", (), "names a loss twice"),
+    ("soft+features", (1.0,), "1 values for the 2 losses"),
+])
+def test_config_errors_name_the_fix(method, weights, match):
+  from configs import cifar10_resnet
+  config = cifar10_resnet.get_config().distill
+  config.method, config.weights = method, weights
+  with pytest.raises(ConfigError, match=match):
+    pipeline.make_distillation_losses(config)

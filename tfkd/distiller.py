@@ -1,4 +1,4 @@
-"""The `Distiller`: a Keras model that trains a student against a frozen teacher.
+"""The `Distiller`: a Keras model that trains a student against frozen teachers.
 
 The API follows Keras 3's `keras.distillation.Distiller` but runs on Keras 2
 (`tf_keras`), so tfmot's pruning and quantization wrappers can sit inside it.
@@ -6,9 +6,25 @@ The API follows Keras 3's `keras.distillation.Distiller` but runs on Keras 2
     loss = α · student_loss(labels, student) + (1 − α) · Σᵢ wᵢ · distillation_lossᵢ(teacher, student)
 
 with α = `student_loss_weight`. Examples labelled -1 have no hard label and
-learn from the teacher alone (e.g. an augmented transfer set). Only the student (and any weights the losses
-learn, such as adapters) is trained; the teacher runs in inference mode.
-`distiller.student` is the model to save and export, without the teacher.
+learn from the teacher alone (e.g. an augmented transfer set). Only the student
+(and any weights the losses learn, such as adapters) is trained; the teachers
+run in inference mode. `distiller.student` is the model to save and export,
+without the teachers or the losses' weights.
+
+Teachers:
+  - one model, or a list of models of any architectures, each with the
+    student's input shape and classes. Their logits are averaged with
+    `teacher_weights` (normalised to sum to 1); losses that read a named teacher
+    layer read it from the first teacher.
+  - cached logits: when a batch is `((x, teacher_logits), y)` (see
+    `tfkd.teacher_cache`) the teachers are not run for it, so a training step
+    costs about a plain student step. Only losses that read logits can use them.
+  - `teacher=None`: an offline teacher whose logits come with every training
+    batch. Validation batches without logits then measure the student alone.
+
+Distribution: build and compile the Distiller inside `strategy.scope()`. Losses
+are averaged over the global batch, so with per-example losses the gradient
+summed over replicas is the single-device gradient.
 
 Example:
   distiller = Distiller(teacher, student, LogitsDistillation(temperature=4.0),
@@ -18,13 +34,15 @@ Example:
   distiller.student.save("student.keras")
 """
 
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import tensorflow as tf
 import tf_keras
 
-from tfkd.errors import ModelMismatchError
+from tfkd.errors import ConfigError, ModelMismatchError
 from tfkd.losses import DistillationLoss
+
+Teachers = Union[None, tf_keras.Model, Sequence[tf_keras.Model]]
 
 
 def check_compatible(teacher: tf_keras.Model, student: tf_keras.Model) -> None:
@@ -39,6 +57,27 @@ def check_compatible(teacher: tf_keras.Model, student: tf_keras.Model) -> None:
     raise ModelMismatchError(
         f"Teacher {teacher.name!r} predicts {t_out} classes but student {student.name!r} "
         f"predicts {s_out}: train both on the same dataset (same num_classes).")
+
+
+def normalized_teacher_weights(weights: Optional[Sequence[float]], num_teachers: int) -> List[float]:
+  """Weights of the teachers' logits in their average, summing to 1.
+
+  Args:
+    weights: one non-negative weight per teacher, or None / empty for equal weights.
+    num_teachers: how many teachers.
+
+  Returns:
+    A list of `num_teachers` floats summing to 1 (empty without teachers).
+  """
+  if not weights:
+    return [1.0 / num_teachers] * num_teachers if num_teachers else []
+  weights = [float(w) for w in weights]
+  if len(weights) != num_teachers:
+    raise ConfigError(f"{len(weights)} teacher_weights for {num_teachers} teachers: give one "
+                      "weight per teacher (or none, for equal weights).")
+  if min(weights) < 0 or sum(weights) <= 0:
+    raise ConfigError(f"teacher_weights {weights} must be >= 0 with a positive sum.")
+  return [w / sum(weights) for w in weights]
 
 
 def layer_outputs(model: tf_keras.Model, layer_names: Sequence[Optional[str]]) -> tf_keras.Model:
@@ -63,25 +102,42 @@ def layer_outputs(model: tf_keras.Model, layer_names: Sequence[Optional[str]]) -
                         name=f"{model.name}_taps")
 
 
+def output_shape(model: tf_keras.Model, layer_name: Optional[str]) -> tf.TensorShape:
+  """Shape of a named layer's output, or of the logits for None."""
+  layer_outputs(model, [layer_name])  # raises a clear error for a missing layer
+  tensor = model.output if layer_name is None else model.get_layer(layer_name).output
+  return tf.TensorShape(tensor.shape)
+
+
+def _as_list(value) -> list:
+  return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 class Distiller(tf_keras.Model):
-  """Trains `student` on labels and on the teacher's knowledge.
+  """Trains `student` on labels and on its teachers' knowledge.
 
   Args:
-    teacher: trained `tf_keras.Model` returning logits. Frozen.
-    student: `tf_keras.Model` returning logits, with the teacher's input shape
+    teacher: a trained `tf_keras.Model` returning logits, a list of them, or
+      None when every training batch carries cached teacher logits. Frozen.
+    student: `tf_keras.Model` returning logits, with the teachers' input shape
       and number of classes.
     distillation_losses: a `DistillationLoss` or a list of them.
     distillation_loss_weights: one weight per distillation loss (default: 1 each).
     student_loss_weight: α in [0, 1], the weight of the hard-label loss.
+    teacher_weights: weight of each teacher's logits in their average
+      (default: equal); normalised to sum to 1.
     name: model name.
   """
 
-  def __init__(self, teacher: tf_keras.Model, student: tf_keras.Model,
+  def __init__(self, teacher: Teachers, student: tf_keras.Model,
                distillation_losses: Union[DistillationLoss, Sequence[DistillationLoss]],
                distillation_loss_weights: Optional[Sequence[float]] = None,
-               student_loss_weight: float = 0.5, name: str = "distiller", **kwargs):
+               student_loss_weight: float = 0.5, teacher_weights: Optional[Sequence[float]] = None,
+               name: str = "distiller", **kwargs):
     super().__init__(name=name, **kwargs)
-    check_compatible(teacher, student)
+    teachers = [] if teacher is None else _as_list(teacher)
+    for model in teachers:
+      check_compatible(model, student)
     if isinstance(distillation_losses, DistillationLoss):
       distillation_losses = [distillation_losses]
     self.distillation_losses = list(distillation_losses)
@@ -95,14 +151,27 @@ class Distiller(tf_keras.Model):
       raise ValueError(f"student_loss_weight must be in [0, 1], got {student_loss_weight}.")
     self.distillation_loss_weights = [float(w) for w in distillation_loss_weights]
     self.student_loss_weight = float(student_loss_weight)
-    self.teacher = teacher
-    self.teacher.trainable = False
+    self.teacher_weights = normalized_teacher_weights(teacher_weights, len(teachers))
+    for model in teachers:
+      model.trainable = False
+    self.teachers = teachers
+    self.teacher = teachers[0] if teachers else None
     self.student = student
-    # Each model is run once per step, returning logits plus every layer a loss reads.
+    # Each model runs once per step, returning logits plus every layer a loss reads.
     self._teacher_layers = [None] + sorted({l.teacher_layer_name for l in self.distillation_losses} - {None})
     self._student_layers = [None] + sorted({l.student_layer_name for l in self.distillation_losses} - {None})
-    self._teacher_taps = layer_outputs(teacher, self._teacher_layers)
+    if len(self._teacher_layers) > 1 and not teachers:
+      raise ConfigError(
+          f"Losses read teacher layers {self._teacher_layers[1:]} but there is no teacher model "
+          "(teacher=None): cached teachers give logits only, so pass the teacher model or use "
+          "logit losses.")
+    self._teacher_taps = layer_outputs(teachers[0], self._teacher_layers) if teachers else None
     self._student_taps = layer_outputs(student, self._student_layers)
+    # Losses create their weights (adapters, heads) now: inside the caller's strategy scope.
+    for loss in self.distillation_losses:
+      reference = self.teacher if self.teacher is not None else student
+      loss.build(output_shape(reference, loss.teacher_layer_name),
+                 output_shape(student, loss.student_layer_name))
     self.loss_tracker = tf_keras.metrics.Mean(name="loss")
     self.student_loss_tracker = tf_keras.metrics.Mean(name="student_loss")
     self.distillation_loss_tracker = tf_keras.metrics.Mean(name="distillation_loss")
@@ -128,18 +197,88 @@ class Distiller(tf_keras.Model):
   def call(self, inputs, training=False):
     return self.student(inputs, training=training)
 
-  def _as_list(self, outputs):
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+  @staticmethod
+  def unpack(data):
+    """(x, y, cached teacher logits or None) from a `(x, y)` or `((x, logits), y)` batch.
 
-  def _compute_losses(self, x, y, training):
-    """Per-example total, hard-label and distillation losses, and the student's logits."""
-    teacher_out = self._as_list(self._teacher_taps(x, training=False))
-    student_out = self._as_list(self._student_taps(x, training=training))
+    Features that are a pair are read as (inputs, teacher_logits), so students
+    take a single input tensor (as every tfkd model does).
+    """
+    x, y = data[0], data[1]
+    if isinstance(x, (tuple, list)) and len(x) == 2:
+      return x[0], y, x[1]
+    return x, y, None
+
+  def check_training_data(self, x) -> None:
+    """Refuses training features that do not fit the teachers, before any tracing.
+
+    The same checks run again while `train_step` is traced, but errors raised
+    there reach the user wrapped in TensorFlow's `StagingError`.
+
+    Args:
+      x: what `fit` receives as `x`: a `tf.data.Dataset` of `(features, y)`
+        batches or the features themselves (`inputs` or `(inputs, teacher_logits)`).
+    """
+    if isinstance(x, tf.data.Dataset):
+      x = x.element_spec[0] if isinstance(x.element_spec, tuple) else x.element_spec
+    cached_logits = x[1] if isinstance(x, (tuple, list)) and len(x) == 2 else None
+    self._check_teacher_source(cached_logits)
+
+  def _check_teacher_source(self, cached_logits) -> None:
+    if cached_logits is None:
+      if not self.teachers:
+        raise ConfigError(
+            "This Distiller has no teacher model, so every training batch must carry cached "
+            "teacher logits as ((x, teacher_logits), y): see tfkd.teacher_cache.")
+      return
+    if len(self._teacher_layers) > 1:
+      raise ConfigError(
+          f"Batches carry cached teacher logits, but losses read teacher layers "
+          f"{self._teacher_layers[1:]} that only a live teacher computes: do not cache "
+          "the teacher (distill.cached_teacher=False) or use logit losses only.")
+    classes = self.student.output_shape[-1]
+    if cached_logits.shape[-1] != classes:
+      raise ModelMismatchError(
+          f"Cached teacher logits have {cached_logits.shape[-1]} columns but the student "
+          f"predicts {classes} classes: cache logits of a teacher of the same dataset.")
+
+  def fit(self, x=None, y=None, *args, **kwargs):  # pylint: disable=keyword-arg-before-vararg
+    """`tf_keras.Model.fit`, after `check_training_data`."""
+    self.check_training_data(x)
+    return super().fit(x, y, *args, **kwargs)
+
+  def teacher_outputs(self, x, cached_logits=None):
+    """[ensemble logits] + the first teacher's tapped layers, or None without any teacher.
+
+    Args:
+      x: a batch of inputs.
+      cached_logits: precomputed ensemble logits for `x`, or None to run the teachers.
+    """
+    if cached_logits is not None:
+      self._check_teacher_source(cached_logits)
+      return [tf.cast(cached_logits, tf.float32)]
+    if not self.teachers:
+      return None
+    first = _as_list(self._teacher_taps(x, training=False))
+    logits = self.teacher_weights[0] * tf.cast(first[0], tf.float32)
+    for model, weight in zip(self.teachers[1:], self.teacher_weights[1:]):
+      logits += weight * tf.cast(model(x, training=False), tf.float32)
+    return [logits] + first[1:]
+
+  def _compute_losses(self, x, y, training, cached_logits=None):
+    """Per-example total, hard-label and distillation losses, the student's logits, label mask."""
+    student_out = _as_list(self._student_taps(x, training=training))
     student_logits = student_out[0]
     # Examples labelled -1 (e.g. an augmented transfer set) learn from the teacher alone.
     labelled = tf.cast(y >= 0, tf.float32)
     student_loss = labelled * tf.cast(
         self.student_loss_fn(tf.maximum(y, 0), student_logits), tf.float32)
+    teacher_out = self.teacher_outputs(x, cached_logits)
+    if teacher_out is None:
+      if training:
+        self._check_teacher_source(cached_logits)  # raises: no teacher and no logits
+      # An offline teacher's logits come with training data only: measure the student alone.
+      return student_loss, student_loss, None, student_logits, labelled
     distillation_loss = tf.zeros_like(student_loss)
     for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
       t = teacher_out[self._teacher_layers.index(loss.teacher_layer_name)]
@@ -156,15 +295,16 @@ class Distiller(tf_keras.Model):
   def _update_metrics(self, y, total, student_loss, distillation_loss, logits, labelled):
     self.loss_tracker.update_state(total)
     self.student_loss_tracker.update_state(student_loss, sample_weight=labelled)
-    self.distillation_loss_tracker.update_state(distillation_loss)
+    if distillation_loss is not None:
+      self.distillation_loss_tracker.update_state(distillation_loss)
     self.compiled_metrics.update_state(tf.maximum(y, 0), logits, sample_weight=labelled)
     return {m.name: m.result() for m in self.metrics}
 
   def train_step(self, data):
-    x, y = data[0], data[1]
+    x, y, cached_logits = self.unpack(data)
     with tf.GradientTape() as tape:
       total, student_loss, distillation_loss, logits, labelled = self._compute_losses(
-          x, y, training=True)
+          x, y, training=True, cached_logits=cached_logits)
       # Averaged over the global batch, so gradients summed across replicas of a
       # tf.distribute strategy equal the single-device gradient.
       loss = tf.nn.compute_average_loss(total)
@@ -175,5 +315,6 @@ class Distiller(tf_keras.Model):
     return self._update_metrics(y, total, student_loss, distillation_loss, logits, labelled)
 
   def test_step(self, data):
-    x, y = data[0], data[1]
-    return self._update_metrics(y, *self._compute_losses(x, y, training=False))
+    x, y, cached_logits = self.unpack(data)
+    return self._update_metrics(y, *self._compute_losses(x, y, training=False,
+                                                         cached_logits=cached_logits))
