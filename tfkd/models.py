@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 import tf_keras
 
 from tfkd.errors import ConfigError
+# Also registers the text models' custom layers, so their saved models load anywhere tfkd.models is.
+from tfkd.text_models import TEXT_MODELS
 
 layers = tf_keras.layers
 
@@ -124,7 +126,7 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], normali
   """Builds a registered model by name (see `MODELS`).
 
   Args:
-    name: a key of `MODELS`, e.g. "resnet8".
+    name: a key of `MODELS` (e.g. "resnet8") or of `tfkd.text_models.TEXT_MODELS`.
     num_classes: size of the logits.
     input_shape: input shape without the batch dimension.
     normalization: (mean, variance) for the first layer, or None.
@@ -133,7 +135,8 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], normali
   Returns:
     An uncompiled `tf_keras.Model`.
   """
-  if name not in MODELS:
-    raise ConfigError(f"Unknown model {name!r}: choose one of {sorted(MODELS)}.")
-  return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape),
-                      normalization=normalization, **kwargs)
+  builders = {**MODELS, **TEXT_MODELS}  # text models take int32 token ids, ignore normalization
+  if name not in builders:
+    raise ConfigError(f"Unknown model {name!r}: choose one of {sorted(builders)}.")
+  return builders[name](num_classes=num_classes, input_shape=tuple(input_shape),
+                        normalization=normalization, **kwargs)

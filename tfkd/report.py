@@ -23,6 +23,10 @@ class Row:
     file_bytes: size of the saved model file.
     accuracy: test accuracy in [0, 1].
     latency_p50_ms / latency_p90_ms: single-stream LiteRT latency, 1 thread.
+    gzip_bytes: size of the file after gzip -9 (None if not measured); zeros from
+      pruning compress, so this is where sparsity saves storage.
+    sparsity: share of zero weights in the `.tflite`'s conv and dense kernels
+      (None if not measured; see `tfkd.compress.tflite_sparsity`).
   """
   label: str
   model: str
@@ -31,6 +35,8 @@ class Row:
   accuracy: float
   latency_p50_ms: Optional[float] = None
   latency_p90_ms: Optional[float] = None
+  gzip_bytes: Optional[int] = None
+  sparsity: Optional[float] = None
 
 
 def _fmt(value, spec):
@@ -38,11 +44,15 @@ def _fmt(value, spec):
 
 
 def markdown_table(rows) -> str:
-  lines = ["| model | parameters | file bytes | test accuracy | LiteRT p50 ms |",
-           "|---|---:|---:|---:|---:|"]
+  # Compression columns appear once any row measured them (see tfkd.compress).
+  compression = any(r.gzip_bytes is not None or r.sparsity is not None for r in rows)
+  lines = ["| model | parameters | file bytes | test accuracy | LiteRT p50 ms |"
+           + (" gzip bytes | weight sparsity |" if compression else ""),
+           "|---|---:|---:|---:|---:|" + ("---:|---:|" if compression else "")]
   for r in rows:
     lines.append(f"| {r.label} | {_fmt(r.parameters, ',')} | {r.file_bytes:,} | "
-                 f"{r.accuracy * 100:.2f}% | {_fmt(r.latency_p50_ms, '.3f')} |")
+                 f"{r.accuracy * 100:.2f}% | {_fmt(r.latency_p50_ms, '.3f')} |"
+                 + (f" {_fmt(r.gzip_bytes, ',')} | {_fmt(r.sparsity, '.1%')} |" if compression else ""))
   return "\n".join(lines)
 
 

@@ -15,18 +15,22 @@ Example:
   int8_bytes = convert(model, "int8", representative_data=train_x[:500])
 """
 
+import re
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfkd.errors import TfkdError
+from tflite import graph as tflite_graph
+
 MODES = ("float32", "float16", "dynamic", "int8", "uint8", "int16x8")
 FULL_INTEGER_MODES = ("int8", "uint8", "int16x8")
 
 
-class ConversionError(ValueError):
-  """The converter refused the model; the message lists the ops or layers at fault."""
+class ConversionError(TfkdError, ValueError):
+  """The converter refused or could not quantise the model; the message lists the ops and layers."""
 
 
 def representative_dataset(data: np.ndarray, batch_size: int = 1):
@@ -39,7 +43,8 @@ def representative_dataset(data: np.ndarray, batch_size: int = 1):
 
 
 def convert(model: tf_keras.Model, mode: str = "float32",
-            representative_data: Optional[np.ndarray] = None) -> bytes:
+            representative_data: Optional[np.ndarray] = None,
+            allow_float_ops: bool = False) -> bytes:
   """Converts a Keras model to a TFLite flatbuffer.
 
   Args:
@@ -47,13 +52,17 @@ def convert(model: tf_keras.Model, mode: str = "float32",
     mode: one of `MODES`.
     representative_data: inputs for calibration; required by full-integer modes.
       A few hundred training examples are enough.
+    allow_float_ops: full-integer modes only. The converter silently leaves ops
+      that have no integer kernel in float (between DEQUANTIZE and QUANTIZE);
+      by default that is an error, since TFLite Micro and integer accelerators
+      need every op quantised. True keeps such mixed models (fine on LiteRT).
 
   Returns:
     The `.tflite` model as bytes.
 
   Raises:
     ConversionError: the mode is unknown, data is missing, or an op cannot be
-      converted or quantised (the message names them).
+      converted or quantised (the message names the ops and the Keras layers).
   """
   if mode not in MODES:
     raise ConversionError(f"Unknown TFLite mode {mode!r}: choose from {MODES}.")
@@ -75,19 +84,92 @@ def convert(model: tf_keras.Model, mode: str = "float32",
       io_type = tf.uint8 if mode == "uint8" else tf.int8
       converter.inference_input_type = converter.inference_output_type = io_type
   try:
-    return converter.convert()
+    tflite_bytes = converter.convert()
   except Exception as e:  # The converter raises ConverterError and plain exceptions alike.
-    raise ConversionError(_explain_failure(model, mode, e)) from e
+    raise ConversionError(_explain_refusal(model, mode, e)) from e
+  if mode in FULL_INTEGER_MODES and not allow_float_ops:
+    leftovers = float_operators(tflite_bytes)
+    if leftovers:
+      raise ConversionError(_explain_float_leftovers(model, mode, leftovers))
+  return tflite_bytes
 
 
-def _explain_failure(model, mode, error) -> str:
-  """Names the ops the converter rejected and the Keras layers that made them."""
-  import re  # pylint: disable=import-outside-toplevel
+def float_operators(tflite_bytes: bytes) -> list:
+  """Ops of a converted model that compute in float: (op name, output tensor name) pairs.
+
+  QUANTIZE and DEQUANTIZE are left out: they are the converter's wrapping of a
+  float op, not the op at fault.
+  """
+  graph = tflite_graph.read(tflite_bytes)
+  found = []
+  for op in graph.operators:
+    if op.name in ("QUANTIZE", "DEQUANTIZE"):
+      continue
+    tensors = [graph.tensors[i] for i in op.inputs + op.outputs]
+    if any(t.dtype in ("FLOAT32", "FLOAT16") and not t.is_constant for t in tensors):
+      found.append((op.name, graph.tensors[op.outputs[0]].name if op.outputs else ""))
+  return found
+
+
+def _layer_names(model) -> dict:
+  """Layer name → 'ClassName(name)', nested models included."""
+  layers = [m for m in model.submodules if isinstance(m, tf_keras.layers.Layer)]
+  return {l.name: f"{l.__class__.__name__}({l.name})" for l in layers}
+
+
+def _layer_of(scoped_name: str, layer_names: dict) -> Optional[str]:
+  """The Keras layer in a TF/TFLite name such as 'model/s1b1_a_conv/Conv2D'."""
+  for part in scoped_name.split("/"):
+    if part in layer_names:
+      return layer_names[part]
+  return None
+
+
+def _layers_running(model, tf_op_types) -> dict:
+  """TF op type → Keras layers whose traced graph contains it (e.g. 'Erf' → ['Lambda(erf)'])."""
+  specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+  call = tf.function(lambda *xs: model(xs[0] if len(xs) == 1 else list(xs), training=False))
+  graph_def = call.get_concrete_function(*specs).graph.as_graph_def()
+  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+  names = _layer_names(model)
+  found = {}
+  for node in nodes:
+    layer = _layer_of(node.name, names)
+    if node.op in tf_op_types and layer and layer not in found.setdefault(node.op, []):
+      found[node.op].append(layer)
+  return found
+
+
+def _explain_refusal(model, mode, error) -> str:
+  """The message for a model the converter refused: the TF ops and the layers that made them."""
   text = str(error)
-  ops = sorted(set(re.findall(r"'(?:tf|tfl)\.(\w+)'", text)))
-  layers = sorted({l.__class__.__name__ + f"({l.name})" for l in model.layers
-                   if any(op.lower() in l.__class__.__name__.lower() for op in ops)})
-  hint = ("use layers with int8 kernels (Conv2D, DepthwiseConv2D, Dense, Add, pooling, ReLU) "
-          "or export in 'float32'/'dynamic' mode")
-  return (f"TFLite conversion to {mode!r} failed. Ops at fault: {ops or 'see below'}; "
-          f"layers: {layers or 'not identified'}. Fix: {hint}.\nConverter said: {text[:2000]}")
+  ops = set(re.findall(r"'tf\.(\w+)' op", text))  # "'tf.Erf' op is neither a custom op nor a flex op"
+  for line in re.findall(r"TF Select ops: ([^\n]+)", text):
+    ops.update(o.strip() for o in line.split(",") if o.strip())
+  ops.update(re.findall(r"not (?:yet )?supported for op: '(\w+)'", text))
+  try:
+    layers = _layers_running(model, ops) if ops else {}
+  except Exception:  # pylint: disable=broad-except  (the explanation must not hide the real error)
+    layers = {}
+  culprits = "; ".join(f"{op} (layers: {', '.join(layers.get(op, [])) or 'not identified'})"
+                       for op in sorted(ops)) or "not identified, see the converter's message below"
+  return (f"TFLite conversion to {mode!r} failed. Ops TFLite has no builtin kernel for: {culprits}. "
+          "Fix: replace those layers with ones built from TFLite builtin ops (Conv2D, "
+          "DepthwiseConv2D, Dense, Add, pooling, ReLU...); TF Select (Flex) ops do not exist on "
+          f"microcontrollers.\nConverter said: {text[:2000]}")
+
+
+def _explain_float_leftovers(model, mode, leftovers) -> str:
+  """The message for ops the full-integer converter could not quantise and left in float."""
+  names = _layer_names(model)
+  by_op = {}
+  for op, tensor_name in leftovers:
+    layer = _layer_of(tensor_name, names) or f"not identified (tensor {tensor_name!r})"
+    if layer not in by_op.setdefault(op, []):
+      by_op[op].append(layer)
+  culprits = "; ".join(f"{op} (layers: {', '.join(layers)})" for op, layers in sorted(by_op.items()))
+  return (f"TFLite conversion to {mode!r} left ops without an integer kernel in float: {culprits}. "
+          "Fix: replace those layers with quantisable ones (Conv2D, DepthwiseConv2D, Dense, Add, "
+          "pooling, ReLU...), export in 'dynamic' or 'float32' mode, or pass "
+          "allow_float_ops=True to keep a mixed float/integer model (runs on LiteRT; TFLite Micro "
+          "and integer accelerators need every op quantised).")

@@ -12,14 +12,25 @@ import time
 from typing import Union
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 
-def load(model: Union[bytes, str], num_threads: int = 1) -> Interpreter:
-  """A LiteRT interpreter from `.tflite` bytes or a file path."""
+def load(model: Union[bytes, str], num_threads: int = 1,
+         reference_kernels: bool = False) -> Interpreter:
+  """A LiteRT interpreter from `.tflite` bytes or a file path.
+
+  Args:
+    model: `.tflite` bytes or a path.
+    num_threads: interpreter threads.
+    reference_kernels: use LiteRT's reference kernels (no XNNPACK, no optimised
+      kernels): slow, but they round as TFLite Micro's do (nearly everywhere).
+  """
   if isinstance(model, str):
     with open(model, "rb") as f:
       model = f.read()
+  if reference_kernels:
+    return Interpreter(model_content=model, num_threads=num_threads,
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
   return Interpreter(model_content=model, num_threads=num_threads)
 
 

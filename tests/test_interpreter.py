@@ -1,0 +1,79 @@
+"""LiteRT helpers: batched prediction, quantisation of inputs and outputs, accuracy, latency."""
+
+import numpy as np
+import pytest
+import tf_keras
+
+from tflite import convert, interpreter
+
+
+def small_model():
+  layers = tf_keras.layers
+  inputs = tf_keras.Input((8, 8, 3))
+  x = layers.Rescaling(1 / 255.0)(inputs)
+  x = layers.Conv2D(4, 3, activation="relu")(x)
+  x = layers.GlobalAveragePooling2D()(x)
+  return tf_keras.Model(inputs, layers.Dense(3)(x))
+
+
+@pytest.fixture(scope="module")
+def models_and_inputs():
+  tf_keras.utils.set_random_seed(0)
+  x = np.random.default_rng(0).uniform(0, 255, (23, 8, 8, 3)).astype(np.float32)
+  model = small_model()
+  return {mode: convert.convert(model, mode, x) for mode in ("float32", "int8")}, x, model
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_batched_and_one_at_a_time_predictions_agree(models_and_inputs, mode):
+  models, x, _ = models_and_inputs
+  # 23 rows in batches of 7 exercises the resize for the last, shorter batch too.
+  batched = interpreter.predict(models[mode], x, batch_size=7, dequantize=False)
+  single = interpreter.predict(models[mode], x, batch_size=1, dequantize=False)
+  assert batched.shape == single.shape == (23, 3)
+  if mode == "int8":
+    assert batched.dtype == np.int8
+    np.testing.assert_array_equal(batched, single)
+  else:
+    np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-5)
+
+
+def test_float32_predictions_match_keras(models_and_inputs):
+  models, x, model = models_and_inputs
+  np.testing.assert_allclose(interpreter.predict(models["float32"], x), model.predict(x, verbose=0),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_quantize_input_uses_scale_zero_point_and_clips():
+  detail = {"dtype": np.int8, "quantization": (0.5, -3)}
+  x = np.array([0.0, 1.0, 1.2, -70.0, 70.0])
+  # round(x / 0.5) - 3, clipped to [-128, 127].
+  np.testing.assert_array_equal(interpreter.quantize_input(x, detail), [-3, -1, -1, -128, 127])
+  assert interpreter.quantize_input(x, {"dtype": np.float32, "quantization": (0.0, 0)}).dtype == np.float32
+
+
+def test_dequantize_output():
+  detail = {"dtype": np.int8, "quantization": (0.25, 10)}
+  np.testing.assert_allclose(interpreter.dequantize_output(np.array([10, 14, -118], np.int8), detail),
+                             [0.0, 1.0, -32.0])
+
+
+def test_evaluate_accuracy_counts_top1_hits(models_and_inputs):
+  models, x, _ = models_and_inputs
+  predicted = np.argmax(interpreter.predict(models["int8"], x), axis=-1)
+  labels = predicted.copy()
+  labels[:10] = (labels[:10] + 1) % 3   # 10 of 23 made wrong on purpose
+  assert interpreter.evaluate_accuracy(models["int8"], x, labels, batch_size=5) == pytest.approx(13 / 23)
+
+
+def test_latency_reports_percentiles(models_and_inputs):
+  models, x, _ = models_and_inputs
+  latency = interpreter.latency_ms(models["int8"], x[0], runs=20, warmup=2)
+  assert 0 < latency["p50"] <= latency["p90"] and latency["runs"] == 20 and latency["threads"] == 1
+
+
+def test_reference_kernels_compute_the_same_float_model(models_and_inputs):
+  models, x, _ = models_and_inputs
+  reference = interpreter.load(models["float32"], reference_kernels=True)
+  np.testing.assert_allclose(interpreter.predict(reference, x), interpreter.predict(models["float32"], x),
+                             rtol=1e-4, atol=1e-4)

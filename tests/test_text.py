@@ -1,0 +1,345 @@
+"""Text case: TSV/CSV spec, vocabulary, encode helper, transfer set, int8 student on TFLM, pipeline."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tf_keras
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from ml_collections import ConfigDict
+from tflite_micro.python.tflite_micro import runtime
+
+from configs import sst2_quick
+from tfkd import data, models, pipeline, text, text_models
+from tfkd.errors import ConfigError, DatasetError
+from tflite import convert, interpreter
+
+POSITIVE = ("good", "great", "fun", "lovely", "brilliant", "moving")
+NEGATIVE = ("bad", "dull", "awful", "boring", "weak", "tedious")
+FILLER = ("the", "film", "a", "movie", "is", "plot", "actors", "story", "and", "it", "'s", ",")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sentence(label: int, rng) -> str:
+  """Filler words around one to three words of the label's sentiment."""
+  words = list(rng.choice(FILLER, rng.integers(2, 9)))
+  for _ in range(rng.integers(1, 4)):
+    words.insert(rng.integers(0, len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
+  return " ".join(words)
+
+
+def write_sst2_like(folder, train_rows=200, dev_rows=40, seed=0):
+  """train.tsv (label, sentence) and dev.tsv (label, content), as SST-2 names them.
+
+  dev.tsv also uses the word 'zyzzyva', which train.tsv never does.
+  """
+  rng = np.random.default_rng(seed)
+  os.makedirs(folder, exist_ok=True)
+  for name, rows, column in (("train.tsv", train_rows, "sentence"), ("dev.tsv", dev_rows, "content")):
+    lines = [f"label\t{column}"]
+    for i in range(rows):
+      label = int(rng.integers(0, 2))
+      extra = " zyzzyva" if name == "dev.tsv" and i % 2 else ""
+      lines.append(f"{label}\t{sentence(label, rng).upper() if i % 5 == 0 else sentence(label, rng)}{extra}")
+    with open(os.path.join(folder, name), "w") as f:
+      f.write("\n".join(lines) + "\n")
+  return str(folder)
+
+
+def text_config(folder, **overrides):
+  """The `data` block of configs/sst2_quick.py, pointed at `folder`."""
+  config = sst2_quick.get_config().data
+  config.train_file.path = os.path.join(folder, "train.tsv")
+  config.test_file.path = os.path.join(folder, "dev.tsv")
+  config.update(dict(vocab_size=40, max_length=12, val_size=20))
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture
+def tsv_folder(tmp_path):
+  return write_sst2_like(tmp_path / "sst2")
+
+
+# --- Dataset spec ------------------------------------------------------------------------------
+
+def test_splits_read_each_files_own_columns(tsv_folder, tmp_path):
+  splits = data.load_splits(text_config(tsv_folder), workdir=str(tmp_path / "run"))
+  assert splits.class_names == ["negative", "positive"]
+  assert splits.train[0].shape == (180, 12) and splits.train[0].dtype == np.int32
+  assert len(splits.val[1]) == 20 and splits.test[0].shape == (40, 12)
+  assert splits.input_shape == (12,)
+  with open(os.path.join(tsv_folder, "dev.tsv")) as f:
+    dev_labels = [int(line.split("\t")[0]) for line in f.readlines()[1:]]
+  np.testing.assert_array_equal(splits.test[1], dev_labels)  # dev.tsv, in file order, is test
+
+
+def test_validation_split_is_deterministic(tsv_folder, tmp_path):
+  a = data.load_splits(text_config(tsv_folder), workdir=str(tmp_path / "a"))
+  b = data.load_splits(text_config(tsv_folder), workdir=str(tmp_path / "b"))
+  c = data.load_splits(text_config(tsv_folder, seed=1), workdir=str(tmp_path / "c"))
+  np.testing.assert_array_equal(a.val[0], b.val[0])
+  assert not np.array_equal(a.val[0], c.val[0])
+
+
+def test_missing_column_names_file_column_and_columns_present(tsv_folder):
+  config = text_config(tsv_folder)
+  config.test_file.text_column = "sentence"  # dev.tsv calls it 'content'
+  with pytest.raises(DatasetError, match=r"dev\.tsv.*no column 'sentence'.*\['label', 'content'\]"):
+    data.load_splits(config)
+
+
+def test_missing_file_and_bad_rows(tsv_folder, tmp_path):
+  with pytest.raises(DatasetError, match="nowhere.tsv.*does not exist"):
+    text.read_table(str(tmp_path / "nowhere.tsv"), "label", "sentence")
+  bad = tmp_path / "bad.tsv"
+  bad.write_text("label\tsentence\n1\tfine\n0\ttoo\tmany\n")
+  with pytest.raises(DatasetError, match="line 3 has 3 fields but the header has 2"):
+    text.read_table(str(bad), "label", "sentence")
+  odd = tmp_path / "odd.txt"
+  odd.write_text("label\tsentence\n1\tfine\n")
+  with pytest.raises(DatasetError, match="delimiter.*data.delimiter"):
+    text.read_table(str(odd), "label", "sentence")
+
+
+def test_csv_with_quotes_and_named_labels(tmp_path):
+  path = tmp_path / "reviews.csv"
+  path.write_text('text,stars\n"good, really good",pos\nbad,neg\n')
+  texts, labels = text.read_table(str(path), "stars", "text")
+  assert texts == ["good, really good", "bad"]
+  train, test, names = text.label_ids(labels, ["neg"])
+  assert names == ["neg", "pos"] and train.tolist() == [1, 0] and test.tolist() == [0]
+  with pytest.raises(DatasetError, match=r"Labels \['meh'\] are not among the classes"):
+    text.label_ids(labels, ["meh"])
+
+
+def test_image_augmentation_is_refused_for_text(tsv_folder):
+  with pytest.raises(ConfigError, match="data.augment=False"):
+    data.load_splits(text_config(tsv_folder, augment=True))
+
+
+# --- Vocabulary and encoding -------------------------------------------------------------------
+
+def test_vocabulary_from_train_only_saved_and_reused(tsv_folder, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = text_config(tsv_folder, vocab_size=100)
+  splits = data.load_splits(config, workdir)
+  vocabulary = text.Vocabulary.load(os.path.join(workdir, "vocab.txt"))
+  assert vocabulary.tokens[:3] == ["<pad>", "<unk>", "<mask>"]
+  assert "zyzzyva" not in vocabulary.tokens          # only dev.tsv has it
+  assert "good" in vocabulary.tokens and "GOOD" not in vocabulary.tokens  # lower-cased
+  # A changed training file does not change the ids of a workdir that has its vocabulary.
+  with open(config.train_file.path, "w") as f:
+    f.write("label\tsentence\n" + "".join(f"{i % 2}\tnew words {i} film\n" for i in range(100)))
+  again = data.load_splits(config, workdir)
+  assert text.Vocabulary.load(os.path.join(workdir, "vocab.txt")) == vocabulary
+  np.testing.assert_array_equal(again.test[0], splits.test[0])
+  # A fresh workdir rebuilds from the new file: the reuse above was the file's doing.
+  rebuilt = data.load_splits(config, str(tmp_path / "fresh"))
+  assert not np.array_equal(rebuilt.test[0], again.test[0])
+
+
+def test_vocabulary_ranks_by_count_then_alphabetically():
+  vocabulary = text.Vocabulary.build(["b a a d", "c B A", "<mask> d"], size=10)
+  assert vocabulary.tokens == ["<pad>", "<unk>", "<mask>", "a", "b", "d", "c"]
+
+
+def test_vocabulary_size_is_capped_and_larger_saved_vocabulary_refused(tsv_folder, tmp_path):
+  texts = text.read_table(os.path.join(tsv_folder, "train.tsv"), "label", "sentence")[0]
+  assert len(text.Vocabulary.build(texts, size=10)) == 10
+  path = str(tmp_path / "vocab.txt")
+  text.Vocabulary.build(texts, size=30).save(path)
+  with pytest.raises(ConfigError, match="more than data.vocab_size=10"):
+    text.load_or_build_vocabulary(path, texts, size=10)
+
+
+def test_encode_pads_truncates_and_marks_unknown_tokens():
+  vocabulary = text.Vocabulary(["<pad>", "<unk>", "<mask>", "film", "good"])
+  ids = vocabulary.encode(["Good film", "good zyzzyva film good film"], max_length=4)
+  np.testing.assert_array_equal(ids, [[4, 3, 0, 0], [4, 1, 3, 4]])
+  assert ids.dtype == np.int32
+  assert vocabulary.decode(ids[0]) == "good film"
+
+
+def test_encode_command_line(tmp_path):
+  vocab = str(tmp_path / "vocab.txt")
+  text.Vocabulary(["<pad>", "<unk>", "<mask>", "film", "good"]).save(vocab)
+  out = str(tmp_path / "ids.npy")
+  result = subprocess.run(
+      [sys.executable, "-m", "tfkd.text", "encode", f"--vocab={vocab}", "--max_length=5",
+       f"--output={out}", "a good film", "Film"],
+      cwd=REPO, capture_output=True, text=True, check=True)
+  assert result.stdout.split("\n")[:2] == ["1 4 3 0 0", "3 0 0 0 0"]
+  np.testing.assert_array_equal(np.load(out), [[1, 4, 3, 0, 0], [3, 0, 0, 0, 0]])
+  missing = subprocess.run([sys.executable, "-m", "tfkd.text", "encode", "--vocab=nowhere.txt", "x"],
+                           cwd=REPO, capture_output=True, text=True)
+  assert missing.returncode != 0 and "nowhere.txt' does not exist" in missing.stderr
+
+
+# --- Transfer set ------------------------------------------------------------------------------
+
+def sample_ids(rows=400, max_length=20, seed=0):
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(1, max_length + 1, rows)
+  ids = rng.integers(3, 50, (rows, max_length)).astype(np.int32)
+  ids[np.arange(max_length)[None, :] >= lengths[:, None]] = text.PAD_ID
+  return ids
+
+
+def test_augmentation_is_deterministic_and_seeded():
+  ids = sample_ids()
+  a = text.augment_token_ids(ids, copies=2, seed=3)
+  b = text.augment_token_ids(ids, copies=2, seed=3)
+  c = text.augment_token_ids(ids, copies=2, seed=4)
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == (800, 20) and a.dtype == np.int32
+  assert not np.array_equal(a, c)
+
+
+def test_masking_replaces_tokens_at_the_configured_rate():
+  ids = sample_ids()
+  real = ids != text.PAD_ID
+  out = text.augment_token_ids(ids, copies=1, mask_probability=0.3, ngram_probability=0.0)
+  assert np.all(out[~real] == text.PAD_ID)                       # padding stays padding
+  masked = out == text.MASK_ID
+  assert np.all(out[real & ~masked] == ids[real & ~masked])      # other tokens unchanged
+  assert masked[real].mean() == pytest.approx(0.3, abs=0.03)
+  np.testing.assert_array_equal(
+      text.augment_token_ids(ids, mask_probability=0.0, ngram_probability=0.0), ids)
+
+
+def test_ngram_sampling_keeps_a_contiguous_window():
+  ids = sample_ids()
+  out = text.augment_token_ids(ids, copies=1, mask_probability=0.0, ngram_probability=1.0,
+                               ngram_range=(2, 4))
+  for source, window in zip(ids, out):
+    length, kept = int((source != 0).sum()), window[window != 0]
+    assert min(2, length) <= len(kept) <= min(4, length)
+    assert np.all(window[len(kept):] == 0)
+    starts = [s for s in range(length - len(kept) + 1)
+              if np.array_equal(source[s:s + len(kept)], kept)]
+    assert starts, (source, window)
+
+
+def test_transfer_set_is_labelled_minus_one():
+  ids, labels = sample_ids(rows=50), np.arange(50, dtype=np.int32) % 2
+  config = ConfigDict(dict(copies=3, mask_probability=0.1, ngram_probability=0.25,
+                           ngram_range=(1, 5), seed=0))
+  x, y = text.with_transfer_set(ids, labels, config)
+  assert x.shape == (200, 20) and np.all(y[50:] == -1)
+  np.testing.assert_array_equal(x[:50], ids)
+  np.testing.assert_array_equal(y[:50], labels)
+  with pytest.raises(ConfigError, match="not a probability"):
+    text.augment_token_ids(ids, mask_probability=1.5)
+  with pytest.raises(ConfigError, match="copies=0 for non-text"):
+    text.with_transfer_set(np.zeros((4, 8, 8, 3), np.uint8), labels[:4], config)
+
+
+# --- Models and TFLite -------------------------------------------------------------------------
+
+MICRO_OPS = {"GATHER", "EXPAND_DIMS", "RESHAPE", "CONV_2D", "DEPTHWISE_CONV_2D", "REDUCE_MAX",
+             "MEAN", "MAX_POOL_2D", "CONCATENATION", "FULLY_CONNECTED", "SQUEEZE"}
+
+
+def tflite_ops(model_bytes):
+  lite = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True)
+  return {op["op_name"] for op in lite._get_ops_details()}  # pylint: disable=protected-access
+
+
+def test_student_int8_fits_1mb_and_runs_on_tflite_micro():
+  """The full-size SST-2 student (configs/sst2_full.py) in int8: size, ops, TFLM = LiteRT."""
+  from configs import sst2_full  # pylint: disable=import-outside-toplevel
+  config = sst2_full.get_config()
+  tf_keras.utils.set_random_seed(0)
+  student = models.build_model(config.student.model, 2, (config.data.max_length,),
+                               **config.student.kwargs)
+  ids = sample_ids(rows=64, max_length=config.data.max_length)
+  ids[ids != 0] = np.random.default_rng(1).integers(3, config.data.vocab_size, (ids != 0).sum())
+  model_bytes = convert.convert(student, "int8", ids[:32])
+  assert len(model_bytes) <= 1_000_000
+  assert tflite_ops(model_bytes) <= MICRO_OPS
+  lite = Interpreter(model_content=model_bytes)
+  lite.allocate_tensors()
+  assert lite.get_input_details()[0]["dtype"] == np.int32
+  assert lite.get_output_details()[0]["dtype"] == np.int8
+  # LiteRT's reference kernels round as TFLM's do; its default (XNNPACK) ones may be 1 LSB off.
+  reference = Interpreter(model_content=model_bytes,
+                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+  expected = interpreter.predict(reference, ids[32:], dequantize=False)
+  default = interpreter.predict(model_bytes, ids[32:], dequantize=False)
+  assert np.abs(default.astype(int) - expected).max() <= 1
+  micro = runtime.Interpreter.from_bytes(model_bytes, arena_size=64 * 1024)
+  for row, want in zip(ids[32:], expected):
+    micro.set_input(row[None], 0)
+    micro.invoke()
+    np.testing.assert_array_equal(micro.get_output(0)[0], want)
+  # The int8 model follows its float model.
+  float_logits = student.predict(ids[32:], verbose=0)
+  int8_logits = interpreter.predict(model_bytes, ids[32:])
+  assert np.abs(float_logits - int8_logits).max() < 0.1 * np.abs(float_logits).max() + 0.05
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("text_bilstm", dict(embedding_dim=8, units=8, hidden=8)),
+    ("text_transformer", dict(embedding_dim=8, layers_count=1, heads=2, ffn_dim=16)),
+    ("text_cnn", dict(embedding_dim=8, filters=4, kernel_sizes=(2, 3))),
+])
+def test_text_models_save_load_and_convert_to_float_tflite(name, kwargs, tmp_path):
+  model = models.build_model(name, 3, (10,), normalization=None, vocab_size=30, **kwargs)
+  ids = sample_ids(rows=8, max_length=10) % 30
+  path = str(tmp_path / "model.keras")
+  model.save(path)
+  loaded = tf_keras.models.load_model(path)
+  np.testing.assert_allclose(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=1e-5)
+  float_logits = interpreter.predict(convert.convert(model, "float32"), ids)
+  np.testing.assert_allclose(float_logits, model.predict(ids, verbose=0), atol=1e-4)
+  assert model.get_layer("features") is not None
+
+
+def test_text_models_need_vocab_size_and_token_ids():
+  with pytest.raises(ConfigError, match="needs vocab_size"):
+    models.build_model("text_cnn", 2, (12,))
+  with pytest.raises(ConfigError, match=r"token ids of shape \(max_length,\)"):
+    models.build_model("text_cnn", 2, (32, 32, 3), vocab_size=10)
+
+
+def test_masked_pooling_ignores_padding():
+  values = np.array([[[1.0], [5.0], [-3.0]]], np.float32)
+  mask = np.array([[[1.0], [0.0], [1.0]]], np.float32)
+  assert text_models.MaskedMaxPooling()([values, mask]).numpy().tolist() == [[1.0]]
+  assert text_models.MaskedMeanPooling()([values, mask]).numpy().tolist() == [[-1.0]]
+
+
+# --- End to end --------------------------------------------------------------------------------
+
+def test_pipeline_end_to_end_on_a_tiny_tsv(tmp_path):
+  folder = write_sst2_like(tmp_path / "sst2", train_rows=300, dev_rows=40)
+  config = sst2_quick.get_config()
+  config.data = text_config(folder, vocab_size=40, max_length=12, val_size=40)
+  config.teacher.kwargs = ConfigDict(dict(vocab_size=40, embedding_dim=16, units=8, hidden=8))
+  config.student.kwargs = ConfigDict(dict(vocab_size=40, embedding_dim=8, filters=8,
+                                          kernel_sizes=(2, 3)))
+  config.teacher.epochs = 1
+  config.train.epochs = 1
+  config.train.batch_size = 32
+  config.export.representative_size = 50
+  config.report.latency_runs = 5
+  config.report.warmup_runs = 1
+  workdir = str(tmp_path / "run")
+  pipeline.run_pipeline(config, workdir)
+  assert os.path.exists(os.path.join(workdir, "vocab.txt"))
+  with open(os.path.join(workdir, "report.md")) as f:
+    report = f.read()
+  assert "distilled student, int8 TFLite" in report and "teacher (Keras float)" in report
+  with open(os.path.join(workdir, "report.json")) as f:
+    rows = {r["label"]: r for r in json.load(f)["rows"]}
+  assert rows["distilled student, int8 TFLite"]["file_bytes"] < 20_000
+  assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
+  # The distill stage trained on train + transfer set with as many batches as scratch did.
+  run = pipeline.Run(config, workdir)
+  train, _ = run.datasets(32, distillation=True)
+  labels = np.concatenate([y.numpy() for _, y in train])
+  assert len(labels) == run.steps_per_epoch(32) * 32 and (labels == -1).any()

@@ -1,0 +1,76 @@
+"""`python -m tflite.evaluate` and the dataset split reader behind it."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tf_keras
+
+from tfkd.errors import ConfigError, DatasetError
+from tflite import convert, dataset, interpreter
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def int8_path(tmp_path_factory):
+  """An int8 classifier of 12x12 images: the images (16x16 on disk) must be resized to fit it."""
+  tf_keras.utils.set_random_seed(0)
+  inputs = tf_keras.Input((12, 12, 3))
+  x = tf_keras.layers.Conv2D(4, 3, activation="relu")(tf_keras.layers.Rescaling(1 / 255.0)(inputs))
+  outputs = tf_keras.layers.Dense(3)(tf_keras.layers.GlobalAveragePooling2D()(x))
+  calibration = np.random.default_rng(0).uniform(0, 255, (16, 12, 12, 3)).astype(np.float32)
+  path = tmp_path_factory.mktemp("models") / "tiny_int8.tflite"
+  path.write_bytes(convert.convert(tf_keras.Model(inputs, outputs), "int8", calibration))
+  return str(path)
+
+
+def run_cli(*args):
+  return subprocess.run([sys.executable, "-m", "tflite.evaluate", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_command_prints_the_accuracy_litert_gives(int8_path, image_folder):
+  result = run_cli(f"--model={int8_path}", f"--data={image_folder}", "--batch_size=7")
+  assert result.returncode == 0, result.stderr[-2000:]
+  match = re.search(r"accuracy (\d\.\d{4}) \((\d+)/(\d+)\) on the test split", result.stdout)
+  assert match, result.stdout
+  config = dataset.data_config("folder", image_folder, dataset.model_input_shape(int8_path))
+  x, y = dataset.load_split(config, "test")
+  assert x.shape == (30, 12, 12, 3) and int(match.group(3)) == 30
+  assert float(match.group(1)) == pytest.approx(interpreter.evaluate_accuracy(int8_path, x, y),
+                                                abs=1e-4)
+
+
+def test_command_without_data_explains_what_to_pass(int8_path):
+  result = run_cli(f"--model={int8_path}")
+  assert result.returncode != 0 and "Give --data" in result.stderr
+
+
+def test_test_split_matches_the_training_loader(int8_path, image_folder):
+  config = dataset.data_config("folder", image_folder, (12, 12, 3))
+  x, y = dataset.load_split(config, "test")
+  # The shortcut for test reads the same images, in the same order, as tfkd.data.load_splits.
+  from tfkd import data  # pylint: disable=import-outside-toplevel
+  full = data.load_splits(config)
+  np.testing.assert_array_equal(x, full.test[0])
+  np.testing.assert_array_equal(y, full.test[1])
+
+
+def test_validation_split_needs_val_size(image_folder):
+  with pytest.raises(ConfigError, match="val split is empty: set val_size"):
+    dataset.load_split(dataset.data_config("folder", image_folder, (16, 16, 3)), "val")
+  x, _ = dataset.load_split(dataset.data_config("folder", image_folder, (16, 16, 3), val_size=12),
+                            "val")
+  assert len(x) == 12
+
+
+def test_unknown_split_and_missing_folder(tmp_path):
+  config = dataset.data_config("folder", str(tmp_path / "nowhere"), (16, 16, 3))
+  with pytest.raises(ConfigError, match="Unknown split 'dev'"):
+    dataset.load_split(config, "dev")
+  with pytest.raises(DatasetError, match="does not exist"):
+    dataset.load_split(config, "test")

@@ -1,0 +1,222 @@
+"""Text classifiers over int32 token ids: a BiLSTM and a Transformer teacher, a CNN student.
+
+Every model takes int32 token ids [batch, max_length] (0 = padding, see
+`tfkd.text`) and returns logits from a Dense layer named `logits`; the pooled
+sentence vector is a layer named `features` (the hook point for feature
+distillation). Builders share the image models' signature, so
+`tfkd.models.build_model` finds them by name; `normalization` is accepted and
+ignored (token ids are not normalised).
+
+The student, `text_cnn` (Kim 2014: parallel convolutions of a few widths over
+word embeddings, max-pooled over time), uses only ops that full-integer int8
+conversion and TFLite Micro support: GATHER (embedding), EXPAND_DIMS/RESHAPE,
+CONV_2D (Conv1D), REDUCE_MAX (max over time), CONCATENATION and FULLY_CONNECTED.
+Its int8 file is about vocab_size x embedding_dim bytes for the embedding
+table plus a few tens of kB.
+
+The teachers need not run on a microcontroller, only convert to float32 TFLite
+(for the report's latency): padding is masked with arithmetic on the ids,
+rather than Keras masks, which keeps the graph to builtin TFLite ops.
+
+Example:
+  teacher = text_bilstm(num_classes=2, input_shape=(48,), vocab_size=15000)
+  student = text_cnn(num_classes=2, input_shape=(48,), vocab_size=15000, embedding_dim=48)
+"""
+
+from typing import Sequence
+
+import tensorflow as tf
+import tf_keras
+
+from tfkd.errors import ConfigError
+
+layers = tf_keras.layers
+
+
+def _inputs(input_shape, vocab_size, model_name):
+  if len(input_shape) != 1:
+    raise ConfigError(f"Text model {model_name!r} takes token ids of shape (max_length,), not "
+                      f"{tuple(input_shape)}: use it with data.source='text'.")
+  if not vocab_size:
+    raise ConfigError(f"Text model {model_name!r} needs vocab_size: set the model's "
+                      "kwargs.vocab_size to data.vocab_size (see configs/sst2_full.py).")
+  return tf_keras.Input(shape=tuple(input_shape), dtype="int32", name="token_ids")
+
+
+@tf_keras.saving.register_keras_serializable(package="tfkd")
+class PaddingMask(layers.Layer):
+  """1.0 where a token id is not padding (0), else 0.0; shape [batch, length, 1]."""
+
+  def call(self, ids):
+    return tf.cast(tf.not_equal(ids, 0), tf.float32)[..., None]
+
+
+@tf_keras.saving.register_keras_serializable(package="tfkd")
+class MaskedMaxPooling(layers.Layer):
+  """Max over the time steps of `[values, mask]` that are not padding.
+
+  Padded steps get a large negative offset instead of being dropped, so the op
+  stays a plain REDUCE_MAX and the result is the max over real tokens.
+  """
+
+  def call(self, inputs):
+    values, mask = inputs
+    return tf.reduce_max(values - (1.0 - mask) * 1e4, axis=1)
+
+
+@tf_keras.saving.register_keras_serializable(package="tfkd")
+class MaskedMeanPooling(layers.Layer):
+  """Mean over the time steps of `[values, mask]` that are not padding."""
+
+  def call(self, inputs):
+    values, mask = inputs
+    return tf.reduce_sum(values * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+@tf_keras.saving.register_keras_serializable(package="tfkd")
+class AttentionMask(layers.Layer):
+  """[batch, length, 1] padding mask → [batch, length, length]: True where both tokens are real."""
+
+  def call(self, mask):
+    return tf.matmul(mask, mask, transpose_b=True) > 0.5
+
+
+@tf_keras.saving.register_keras_serializable(package="tfkd")
+class PositionEmbedding(layers.Layer):
+  """Adds a learned embedding of each position to a sequence [batch, length, dim]."""
+
+  def build(self, input_shape):
+    self.positions = self.add_weight(name="positions", shape=tuple(input_shape[1:]),
+                                     initializer=tf_keras.initializers.RandomNormal(stddev=0.02))
+
+  def call(self, x):
+    return x + self.positions[None]
+
+
+def text_cnn(num_classes: int, input_shape: Sequence[int], vocab_size: int = 0,
+             embedding_dim: int = 48, filters: int = 128, kernel_sizes: Sequence[int] = (3, 4, 5),
+             dropout: float = 0.5, embedding_dropout: float = 0.1, normalization=None,
+             name: str = "text_cnn") -> tf_keras.Model:
+  """Microcontroller student: embedding, parallel Conv1D + ReLU, max over time, Dense.
+
+  Args:
+    num_classes: size of the logits.
+    input_shape: (max_length,).
+    vocab_size: rows of the embedding table (data.vocab_size).
+    embedding_dim: width of each token's vector; with vocab_size it sets the
+      int8 file size (15000 x 48 = 720 kB).
+    filters: convolution filters per kernel size.
+    kernel_sizes: widths (in tokens) of the parallel convolutions.
+    dropout: dropout on the pooled features.
+    embedding_dropout: dropout of whole embedding channels (SpatialDropout1D).
+    normalization: ignored (token ids are not normalised).
+    name: model name.
+
+  Returns:
+    A functional `tf_keras.Model` mapping int32 ids [batch, max_length] to logits.
+  """
+  del normalization
+  inputs = _inputs(input_shape, vocab_size, name)
+  x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
+  x = layers.SpatialDropout1D(embedding_dropout, name="embedding_dropout")(x)
+  branches = []
+  for width in kernel_sizes:
+    y = layers.Conv1D(filters, width, padding="same", activation="relu", name=f"conv{width}")(x)
+    branches.append(layers.GlobalMaxPooling1D(name=f"max{width}")(y))
+  x = branches[0] if len(branches) == 1 else layers.Concatenate(name="concat")(branches)
+  x = layers.Activation("linear", name="features")(x)
+  x = layers.Dropout(dropout, name="dropout")(x)
+  logits = layers.Dense(num_classes, name="logits")(x)
+  return tf_keras.Model(inputs, logits, name=name)
+
+
+def text_bilstm(num_classes: int, input_shape: Sequence[int], vocab_size: int = 0,
+                embedding_dim: int = 128, units: int = 128, hidden: int = 128,
+                dropout: float = 0.4, embedding_dropout: float = 0.1, normalization=None,
+                name: str = "text_bilstm") -> tf_keras.Model:
+  """Teacher: embedding, bidirectional LSTM, max over the real tokens, a hidden Dense layer.
+
+  Both LSTM directions read every step; because padding sits at the end, the
+  backward LSTM starts on padding, which it learns to skip (padding's
+  embedding is trained), and the pooling ignores padded steps.
+
+  Args:
+    num_classes: size of the logits.
+    input_shape: (max_length,).
+    vocab_size: rows of the embedding table.
+    embedding_dim: token vector width.
+    units: LSTM units per direction.
+    hidden: width of the Dense layer after pooling.
+    dropout: dropout before the hidden and logits layers.
+    embedding_dropout: SpatialDropout1D rate on the embeddings.
+    normalization: ignored.
+    name: model name.
+
+  Returns:
+    A functional `tf_keras.Model` mapping int32 ids to logits.
+  """
+  del normalization
+  inputs = _inputs(input_shape, vocab_size, name)
+  mask = PaddingMask(name="padding_mask")(inputs)
+  x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
+  x = layers.SpatialDropout1D(embedding_dropout, name="embedding_dropout")(x)
+  x = layers.Bidirectional(layers.LSTM(units, return_sequences=True, unroll=True), name="bilstm")(x)
+  x = MaskedMaxPooling(name="max_over_time")([x, mask])
+  x = layers.Dropout(dropout, name="dropout")(x)
+  x = layers.Dense(hidden, activation="relu", name="features")(x)
+  x = layers.Dropout(dropout, name="features_dropout")(x)
+  logits = layers.Dense(num_classes, name="logits")(x)
+  return tf_keras.Model(inputs, logits, name=name)
+
+
+def text_transformer(num_classes: int, input_shape: Sequence[int], vocab_size: int = 0,
+                     embedding_dim: int = 128, layers_count: int = 2, heads: int = 4,
+                     ffn_dim: int = 256, dropout: float = 0.1, normalization=None,
+                     name: str = "text_transformer") -> tf_keras.Model:
+  """Teacher: a small Transformer encoder (post-norm blocks) with masked mean pooling.
+
+  Args:
+    num_classes: size of the logits.
+    input_shape: (max_length,).
+    vocab_size: rows of the embedding table.
+    embedding_dim: model width.
+    layers_count: encoder blocks.
+    heads: attention heads.
+    ffn_dim: width of each block's feed-forward layer.
+    dropout: dropout in the blocks and before the logits.
+    normalization: ignored.
+    name: model name.
+
+  Returns:
+    A functional `tf_keras.Model` mapping int32 ids to logits.
+  """
+  del normalization
+  inputs = _inputs(input_shape, vocab_size, name)
+  mask = PaddingMask(name="padding_mask")(inputs)
+  attention_mask = AttentionMask(name="attention_mask")(mask)
+  x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
+  x = PositionEmbedding(name="positions")(x)
+  x = layers.Dropout(dropout, name="embedding_dropout")(x)
+  for i in range(layers_count):
+    attended = layers.MultiHeadAttention(heads, embedding_dim // heads, dropout=dropout,
+                                         name=f"block{i + 1}_attention")(
+                                             x, x, attention_mask=attention_mask)
+    x = layers.LayerNormalization(name=f"block{i + 1}_norm1")(
+        layers.Add(name=f"block{i + 1}_add1")(
+            [x, layers.Dropout(dropout, name=f"block{i + 1}_dropout1")(attended)]))
+    y = layers.Dense(ffn_dim, activation="gelu", name=f"block{i + 1}_ffn1")(x)
+    y = layers.Dense(embedding_dim, name=f"block{i + 1}_ffn2")(y)
+    x = layers.LayerNormalization(name=f"block{i + 1}_norm2")(
+        layers.Add(name=f"block{i + 1}_add2")(
+            [x, layers.Dropout(dropout, name=f"block{i + 1}_dropout2")(y)]))
+  x = MaskedMeanPooling(name="features")([x, mask])
+  x = layers.Dropout(dropout, name="dropout")(x)
+  logits = layers.Dense(num_classes, name="logits")(x)
+  return tf_keras.Model(inputs, logits, name=name)
+
+
+TEXT_MODELS = {
+    "text_cnn": text_cnn,
+    "text_bilstm": text_bilstm,
+    "text_transformer": text_transformer,
+}

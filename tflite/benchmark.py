@@ -1,0 +1,205 @@
+"""Edge report of a `.tflite` model: LiteRT latency, TFLite Micro run, cost, device fit.
+
+  python -m tflite.benchmark --model=runs/x/export/distill_int8.tflite \
+      [--data=../shared/data/cifar10-jpeg] [--threads=1] [--runs=200] [--warmup=20] \
+      [--micro] [--parity_samples=100] [--c_out=firmware/] [--json_out=edge.json]
+
+What it measures:
+- LiteRT single-stream latency as in MLPerf Tiny: one input, `--warmup`
+  untimed invokes, then `--runs` timed ones; p50 and p90 in ms.
+- Cost from the graph (`tflite.cost`): parameters, MACs, peak-activation lower bound.
+- With `--micro`, TFLite Micro (`tflite.micro`): unsupported ops, the smallest
+  tensor arena (searched, confirmed by a run) and its ratio to the lower bound,
+  output parity with LiteRT on `--parity_samples` inputs (against LiteRT's
+  reference kernels and its default XNNPACK path), and flash bytes (the
+  `.tflite` size).
+- Device fit (`tflite.devices`): flash against model bytes, RAM against arena
+  (against the lower bound when TFLM was not run).
+- With `--c_out`, the model as a C++ array for firmware (`tflite.firmware`).
+
+Inputs for latency and parity are the first test images of `--data`; without
+`--data`, random inputs spanning the input's quantisation range (they exercise
+the kernels, not realistic activations).
+
+`edge_report` is the same report as a function, for the pipeline's report.
+"""
+
+import tfkd  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
+
+import json
+import os
+from typing import Optional
+
+import numpy as np
+from absl import app, flags
+
+from tflite import cost as tflite_cost
+from tflite import dataset, devices, firmware, interpreter, micro
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command's flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_string("model", None, "Path of the .tflite model.")
+  flags.DEFINE_string("data", None, "Optional dataset (as in tflite.evaluate) for realistic inputs.")
+  flags.DEFINE_string("data_source", "folder", "tfkd.data source of --data.")
+  flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads.")
+  flags.DEFINE_integer("runs", 200, "Timed LiteRT invokes.")
+  flags.DEFINE_integer("warmup", 20, "Untimed LiteRT invokes before timing.")
+  flags.DEFINE_bool("micro", False, "Also run TFLite Micro: ops, arena, parity, flash.")
+  flags.DEFINE_integer("parity_samples", 100, "Inputs compared between TFLM and LiteRT.")
+  flags.DEFINE_string("c_out", None, "Folder for the model as C++ source and header.")
+  flags.DEFINE_string("json_out", None, "Also write the report as JSON here.")
+
+
+def random_inputs(model_bytes: bytes, count: int, seed: int = 0) -> np.ndarray:
+  """`count` inputs in model units covering the input tensor's range.
+
+  Quantised inputs: uniform raw integers, dequantised. Unquantised integer
+  inputs (token ids): uniform in [0, 100). Float inputs: uniform in [0, 255]
+  (the pixel range tfkd models take).
+  """
+  detail = interpreter.load(model_bytes).get_input_details()[0]
+  shape = (count, *detail["shape"][1:])
+  rng = np.random.default_rng(seed)
+  scale, zero_point = detail["quantization"]
+  if np.issubdtype(detail["dtype"], np.integer) and scale:
+    info = np.iinfo(detail["dtype"])
+    raw = rng.integers(info.min, info.max, shape, endpoint=True)
+    return ((raw - zero_point) * scale).astype(np.float32)
+  if np.issubdtype(detail["dtype"], np.integer):
+    return rng.integers(0, 100, shape).astype(detail["dtype"])
+  return rng.uniform(0, 255, shape).astype(np.float32)
+
+
+def edge_report(tflite_path: str, sample_inputs: Optional[np.ndarray] = None, runs: int = 200,
+                warmup: int = 20, threads: int = 1, run_micro: bool = True,
+                parity_samples: int = 100, c_out: Optional[str] = None):
+  """Everything `python -m tflite.benchmark` prints, for one `.tflite` model.
+
+  Args:
+    tflite_path: the `.tflite` file.
+    sample_inputs: inputs in the Keras model's units (e.g. test images); the
+      first is timed and the first `parity_samples` are compared on TFLM.
+      None: random inputs (see `random_inputs`).
+    runs, warmup, threads: LiteRT latency settings.
+    run_micro: run TFLite Micro (op check, arena search, parity).
+    parity_samples: inputs compared between TFLM and LiteRT.
+    c_out: folder to write the C++ array to, or None.
+
+  Returns:
+    (report dict for JSON, markdown section). The dict has "model", "flash_bytes",
+    "latency_ms", "cost", "micro" (or None) and "devices".
+
+  Example:
+    info, markdown = edge_report("runs/demo/export/distill_int8.tflite", test_x[:100])
+  """
+  with open(tflite_path, "rb") as f:
+    model_bytes = f.read()
+  if sample_inputs is None or not len(sample_inputs):
+    sample_inputs = random_inputs(model_bytes, max(parity_samples, 1))
+  report = {"model": tflite_path, "flash_bytes": micro.flash_bytes(model_bytes),
+            "latency_ms": interpreter.latency_ms(model_bytes, sample_inputs[0], runs, warmup, threads),
+            "cost": tflite_cost.model_cost(model_bytes), "micro": None}
+  arena_for_fit = None
+  if run_micro:
+    report["micro"] = micro_section(model_bytes, sample_inputs[:parity_samples],
+                                    report["cost"]["peak_activation_bytes"])
+    arena_for_fit = report["micro"]["arena_bytes"]
+  report["devices"] = devices.fit_table(len(model_bytes), arena_for_fit
+                                        or report["cost"]["peak_activation_bytes"])
+  report["devices_ram_basis"] = "TFLM arena" if arena_for_fit else "peak-activation lower bound"
+  if c_out:
+    report["c_files"] = list(firmware.write_c_files(model_bytes, c_out,
+                                                    firmware.c_identifier(tflite_path)))
+  return report, markdown(report)
+
+
+def micro_section(model_bytes: bytes, inputs: np.ndarray, lower_bound: int) -> dict:
+  """TFLite Micro results: ops, arena (and its ratio to `lower_bound`), parity, flash."""
+  support = micro.check_ops(model_bytes)
+  section = {"ops": support.ops, "unsupported_ops": support.unsupported, "runs": support.runs,
+             "arena_bytes": None, "flash_bytes": micro.flash_bytes(model_bytes)}
+  if not support.runs:
+    return section
+  arena = micro.find_arena_size(model_bytes)
+  section.update(arena_bytes=arena.size, arena_head_bytes=arena.head, arena_tail_bytes=arena.tail,
+                 arena_smaller_fails=arena.smaller_fails, arena_granularity=arena.granularity,
+                 arena_over_lower_bound=arena.size / lower_bound if lower_bound else None,
+                 head_over_lower_bound=(arena.head / lower_bound
+                                        if lower_bound and arena.head else None))
+  if len(inputs):
+    section["parity_reference_kernels"] = micro.parity(model_bytes, inputs, arena.size,
+                                                       reference_kernels=True)
+    section["parity_default_kernels"] = micro.parity(model_bytes, inputs, arena.size)
+  return section
+
+
+def _parity_text(p: dict) -> str:
+  unit = " LSB" if p["integer_output"] else ""
+  return (f"{p['identical']}/{p['samples']} identical, max abs diff {p['max_abs_diff']:g}{unit}, "
+          f"top-1 agreement {p['argmax_agreement'] * 100:.0f}%")
+
+
+def _cell(text: str) -> str:
+  """Text safe inside a markdown table cell (TFLM's messages contain '||')."""
+  return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: dict) -> str:
+  """The markdown section of an `edge_report`."""
+  latency, cost = report["latency_ms"], report["cost"]
+  rows = [
+      ("LiteRT latency p50 / p90", f"{latency['p50']:.3f} / {latency['p90']:.3f} ms "
+       f"({latency['threads']} thread(s), {latency['runs']} runs after warm-up)"),
+      ("parameters", f"{cost['parameters']:,}"),
+      ("MACs per inference", f"{cost['macs']:,}"),
+      ("peak activation memory, lower bound", f"{cost['peak_activation_bytes']:,} B "
+       f"(at {cost['peak_op']})"),
+      ("flash", f"{report['flash_bytes']:,} B (the .tflite flatbuffer; TFLM code not included)"),
+  ]
+  m = report["micro"]
+  if m is not None:
+    rows.append(("TFLM ops", "all supported (" + ", ".join(m["ops"]) + ")" if m["runs"]
+                 else "UNSUPPORTED: " + "; ".join(m["unsupported_ops"])))
+    if m["arena_bytes"]:
+      split = (f" (activations {m['arena_head_bytes']:,} B = {m['head_over_lower_bound']:.3f}×, "
+               f"persistent {m['arena_tail_bytes']:,} B)" if m["arena_head_bytes"] else "")
+      rows.append(("TFLM tensor arena (smallest that runs)",
+                   f"{m['arena_bytes']:,} B = {m['arena_over_lower_bound']:.3f}× the lower bound"
+                   f"{split}; {m['arena_bytes'] - m['arena_granularity']:,} B fails"))
+    if m.get("parity_reference_kernels"):
+      rows.append(("TFLM vs LiteRT reference kernels", _parity_text(m["parity_reference_kernels"])))
+      rows.append(("TFLM vs LiteRT default kernels (XNNPACK)",
+                   _parity_text(m["parity_default_kernels"])))
+  lines = [f"**{os.path.basename(report['model'])}**", "", "| measure | value |", "|---|---|"]
+  lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
+  lines += ["", f"Device fit (RAM against the {report['devices_ram_basis']}; 'tight' = over "
+                f"{devices.TIGHT_FRACTION:.0%} of a memory):", "", devices.markdown(report["devices"])]
+  if report.get("c_files"):
+    lines += ["", "Firmware array: " + ", ".join(f"`{p}`" for p in report["c_files"])]
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  path = FLAGS.model
+  if not path or not os.path.isfile(path):
+    raise app.UsageError(f"--model={path!r} is not a file: pass a .tflite path.")
+  inputs = None
+  if FLAGS.data:
+    config = dataset.data_config(FLAGS.data_source, FLAGS.data, dataset.model_input_shape(path))
+    inputs, _ = dataset.load_split(config, "test")
+    inputs = inputs[:max(FLAGS.parity_samples, 1)]
+  report, text = edge_report(path, inputs, FLAGS.runs, FLAGS.warmup, FLAGS.threads, FLAGS.micro,
+                             FLAGS.parity_samples, FLAGS.c_out)
+  print(text)
+  if FLAGS.json_out:
+    with open(FLAGS.json_out, "w") as f:
+      json.dump(report, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
