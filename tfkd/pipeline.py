@@ -20,7 +20,7 @@ from absl import logging
 from tfkd import data, losses, models, report, training
 from tfkd.distiller import Distiller
 from tfkd.errors import ConfigError
-from tflite import convert, interpreter
+from tflite import benchmark, convert, interpreter
 
 STAGES = ("teacher", "scratch", "distill", "export", "report")
 
@@ -296,8 +296,23 @@ def stage_report(run: Run) -> None:
   add_compression_rows(run, rows, parameters)
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
           "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads}}
-  table = report.write(run.workdir, rows, meta)
+  d = run.config.distill
+  sections = [("Distillation", f"method `{d.get('method', 'soft')}`, temperature {d.temperature}, "
+               f"student loss weight α = {d.student_loss_weight}, teacher `{run.config.teacher.model}`"
+               f"{' + ' + str(len(d.get('extra_teachers', ()))) + ' more' if d.get('extra_teachers') else ''}"
+               f", student `{run.config.student.model}`, {run.config.train.epochs} epochs.")]
+  edge_model = tflite_path(run, "distill", cfg.get("edge_mode", "int8"))
+  if cfg.get("edge", True) and os.path.exists(edge_model):
+    # Device view of the deployable student: TFLM ops, arena, parity, flash, cost, board fit.
+    edge, markdown = benchmark.edge_report(
+        edge_model, test_x[:cfg.get("parity_samples", 100)], cfg.latency_runs, cfg.warmup_runs,
+        cfg.threads, c_out=run.path("export", "firmware"))
+    meta["edge"] = edge
+    sections.append((f"Edge deployment: {os.path.basename(edge_model)}", markdown))
+  table = report.write(run.workdir, rows, meta, sections)
   print(table)
+  for title, markdown in sections:
+    print(f"\n{title}\n{markdown}")
 
 
 # ------------------------------------------------------- compression (tfkd.compress)
@@ -379,7 +394,7 @@ def export_compressed(run: Run, stage: str) -> None:
   out = tflite_path(run, stage, "int8")
   model = compress.load_model(compressed_model_path(run, stage))
   training.write_atomic(out, convert.convert(model, "int8", representative_inputs(run)))
-  measured = compress.tflite_sparsity(open(out, "rb").read())["sparsity"]
+  measured = compress.tflite_sparsity(out)["sparsity"]
   logging.info("[%s] %s: %d bytes, weight sparsity %.3f", stage, out, os.path.getsize(out), measured)
 
 

@@ -61,16 +61,17 @@ def plot(rows, path: str) -> None:
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for r in rows:
-    ax.scatter(r.file_bytes / 1024, r.accuracy * 100, s=40)
-    ax.annotate(r.label, (r.file_bytes / 1024, r.accuracy * 100), fontsize=8,
-                xytext=(5, 3), textcoords="offset points")
+  fig, ax = plt.subplots(figsize=(8, 5))
+  markers = "osD^vP*Xh<>"
+  for i, r in enumerate(rows):  # a legend, not annotations: models of equal size overlap
+    ax.scatter(r.file_bytes / 1024, r.accuracy * 100, s=50, marker=markers[i % len(markers)],
+               label=f"{r.label}: {r.accuracy * 100:.2f}%")
   ax.set_xscale("log")
   ax.set_xlabel("file size (KiB, log scale)")
   ax.set_ylabel("test accuracy (%)")
   ax.set_title("Accuracy against size")
   ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=7, loc="best")
   fig.tight_layout()
   tmp = path + ".partial.png"
   fig.savefig(tmp, dpi=120)
