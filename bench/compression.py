@@ -143,7 +143,7 @@ def plot(rows, path: str) -> None:
   right.invert_yaxis()
   right.tick_params(axis="y", labelsize=7)
   right.set_xlabel("LiteRT p50 latency, 1 thread (ms)")
-  right.set_title("Latency (sparsity is not exploited by the int8 kernels)")
+  right.set_title("Latency (LiteRT's int8 kernels compute dense)")
   fig.tight_layout()
   fig.savefig(path + ".partial.png", dpi=120)
   plt.close(fig)

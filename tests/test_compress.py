@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras
 
 from configs import cifar10_compress
@@ -130,6 +131,11 @@ def test_m_by_n_fraction_counts_groups_along_the_last_axis():
   assert compress.m_by_n_fraction(np.array([[0, 1, 2], [1, 2, 3]]), 2, 4) == 0.5
 
 
+def test_unknown_op_names_are_refused(dense_int8):
+  with pytest.raises(ValueError, match=r"Unknown TFLite ops \['CONV2D'\].*'CONV_2D'"):
+    compress.tflite_kernels(dense_int8, ops=("CONV2D",))
+
+
 def test_2_by_4_pattern_is_in_the_exported_kernels(setup, dense_int8):
   student = compress.prune(setup["student"], m_by_n=(2, 4))
   distill(setup["teacher"], student, setup["x"][:64], setup["y"][:64], epochs=1,
@@ -226,7 +232,12 @@ def test_schedule_reaches_its_target_on_a_pruning_step():
   should_prune, sparsity = schedule(np.int64(700))
   assert bool(should_prune) and float(sparsity) == pytest.approx(0.75)
   # Fewer steps than the frequency: the schedule shrinks to fit.
-  assert compress.pruning_schedule(0.5, total_steps=10, frequency=100).get_config()["config"]["end_step"] == 7
+  small = compress.pruning_schedule(0.5, total_steps=10, frequency=100)
+  assert small.get_config()["config"]["end_step"] == 7
+
+
+def training_data(x, y):
+  return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True)
 
 
 class Interrupt(tf_keras.callbacks.Callback):
@@ -260,11 +271,6 @@ def test_pruning_resumes_after_an_interruption(setup, tmp_path):
   assert compress.keras_sparsity(student) == pytest.approx(0.75, abs=0.01)
 
 
-def training_data(x, y):
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True)
-
-
 def compress_config(image_folder):
   config = cifar10_compress.get_config()
   config.data.path = image_folder
@@ -292,8 +298,9 @@ def test_pipeline_stages_export_measure_and_skip(setup, image_folder, tmp_path):
   assert set(rows) == {"teacher (Keras float)", "distilled student (Keras float)",
                        "pruned student (75% sparse), int8 TFLite (post-training)",
                        "QAT student, int8 TFLite", "pruned (75% sparse) + QAT student, int8 TFLite"}
-  assert rows["pruned student (75% sparse), int8 TFLite (post-training)"]["sparsity"] == pytest.approx(0.75, abs=0.02)
-  assert rows["pruned (75% sparse) + QAT student, int8 TFLite"]["sparsity"] == pytest.approx(0.75, abs=0.02)
+  for label in ("pruned student (75% sparse), int8 TFLite (post-training)",
+                "pruned (75% sparse) + QAT student, int8 TFLite"):
+    assert rows[label]["sparsity"] == pytest.approx(0.75, abs=0.02)
   assert rows["QAT student, int8 TFLite"]["sparsity"] < 0.1
   for row in rows.values():
     if row["model"].endswith(".tflite"):

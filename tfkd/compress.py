@@ -18,7 +18,7 @@ Example:
 
 import dataclasses
 import gzip
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -26,8 +26,8 @@ import tensorflow_model_optimization as tfmot
 import tf_keras
 from absl import logging
 from ai_edge_litert import schema_py_generated as tflite_schema
-# Not in tfmot's public API: the 8-bit registry says which layers QAT can wrap, and
-# the pruning wrapper's class finds wrapped layers.
+# Not in tfmot's public API: the 8-bit registries say which layers QAT can wrap (and
+# hold the prune-preserve quantizers), the pruning wrapper's class finds wrapped layers.
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
     prune_preserve_quantize_registry)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
@@ -235,7 +235,8 @@ def _handled_by_transforms(layer) -> bool:
     return True
   if not isinstance(layer, tf_keras.layers.BatchNormalization):
     return False
-  inbound = [l for node in layer._inbound_nodes for l in tf.nest.flatten(node.inbound_layers)]  # pylint: disable=protected-access
+  nodes = layer._inbound_nodes  # pylint: disable=protected-access
+  inbound = [l for node in nodes for l in tf.nest.flatten(node.inbound_layers)]
   return bool(inbound) and all(
       isinstance(l, (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D, tf_keras.layers.Dense))
       for l in inbound)
@@ -358,8 +359,10 @@ def _constant(model, model_bytes: bytes, tensor) -> Optional[np.ndarray]:
     raw = np.asarray(buffer.data, np.uint8)
   else:
     return None
-  if tensor.type not in _DTYPES:
-    raise ValueError(f"Tensor {tensor.name!r} has TFLite type {tensor.type}, which tfkd cannot read.")
+  if tensor.type not in _DTYPES or tensor.sparsity is not None:
+    raise ValueError(f"Tensor {tensor.name!r} is stored as TFLite type {tensor.type}"
+                     f"{' in sparse format' if tensor.sparsity is not None else ''}, which tfkd "
+                     "cannot read: measure a model converted by tflite.convert.")
   values = raw.view(_DTYPES[tensor.type]).reshape(tensor.shape)
   q = tensor.quantization
   if q is None or q.zeroPoint is None or not len(q.zeroPoint) or not np.any(q.zeroPoint):
@@ -370,18 +373,24 @@ def _constant(model, model_bytes: bytes, tensor) -> Optional[np.ndarray]:
   return values.astype(np.int32) - np.asarray(q.zeroPoint, np.int32).reshape(shape)
 
 
-def tflite_kernels(model_bytes: bytes, ops: Sequence[str] = _WEIGHT_OPS) -> List[Kernel]:
+def tflite_kernels(model_bytes: Union[bytes, str], ops: Sequence[str] = _WEIGHT_OPS) -> List[Kernel]:
   """The weight tensors (input 1) of the given ops, read from the flatbuffer.
 
   Float16 weights reached through a DEQUANTIZE op are followed back to their constant.
 
   Args:
-    model_bytes: a `.tflite` model.
-    ops: builtin op names whose weights to return.
+    model_bytes: a `.tflite` model, or its path.
+    ops: builtin op names whose weights to return, e.g. ("CONV_2D",).
 
   Returns:
     One `Kernel` per op, in graph order.
   """
+  unknown = sorted(set(ops) - set(_OP_NAMES.values()))
+  if unknown:
+    raise ValueError(f"Unknown TFLite ops {unknown}: use builtin names such as 'CONV_2D'.")
+  if isinstance(model_bytes, str):
+    with open(model_bytes, "rb") as f:
+      model_bytes = f.read()
   model = tflite_schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
   kernels = []
   for subgraph in model.subgraphs:
@@ -407,21 +416,29 @@ def tflite_kernels(model_bytes: bytes, ops: Sequence[str] = _WEIGHT_OPS) -> List
   return kernels
 
 
+def _m_by_n_groups(values: np.ndarray, m: int, n: int) -> Tuple[int, int]:
+  """(groups with at least m zeros, groups) along the last axis, padded with zeros to n."""
+  rows = values.reshape(-1, values.shape[-1]) == 0
+  rows = np.pad(rows, [(0, 0), (0, (-rows.shape[1]) % n)], constant_values=True)
+  zeros_per_group = rows.reshape(rows.shape[0], -1, n).sum(axis=-1)
+  return int((zeros_per_group >= m).sum()), int(zeros_per_group.size)
+
+
 def m_by_n_fraction(values: np.ndarray, m: int = 2, n: int = 4) -> float:
   """Share of the groups of `n` consecutive last-axis values holding at least `m` zeros.
 
   The last axis is padded with zeros to a multiple of `n`, as tfmot does when it
   makes the mask, so a 3-channel kernel's single group needs one real zero.
   1.0 means the whole tensor has the m:n pattern.
+
+  Example:
+    m_by_n_fraction(np.array([[0, 0, 1, 2, 0, 3, 4, 5]]))  # 0.5: the second group has one zero
   """
-  rows = values.reshape(-1, values.shape[-1]) == 0
-  pad = (-rows.shape[1]) % n
-  rows = np.pad(rows, [(0, 0), (0, pad)], constant_values=True)
-  zeros_per_group = rows.reshape(rows.shape[0], -1, n).sum(axis=-1)
-  return float(np.mean(zeros_per_group >= m))
+  ok, groups = _m_by_n_groups(values, m, n)
+  return ok / groups
 
 
-def tflite_sparsity(model_bytes: bytes, ops: Sequence[str] = PRUNABLE_OPS) -> dict:
+def tflite_sparsity(model_bytes: Union[bytes, str], ops: Sequence[str] = PRUNABLE_OPS) -> dict:
   """Share of zero weights in the kernels a `.tflite` stores, overall and per tensor.
 
   Counted in the file, after conversion (BatchNorm folding, int8 rounding), over the
@@ -429,19 +446,26 @@ def tflite_sparsity(model_bytes: bytes, ops: Sequence[str] = PRUNABLE_OPS) -> di
   and not counted). Int8 rounding can turn tiny weights into zeros, so a dense model
   shows a little sparsity too.
 
+  Args:
+    model_bytes: a `.tflite` model, or its path.
+    ops: builtin op names whose weights count.
+
   Returns:
     {"sparsity": zeros / weights, "zeros": int, "weights": int, "m_by_n_2_4": share of
     groups of 4 input-channel weights with >= 2 zeros, "tensors": [{name, op, shape, sparsity}]}.
+
+  Example:
+    tflite_sparsity("runs/x/export/prune_int8.tflite")["sparsity"]  # e.g. 0.750
   """
   kernels = tflite_kernels(model_bytes, ops)
   zeros = sum(int((k.values == 0).sum()) for k in kernels)
   weights = sum(k.values.size for k in kernels)
-  groups = [(k.values.size, m_by_n_fraction(k.values, 2, 4)) for k in kernels]
+  ok_groups, groups = np.sum([_m_by_n_groups(k.values, 2, 4) for k in kernels] or [(0, 0)], axis=0)
   return {
       "sparsity": zeros / weights if weights else 0.0,
       "zeros": zeros,
       "weights": weights,
-      "m_by_n_2_4": sum(s * f for s, f in groups) / weights if weights else 0.0,
+      "m_by_n_2_4": float(ok_groups / groups) if groups else 0.0,
       "tensors": [{"name": k.name, "op": k.op, "shape": list(k.values.shape),
                    "sparsity": float(np.mean(k.values == 0))} for k in kernels],
   }

@@ -215,8 +215,42 @@ def text_transformer(num_classes: int, input_shape: Sequence[int], vocab_size: i
   return tf_keras.Model(inputs, logits, name=name)
 
 
+def text_ensemble(num_classes: int, input_shape: Sequence[int], vocab_size: int = 0,
+                  members: Sequence[str] = ("text_bilstm", "text_cnn"), member_kwargs=None,
+                  normalization=None, name: str = "text_ensemble") -> tf_keras.Model:
+  """Teacher: several text models on the same ids, their logits averaged.
+
+  Args:
+    num_classes: size of the logits.
+    input_shape: (max_length,).
+    vocab_size: rows of each member's embedding table.
+    members: names in `TEXT_MODELS` (an ensemble cannot hold an ensemble).
+    member_kwargs: one dict of builder arguments per member (default: none).
+    normalization: ignored.
+    name: model name.
+
+  Returns:
+    A functional `tf_keras.Model` whose `logits` layer averages the members'
+    logits (the members are nested models, named `member<i>_<name>`).
+  """
+  del normalization
+  inputs = _inputs(input_shape, vocab_size, name)
+  member_kwargs = list(member_kwargs or [{}] * len(members))
+  if len(member_kwargs) != len(members) or "text_ensemble" in members:
+    raise ConfigError(f"text_ensemble needs one member_kwargs dict per member and no nested "
+                      f"ensemble: got members={list(members)}, {len(member_kwargs)} member_kwargs.")
+  logits = []
+  for i, (member, kwargs) in enumerate(zip(members, member_kwargs)):
+    model = TEXT_MODELS[member](num_classes, input_shape, vocab_size=vocab_size,
+                                name=f"member{i + 1}_{member}", **dict(kwargs))
+    logits.append(model(inputs))
+  mean = layers.Average(name="logits")(logits)
+  return tf_keras.Model(inputs, mean, name=name)
+
+
 TEXT_MODELS = {
     "text_cnn": text_cnn,
     "text_bilstm": text_bilstm,
     "text_transformer": text_transformer,
+    "text_ensemble": text_ensemble,
 }
