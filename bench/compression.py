@@ -1,6 +1,7 @@
 r"""Issue 4's benchmark: pruning, 2:4 sparsity, QAT and pruning + QAT of the distilled ResNet-8.
 
-  .venv/bin/python -m bench.compression --workdir=runs/cifar10_resnet --out=runs/bench_compression
+  .venv/bin/python -m bench.compression --workdir=runs/cifar10_resnet --out=runs/bench_compression \
+      --epochs=10 --qat_epochs=5
 
 Starts from a finished run's teacher and distilled student (`--workdir`) and
 fine-tunes copies of the student with the teacher guiding them (the pipeline's
@@ -86,6 +87,22 @@ def variant_run(base_run: pipeline.Run, key: str, pruning) -> pipeline.Run:
   return run
 
 
+def check_same_settings(config) -> None:
+  """Refuses to resume an `--out` folder made with other settings (it would skip their variants)."""
+  settings = {"source_workdir": os.path.abspath(_WORKDIR.value), "data": config.data.to_dict(),
+              "compress": config.compress.to_dict()}
+  settings = json.loads(json.dumps(settings, default=list))  # tuples → lists, as they come back
+  path = os.path.join(_OUT.value, "settings.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      before = json.load(f)
+    if before != settings:
+      raise SystemExit(f"{_OUT.value} holds results made with other settings ({path}): pass a new "
+                       "--out, or delete that folder to start again.")
+  os.makedirs(_OUT.value, exist_ok=True)
+  training.write_atomic(path, json.dumps(settings, indent=2))
+
+
 def measure(run: pipeline.Run, path: str) -> dict:
   """Test accuracy on LiteRT, sizes, sparsity in the file and latency of one `.tflite`."""
   with open(path, "rb") as f:
@@ -159,7 +176,7 @@ def main(argv):
       raise SystemExit(f"{_WORKDIR.value}/{stage}/model.keras is missing: finish the run first "
                        f"(python -m tfkd.train --config=configs/cifar10_resnet.py --workdir={_WORKDIR.value}).")
   config = base_config()
-  os.makedirs(_OUT.value, exist_ok=True)
+  check_same_settings(config)
   base_run = pipeline.Run(config, _OUT.value)
   rows = []
   for key, label, pruning, stage in VARIANTS:

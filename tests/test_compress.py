@@ -149,8 +149,26 @@ def test_2_by_4_pattern_is_in_the_exported_kernels(setup, dense_int8):
   assert compress.tflite_sparsity(dense_int8)["m_by_n_2_4"] < 0.2
 
 
+def output_range(wrapper):
+  variables = wrapper._output_quantizer_vars  # pylint: disable=protected-access
+  return float(variables["min_var"].numpy()), float(variables["max_var"].numpy())
+
+
+def test_qat_ranges_start_calibrated(setup):
+  student, x = setup["student"], setup["x"][:64]
+  assert output_range(compress.quantize(student).get_layer("s1b1_b_bn")) == (-6.0, 6.0)  # tfmot's
+  qat = compress.quantize(student, calibration_data=x)
+  for name in ("stem_relu", "s1b1_b_bn", "s3b1_out", "features"):
+    float_output = tf_keras.Model(student.inputs, student.get_layer(name).output).predict(x, verbose=0)
+    expected = (min(float_output.min(), 0.0), max(float_output.max(), 0.0))
+    np.testing.assert_allclose(output_range(qat.get_layer(name)), expected, rtol=1e-5, atol=1e-6)
+  logits = qat.get_layer("logits")._quantize_activations[0]._post_activation_vars  # pylint: disable=protected-access
+  expected = student.predict(x, verbose=0)
+  assert float(logits["max_var"].numpy()) == pytest.approx(max(expected.max(), 0.0), rel=1e-5)
+
+
 def test_qat_int8_model_matches_the_keras_qat_model(setup, dense_int8):
-  qat = compress.quantize(setup["student"])
+  qat = compress.quantize(setup["student"], calibration_data=setup["x"][:64])
   assert [l.name for l in qat.layers[:3]] == ["pixels", "normalize", "stem_conv"]
   distill(setup["teacher"], qat, setup["x"], setup["y"], epochs=1, learning_rate=0.001)
   int8 = convert.convert(qat, "int8", setup["x"][:32])

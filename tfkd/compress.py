@@ -250,7 +250,59 @@ def unsupported_for_quantization(model: tf_keras.Model) -> List[str]:
           and not registry.supports(l) and not _handled_by_transforms(l)]
 
 
-def quantize(model: tf_keras.Model, preserve_sparsity: bool = False) -> tf_keras.Model:
+def calibrate_ranges(qat_model: tf_keras.Model, float_model: tf_keras.Model, inputs: np.ndarray,
+                     batch_size: int = 50) -> int:
+  """Sets a QAT model's activation ranges to the float model's min/max on `inputs`.
+
+  tfmot starts every activation range at [-6, 6] and moves it toward each batch's
+  range with an exponential moving average (decay 0.999, ~0.1% per step), so after a
+  short QAT the ranges, which the int8 model inherits, are still far from the data's.
+  Calibrated like post-training int8 (min and max over representative inputs, 0
+  included), QAT starts where post-training int8 is and fine-tuning refines it.
+
+  Args:
+    qat_model: from `quantize`; its layers keep the float model's names.
+    float_model: the model `qat_model` was made from.
+    inputs: representative inputs (training data), e.g. a few hundred.
+    batch_size: inputs per forward pass.
+
+  Returns:
+    The number of layers whose ranges were set.
+
+  Example:
+    calibrate_ranges(quantize(model), model, train_x[:500])
+  """
+  moving_average = tfmot.quantization.keras.quantizers.MovingAverageQuantizer
+  targets = []  # (layer name, [range variables of that layer's output])
+  for layer in qat_model.layers:
+    if not isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2):
+      continue
+    # tfmot keeps these private; output and post-activation ranges quantise the layer's output.
+    quantizers = [(q, layer._output_quantizer_vars) for q in layer._output_quantizers[:1]]  # pylint: disable=protected-access
+    quantizers += [(a.quantizer, a._post_activation_vars) for a in layer._quantize_activations  # pylint: disable=protected-access
+                   if hasattr(a, "_post_activation_vars")]
+    ranges = [v for q, v in quantizers
+              if isinstance(q, moving_average) and not q.per_axis and not q.symmetric]
+    if ranges:
+      targets.append((layer.name, ranges))
+  if not targets:
+    return 0
+  probe = tf_keras.Model(float_model.inputs, [float_model.get_layer(n).output for n, _ in targets])
+  low, high = np.full(len(targets), np.inf), np.full(len(targets), -np.inf)
+  for start in range(0, len(inputs), batch_size):
+    outputs = probe(np.asarray(inputs[start:start + batch_size], np.float32), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    low = np.minimum(low, [float(tf.reduce_min(o)) for o in outputs])
+    high = np.maximum(high, [float(tf.reduce_max(o)) for o in outputs])
+  for (_, ranges), lo, hi in zip(targets, low, high):
+    for variables in ranges:
+      variables["min_var"].assign(min(lo, 0.0))
+      variables["max_var"].assign(max(hi, 0.0))
+  return len(targets)
+
+
+def quantize(model: tf_keras.Model, preserve_sparsity: bool = False,
+             calibration_data: Optional[np.ndarray] = None) -> tf_keras.Model:
   """Quantisation-aware training model: fake-quantised 8-bit weights and activations.
 
   Every layer is annotated except input preprocessing (`Normalization`, `Rescaling`):
@@ -266,6 +318,8 @@ def quantize(model: tf_keras.Model, preserve_sparsity: bool = False) -> tf_keras
     model: a functional or Sequential model (float, or pruned and stripped).
     preserve_sparsity: use tfmot's `Default8BitPrunePreserveQuantizeScheme`, which
       masks the kernels' zeros so QAT keeps a pruned model's sparsity.
+    calibration_data: representative inputs; if given, the activation ranges start
+      from their min/max (see `calibrate_ranges`) instead of tfmot's [-6, 6].
 
   Returns:
     A new model to fine-tune (e.g. in a `Distiller`), then convert with mode "int8".
@@ -277,7 +331,7 @@ def quantize(model: tf_keras.Model, preserve_sparsity: bool = False) -> tf_keras
     UnsupportedLayerError: listing every layer the 8-bit scheme cannot quantise.
 
   Example:
-    qat = quantize(model)
+    qat = quantize(model, calibration_data=representative)
     int8 = tflite.convert.convert(qat, "int8", representative)
   """
   model = _fresh_copy(model, "quantise")
@@ -301,10 +355,12 @@ def quantize(model: tf_keras.Model, preserve_sparsity: bool = False) -> tf_keras
     scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
   try:
     with quantize_scope():
-      return tfmot.quantization.keras.quantize_apply(annotated, scheme,
-                                                     quantized_layer_name_prefix="")
+      qat = tfmot.quantization.keras.quantize_apply(annotated, scheme, quantized_layer_name_prefix="")
   except (RuntimeError, ValueError) as e:
     raise UnsupportedLayerError(f"tfmot could not quantise {model.name!r}: {e}") from e
+  if calibration_data is not None:
+    calibrate_ranges(qat, model, calibration_data)
+  return qat
 
 
 def quantize_scope():

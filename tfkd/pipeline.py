@@ -427,8 +427,10 @@ def _finetune_quantized(run: Run, stage: str, start: str, preserve_sparsity: boo
     return
   path = compressed_model_path(run, stage)
   if not os.path.exists(path):
+    representative = representative_inputs(run)  # QAT's activation ranges start calibrated
     student = finetune_with_teacher(
-        run, stage, start, lambda model, _: compress.quantize(model, preserve_sparsity), qat=True)
+        run, stage, start, lambda model, _: compress.quantize(model, preserve_sparsity, representative),
+        qat=True)
     with compress.quantize_scope():
       training.save_model_atomic(student, path)
   export_compressed(run, stage)
