@@ -28,7 +28,8 @@ from absl import app, flags
 import tfkd  # noqa: F401  (before TensorFlow: selects Keras 2)
 from bench import common
 from configs import cifar10_compress
-from tfkd import compress, pipeline, training
+from tfkd import compress, compression_stages, pipeline, training
+from tfkd.run_context import Run
 from tflite import convert, interpreter
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cifar10_resnet",
@@ -71,7 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-def variant_run(base_run: pipeline.Run, key: str, pruning) -> pipeline.Run:
+def variant_run(base_run: Run, key: str, pruning) -> Run:
   """A `Run` sharing the loaded data, in its own folder, linked to the source models."""
   run = copy.copy(base_run)
   run.workdir = os.path.join(_OUT.value, "runs", "sparse75" if key in ("qat", "sparse75_qat") else key)
@@ -103,7 +104,7 @@ def check_same_settings(config) -> None:
   training.write_atomic(path, json.dumps(settings, indent=2))
 
 
-def measure(run: pipeline.Run, path: str) -> dict:
+def measure(run: Run, path: str) -> dict:
   """Test accuracy on LiteRT, sizes, sparsity in the file and latency of one `.tflite`."""
   with open(path, "rb") as f:
     content = f.read()
@@ -177,21 +178,21 @@ def main(argv):
                        f"(python -m tfkd.train --config=configs/cifar10_resnet.py --workdir={_WORKDIR.value}).")
   config = base_config()
   check_same_settings(config)
-  base_run = pipeline.Run(config, _OUT.value)
+  base_run = Run(config, _OUT.value)
   rows = []
   for key, label, pruning, stage in VARIANTS:
     run = variant_run(base_run, key, pruning)
     start = time.time()
     if stage is None:
-      path = pipeline.tflite_path(run, "distill", "int8")
+      path = run.tflite_path("distill", "int8")
       if not os.path.exists(path):
         model = compress.load_model(run.model_path("distill"))
-        training.write_atomic(path, convert.convert(model, "int8", pipeline.representative_inputs(run)))
+        training.write_atomic(path, convert.convert(model, "int8", run.representative_inputs()))
     else:
       if stage == "prune_qat":
-        pipeline.stage_prune(run)
+        compression_stages.stage_prune(run)
       pipeline.STAGE_FUNCTIONS[stage](run)
-      path = pipeline.tflite_path(run, stage, "int8")
+      path = run.tflite_path(stage, "int8")
     seconds = time.time() - start
     rows.append({"key": key, "label": label, "seconds": seconds, **measure(run, path)})
     print(f"{label}: accuracy {rows[-1]['accuracy']:.4f}, gzip {rows[-1]['gzip_bytes']:,} bytes, "

@@ -9,7 +9,7 @@ FitNets hints, the contrastive loss, and soft targets from two teachers (the
 ResNet-20 teacher and a second model, averaged) — then its test accuracy, and
 the full-integer int8 TFLite accuracy of the best student on the LiteRT
 interpreter. The losses come from the same config keys as the pipeline
-(`pipeline.make_distillation_losses`).
+(`losses.make_distillation_losses`).
 
 Cost: seconds per training step of each method on the same fixed batches, in
 one process, the methods' steps alternating so that background load hits every
@@ -31,7 +31,7 @@ import tf_keras
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import data, models, pipeline, teacher_cache, training
+from tfkd import data, losses, models, teacher_cache, training
 from tfkd.distiller import Distiller
 from tflite import convert, interpreter
 
@@ -87,7 +87,7 @@ def make_trainer(name, config, splits, teachers, teacher_weights, steps_per_epoc
                     loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return student, student
   distill = distill_config(config, overrides)
-  distillation_losses, weights = pipeline.make_distillation_losses(distill)
+  distillation_losses, weights = losses.make_distillation_losses(distill)
   two = overrides.get("two_teachers", False)
   distiller = Distiller(teachers if two else teachers[:1], student, distillation_losses, weights,
                         student_loss_weight=distill.student_loss_weight,
@@ -149,7 +149,7 @@ def time_steps(config, splits, teachers, teacher_weights) -> dict:
 
   def distiller(method_name, live_teachers, weights=None):
     distill = distill_config(config, METHODS[method_name])
-    distillation_losses, loss_weights = pipeline.make_distillation_losses(distill)
+    distillation_losses, loss_weights = losses.make_distillation_losses(distill)
     model = Distiller(live_teachers, build_student(config, splits, 0), distillation_losses,
                       loss_weights, student_loss_weight=distill.student_loss_weight,
                       teacher_weights=weights)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tf_keras
 
-from tfkd import losses, models, pipeline, training
+from tfkd import losses, models, training
 from tfkd.distiller import Distiller
 from tfkd.errors import ConfigError, ModelMismatchError
 
@@ -223,7 +223,7 @@ def test_config_selects_losses_and_weights():
   config.method = "soft+features+attention+contrastive+relational"
   config.weights = (1.0, 0.5, 2.0, 0.3, 1.5)
   config.feature_adapter = "always"
-  built, weights = pipeline.make_distillation_losses(config)
+  built, weights = losses.make_distillation_losses(config)
   assert [type(l).__name__ for l in built] == [
       "LogitsDistillation", "FeatureDistillation", "AttentionTransfer", "ContrastiveDistillation",
       "RelationalDistillation"]
@@ -243,4 +243,4 @@ def test_config_errors_name_the_fix(method, weights, match):
   config = cifar10_resnet.get_config().distill
   config.method, config.weights = method, weights
   with pytest.raises(ConfigError, match=match):
-    pipeline.make_distillation_losses(config)
+    losses.make_distillation_losses(config)

@@ -175,6 +175,9 @@ class Distiller(tf_keras.Model):
     self.loss_tracker = tf_keras.metrics.Mean(name="loss")
     self.student_loss_tracker = tf_keras.metrics.Mean(name="student_loss")
     self.distillation_loss_tracker = tf_keras.metrics.Mean(name="distillation_loss")
+    # Every weight exists now (models and loss heads are built): BackupAndRestore may
+    # checkpoint the Distiller before its first step instead of warning that it is unbuilt.
+    self.built = True
 
   def compile(self, optimizer="sgd", loss=None, metrics=None, **kwargs):
     """Configures training.
