@@ -6,7 +6,11 @@ Runs (or resumes) the pipeline of the config, then measures on every dev
 sentence (dev.tsv, 872 sentences, the "test" split): the teacher, the student
 trained from scratch and the distilled student (Keras float), the distilled
 student's int8 `.tflite` on LiteRT and, one sentence per invoke, on TFLite
-Micro; plus the student's smallest TFLM arena and its flash bytes. Writes
+Micro; plus the student's smallest TFLM arena and its flash bytes. With
+`--seeds=N` the scratch and distill stages are repeated with N−1 more seeds
+against the same teacher and vocabulary (in workdir/seed<k>/), and the table
+adds their mean and spread: 872 sentences make one seed's difference noisy
+(one sentence = 0.11 points). Writes
 `sst2.md`, `sst2.json` and `sst2.png` to `--out` and prints the table.
 
 Any config value can be overridden, e.g. a quick try on 2,000 phrases:
@@ -25,12 +29,14 @@ import tfkd  # noqa: F401  (before TensorFlow: selects Keras 2)
 import tf_keras
 from bench import common
 from tfkd import data, pipeline
+from tfkd.run_context import Run
 from tflite import interpreter, micro
 from tflite_micro.python.tflite_micro import runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sst2_full.py", "Run config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst2", "Run folder (resumed if it exists).")
 _OUT = flags.DEFINE_string("out", "bench_out/sst2", "Folder for sst2.{md,json,png}.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds of the scratch and distilled students (1 = only config.seed).")
 GOAL = 0.85  # issue 6: the int8 student at 85% dev accuracy or better
 
 
@@ -54,13 +60,13 @@ def tflm_predictions(model_bytes: bytes, x: np.ndarray, arena_size: int) -> np.n
   return np.stack(outputs)
 
 
-def measure(run: pipeline.Run) -> dict:
+def measure(run: Run) -> dict:
   """Every dev-accuracy and size figure of issue 6, from a finished run."""
   x, y = run.splits.test
   results = {"dev_sentences": int(len(y))}
   for stage in ("teacher", "scratch", "distill"):
     results[stage], results[f"{stage}_parameters"] = keras_accuracy(run.model_path(stage), x, y)
-  int8_path = pipeline.tflite_path(run, "distill", "int8")
+  int8_path = run.tflite_path("distill", "int8")
   with open(int8_path, "rb") as f:
     model_bytes = f.read()
   litert_raw = interpreter.predict(model_bytes, x, dequantize=False)
@@ -78,6 +84,38 @@ def measure(run: pipeline.Run) -> dict:
   results["distilled_minus_scratch"] = results["distill"] - results["scratch"]
   results["int8_minus_float"] = results["int8_litert"] - results["distill"]
   return results
+
+
+def seed_run(config, workdir: str, seed: int) -> Run:
+  """Scratch and distill stages again with another seed, sharing the teacher and vocabulary."""
+  seed_dir = os.path.join(workdir, f"seed{seed}")
+  for shared in ("teacher/model.keras", "vocab.txt"):
+    link = os.path.join(seed_dir, shared)
+    if not os.path.exists(link):
+      os.makedirs(os.path.dirname(link), exist_ok=True)
+      os.symlink(os.path.abspath(os.path.join(workdir, shared)), link)
+  config = config.copy_and_resolve_references()
+  config.seed = seed
+  config.stages = ("scratch", "distill")
+  pipeline.run_pipeline(config, seed_dir)
+  return Run(config, seed_dir)
+
+
+def seed_statistics(config, run: Run, results: dict, seeds: int) -> dict:
+  """Dev accuracy of scratch and distilled students over `seeds` seeds (the first is `run`'s)."""
+  x, y = run.splits.test
+  per_seed = [{"seed": config.seed, "scratch": results["scratch"], "distill": results["distill"]}]
+  for seed in range(config.seed + 1, config.seed + seeds):
+    other = seed_run(config, run.workdir, seed)
+    per_seed.append({"seed": seed, **{stage: keras_accuracy(other.model_path(stage), x, y)[0]
+                                      for stage in ("scratch", "distill")}})
+  stats = {"per_seed": per_seed}
+  for key in ("scratch", "distill"):
+    values = np.array([s[key] for s in per_seed])
+    stats[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if seeds > 1 else 0.0}
+  gains = np.array([s["distill"] - s["scratch"] for s in per_seed])
+  stats["gain_mean"], stats["gain_min"] = float(gains.mean()), float(gains.min())
+  return stats
 
 
 def markdown(r: dict) -> str:
@@ -102,6 +140,15 @@ def markdown(r: dict) -> str:
       f"{r['tflm_litert_top1_agreement'] * 100:.2f}% (max {r['tflm_litert_max_lsb']:.0f} LSB apart)",
       f"- whole run: {r['wall_seconds'] / 60:.1f} min",
   ]
+  seeds = r["seeds"]["per_seed"]
+  if len(seeds) > 1:
+    lines += ["", f"Students over {len(seeds)} seeds (same teacher, vocabulary and transfer set):", "",
+              "| seed | scratch | distilled | distilled − scratch |", "|---:|---:|---:|---:|"]
+    lines += [f"| {s['seed']} | {s['scratch']:.2%} | {s['distill']:.2%} "
+              f"| {100 * (s['distill'] - s['scratch']):+.2f} pt |" for s in seeds]
+    mean_std = lambda k: f"{100 * r['seeds'][k]['mean']:.2f} ± {100 * r['seeds'][k]['std']:.2f}%"
+    lines.append(f"| mean ± sd | {mean_std('scratch')} | {mean_std('distill')} "
+                 f"| {100 * r['seeds']['gain_mean']:+.2f} pt (lowest {100 * r['seeds']['gain_min']:+.2f}) |")
   return "\n".join(lines)
 
 
@@ -109,17 +156,24 @@ def plot(r: dict, path: str) -> None:
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  labels = ["teacher", "scratch", "distilled", "int8 LiteRT", "int8 TFLM"]
-  values = [r[k] * 100 for k in ("teacher", "scratch", "distill", "int8_litert", "int8_tflm")]
-  fig, ax = plt.subplots(figsize=(7, 4))
+  seeds = r["seeds"]["per_seed"]
+  # Students: bars are the mean over seeds, dots each seed; the int8 bars are config.seed's model.
+  labels = ["teacher", f"scratch\n(mean of {len(seeds)})", f"distilled\n(mean of {len(seeds)})",
+            f"int8 LiteRT\n(seed {seeds[0]['seed']})", f"int8 TFLM\n(seed {seeds[0]['seed']})"]
+  values = [r["teacher"] * 100, r["seeds"]["scratch"]["mean"] * 100, r["seeds"]["distill"]["mean"] * 100,
+            r["int8_litert"] * 100, r["int8_tflm"] * 100]
+  fig, ax = plt.subplots(figsize=(8.5, 4))
   bars = ax.bar(labels, values, color=["#777", "#c88", "#58c", "#58c", "#58c"])
-  ax.bar_label(bars, fmt="%.1f")
+  ax.bar_label(bars, fmt="%.2f")
+  for i, stage in ((1, "scratch"), (2, "distill")):
+    ax.scatter([i + 0.25] * len(seeds), [s[stage] * 100 for s in seeds], color="k", s=12, zorder=3,
+               label="one seed" if i == 1 else None)
   ax.axhline(GOAL * 100, color="k", linestyle="--", linewidth=1, label=f"goal {GOAL * 100:.0f}%")
   ax.set_ylim(min(values) - 5, max(max(values), GOAL * 100) + 2)
   ax.set_ylabel("SST-2 dev accuracy (%)")
   ax.set_title(f"SST-2: int8 student {r['flash_bytes'] / 1024:.0f} KiB flash, "
                f"{r['tflm_arena_bytes'] / 1024:.1f} KiB arena")
-  ax.legend(loc="lower right")
+  ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -132,7 +186,9 @@ def main(argv):
   start = time.time()
   config = _CONFIG.value
   pipeline.run_pipeline(config, _WORKDIR.value)
-  results = measure(pipeline.Run(config, _WORKDIR.value))
+  run = Run(config, _WORKDIR.value)
+  results = measure(run)
+  results["seeds"] = seed_statistics(config, run, results, _SEEDS.value)
   results["wall_seconds"] = time.time() - start
   table = markdown(results)
   os.makedirs(_OUT.value, exist_ok=True)

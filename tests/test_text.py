@@ -15,6 +15,7 @@ from tflite_micro.python.tflite_micro import runtime
 from configs import sst2_quick
 from tfkd import data, models, pipeline, text, text_models
 from tfkd.errors import ConfigError, DatasetError
+from tfkd.run_context import Run
 from tflite import convert, interpreter
 
 POSITIVE = ("good", "great", "fun", "lovely", "brilliant", "moving")
@@ -319,6 +320,7 @@ def test_pipeline_end_to_end_on_a_tiny_tsv(tmp_path):
   folder = write_sst2_like(tmp_path / "sst2", train_rows=300, dev_rows=40)
   config = sst2_quick.get_config()
   config.data = text_config(folder, vocab_size=40, max_length=12, val_size=40)
+  config.teacher.model = "text_bilstm"
   config.teacher.kwargs = ConfigDict(dict(vocab_size=40, embedding_dim=16, units=8, hidden=8))
   config.student.kwargs = ConfigDict(dict(vocab_size=40, embedding_dim=8, filters=8,
                                           kernel_sizes=(2, 3)))
@@ -339,7 +341,7 @@ def test_pipeline_end_to_end_on_a_tiny_tsv(tmp_path):
   assert rows["distilled student, int8 TFLite"]["file_bytes"] < 20_000
   assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
   # The distill stage trained on train + transfer set with as many batches as scratch did.
-  run = pipeline.Run(config, workdir)
+  run = Run(config, workdir)
   train, _ = run.datasets(32, distillation=True)
   labels = np.concatenate([y.numpy() for _, y in train])
   assert len(labels) == run.steps_per_epoch(32) * 32 and (labels == -1).any()
