@@ -24,8 +24,10 @@ def get_config():
   config.compress.unsupported = "skip"
 
   # Fine-tuning with the teacher: overrides config.train for prune, qat and prune_qat.
+  # 75% on ResNet-8 needs the long recovery: −1.98 points after 15 epochs, −0.68 after 45 with
+  # end_fraction 0.5 (BENCHMARKS.md, section 4); 50% is within 0.3 points after 15.
   config.compress.train = ml_collections.ConfigDict()
-  config.compress.train.epochs = 10
+  config.compress.train.epochs = 45
   config.compress.train.learning_rate = 0.01
   config.compress.train.schedule = "cosine"
   config.compress.train.warmup_epochs = 0
@@ -33,11 +35,11 @@ def get_config():
   config.compress.prune = ml_collections.ConfigDict()
   config.compress.prune.sparsity = 0.75      # share of each conv/dense kernel set to zero
   config.compress.prune.m_by_n = ()          # (2, 4) = 2:4 structured sparsity instead (sparsity ignored)
-  config.compress.prune.end_fraction = 0.7   # target reached after this share of the steps
+  config.compress.prune.end_fraction = 0.5   # target reached after this share of the steps
   config.compress.prune.frequency = 100      # steps between mask updates
 
   # QAT and prune_qat: 0 = use compress.train's value.
   config.compress.qat = ml_collections.ConfigDict()
-  config.compress.qat.epochs = 0
+  config.compress.qat.epochs = 5
   config.compress.qat.learning_rate = 0.001
   return config

@@ -297,6 +297,7 @@ def compress_config(image_folder):
   config.data.augment = False
   config.train.batch_size = 16
   config.compress.train.epochs = 1
+  config.compress.qat.epochs = 1
   config.compress.prune.frequency = 2
   config.export.representative_size = 20
   config.report.latency_runs = 3
