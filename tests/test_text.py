@@ -287,6 +287,8 @@ def test_student_int8_fits_1mb_and_runs_on_tflite_micro():
     ("text_bilstm", dict(embedding_dim=8, units=8, hidden=8)),
     ("text_transformer", dict(embedding_dim=8, layers_count=1, heads=2, ffn_dim=16)),
     ("text_cnn", dict(embedding_dim=8, filters=4, kernel_sizes=(2, 3))),
+    ("text_ensemble", dict(members=("text_bilstm", "text_cnn"), member_kwargs=(
+        dict(embedding_dim=8, units=4, hidden=4), dict(embedding_dim=8, filters=4, kernel_sizes=(2,))))),
 ])
 def test_text_models_save_load_and_convert_to_float_tflite(name, kwargs, tmp_path):
   model = models.build_model(name, 3, (10,), normalization=None, vocab_size=30, **kwargs)
@@ -297,7 +299,8 @@ def test_text_models_save_load_and_convert_to_float_tflite(name, kwargs, tmp_pat
   np.testing.assert_allclose(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=1e-5)
   float_logits = interpreter.predict(convert.convert(model, "float32"), ids)
   np.testing.assert_allclose(float_logits, model.predict(ids, verbose=0), atol=1e-4)
-  assert model.get_layer("features") is not None
+  if name != "text_ensemble":  # the ensemble is a logits-only teacher
+    assert model.get_layer("features") is not None
 
 
 def test_text_models_need_vocab_size_and_token_ids():
@@ -345,3 +348,14 @@ def test_pipeline_end_to_end_on_a_tiny_tsv(tmp_path):
   train, _ = run.datasets(32, distillation=True)
   labels = np.concatenate([y.numpy() for _, y in train])
   assert len(labels) == run.steps_per_epoch(32) * 32 and (labels == -1).any()
+
+
+def test_text_ensemble_averages_its_members_and_refuses_unknown_members():
+  model = models.build_model("text_ensemble", 2, (6,), vocab_size=20, member_kwargs=(
+      dict(embedding_dim=4, units=4, hidden=4), dict(embedding_dim=4, filters=4, kernel_sizes=(2,))))
+  ids = sample_ids(rows=4, max_length=6) % 20
+  members = [l for l in model.layers if l.name.startswith("member")]
+  expected = np.mean([m.predict(ids, verbose=0) for m in members], axis=0)
+  np.testing.assert_allclose(model.predict(ids, verbose=0), expected, atol=1e-6)
+  with pytest.raises(ConfigError, match="text_lstm"):
+    models.build_model("text_ensemble", 2, (6,), vocab_size=20, members=("text_lstm",))

@@ -15,8 +15,8 @@ import os
 import tf_keras
 from absl import logging
 
-from tfkd import compress, losses, report, training
-from tfkd.distiller import Distiller
+from tfkd import compress, report, training
+from tfkd.distiller import distiller_from_config
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run
 from tflite import convert, interpreter
@@ -67,7 +67,7 @@ def finetune_with_teacher(run: Run, stage: str, start: str, wrap_student, callba
   """
   train_config = compress_train_config(run, qat)
   start_path = compressed_model_path(run, start)
-  teacher_paths = [run.model_path("teacher")] + list(run.config.distill.get("extra_teachers", ()))
+  teacher_paths = run.teacher_paths()
   for path, producer in [(start_path, start), (teacher_paths[0], "teacher")]:
     if not os.path.exists(path):
       raise ConfigError(f"The {stage} stage needs {path}: run the '{producer}' stage first "
@@ -76,10 +76,7 @@ def finetune_with_teacher(run: Run, stage: str, start: str, wrap_student, callba
   with run.strategy.scope():
     teachers = [tf_keras.models.load_model(p) for p in teacher_paths]
     student = wrap_student(compress.load_model(start_path), train_config.epochs * steps)
-    distillation_losses, weights = losses.make_distillation_losses(run.config.distill)
-    distiller = Distiller(teachers, student, distillation_losses, weights,
-                          student_loss_weight=run.config.distill.student_loss_weight,
-                          teacher_weights=tuple(run.config.distill.get("teacher_weights", ())) or None)
+    distiller = distiller_from_config(run.config.distill, teachers, student)
     distiller.compile(optimizer=training.make_optimizer(train_config, steps), metrics=["accuracy"])
   logging.info("[%s] fine-tuning %s with the teacher: %d epochs, learning rate %g.", stage, start_path,
                train_config.epochs, train_config.learning_rate)

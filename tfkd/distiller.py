@@ -40,7 +40,7 @@ import tensorflow as tf
 import tf_keras
 
 from tfkd.errors import ConfigError, ModelMismatchError
-from tfkd.losses import DistillationLoss
+from tfkd.losses import DistillationLoss, make_distillation_losses
 
 Teachers = Union[None, tf_keras.Model, Sequence[tf_keras.Model]]
 
@@ -321,3 +321,24 @@ class Distiller(tf_keras.Model):
     x, y, cached_logits = self.unpack(data)
     return self._update_metrics(y, *self._compute_losses(x, y, training=False,
                                                          cached_logits=cached_logits))
+
+
+def distiller_from_config(distill_config, teachers: Teachers, student: tf_keras.Model) -> Distiller:
+  """A `Distiller` with the losses, α and teacher weights a `distill` config block asks for.
+
+  Args:
+    distill_config: `config.distill` (method, weights, temperature, student_loss_weight,
+      teacher_weights, ...; see `losses.make_distillation_losses`).
+    teachers: the teacher model(s), or None for cached teacher logits.
+    student: the model to train.
+
+  Returns:
+    An uncompiled `Distiller`.
+
+  Example:
+    distiller = distiller_from_config(config.distill, [teacher], student)
+  """
+  distillation_losses, weights = make_distillation_losses(distill_config)
+  return Distiller(teachers, student, distillation_losses, weights,
+                   student_loss_weight=distill_config.student_loss_weight,
+                   teacher_weights=tuple(distill_config.get("teacher_weights", ())) or None)

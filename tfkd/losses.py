@@ -450,7 +450,7 @@ def make_distillation_losses(distill_config):
   builders = {
       "soft": lambda: LogitsDistillation(temperature=c.temperature),
       "features": lambda: FeatureDistillation(teacher_layer, student_layer,
-                                                     adapter=adapters[adapter]),
+                                              adapter=adapters[adapter]),
       "attention": lambda: AttentionTransfer(teacher_layer, student_layer),
       "contrastive": lambda: ContrastiveDistillation(
           embedding_layer, embedding_layer, projection_dim=c.get("projection_dim", 128),

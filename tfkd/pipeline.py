@@ -16,8 +16,8 @@ import time
 import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, data, losses, report, training
-from tfkd.distiller import Distiller
+from tfkd import compression_stages, data, report, training
+from tfkd.distiller import distiller_from_config
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run
 from tflite import benchmark, convert, interpreter
@@ -68,7 +68,7 @@ def stage_distill(run: Run) -> None:
   cfg, train_config = run.config.distill, run.config.train
   logits_path = cfg.get("teacher_logits_path", "")
   cached = bool(cfg.get("cached_teacher", False) or logits_path)
-  teacher_paths = [run.model_path("teacher")] + list(cfg.get("extra_teachers", ()))
+  teacher_paths = run.teacher_paths()
   if logits_path and not os.path.exists(teacher_paths[0]):
     teacher_paths = teacher_paths[1:]  # an offline teacher: its logits are all there is
   for path in teacher_paths:
@@ -76,19 +76,16 @@ def stage_distill(run: Run) -> None:
       raise ConfigError(f"The distill stage needs a trained teacher at {path}: run the 'teacher' "
                         "stage first (it is in the default config.stages) or fix "
                         "distill.extra_teachers.")
-  distillation_losses, weights = losses.make_distillation_losses(cfg)
-  if cached:
-    teacher_cache.check_cacheable(distillation_losses, augment=run.config.data.augment)
-    if (run.config.data.get("transfer_set") or {}).get("copies"):
-      raise ConfigError("Cached teacher logits cover the training split only, but "
-                        "data.transfer_set adds inputs the teacher must label live: turn off "
-                        "distill.cached_teacher or the transfer set.")
+  if cached and (run.config.data.get("transfer_set") or {}).get("copies"):
+    raise ConfigError("Cached teacher logits cover the training split only, but "
+                      "data.transfer_set adds inputs the teacher must label live: turn off "
+                      "distill.cached_teacher or the transfer set.")
   with run.strategy.scope():
     teachers = [tf_keras.models.load_model(path) for path in teacher_paths]
     student = run.build(run.config.student, "student")
-    distiller = Distiller(teachers or None, student, distillation_losses, weights,
-                          student_loss_weight=cfg.student_loss_weight,
-                          teacher_weights=tuple(cfg.get("teacher_weights", ())) or None)
+    distiller = distiller_from_config(cfg, teachers or None, student)
+    if cached:
+      teacher_cache.check_cacheable(distiller.distillation_losses, augment=run.config.data.augment)
     distiller.compile(
         optimizer=training.make_optimizer(train_config, run.steps_per_epoch(train_config.batch_size)),
         metrics=["accuracy"])

@@ -50,6 +50,10 @@ class Run:
   def model_path(self, stage: str) -> str:
     return self.path(stage, "model.keras")
 
+  def teacher_paths(self) -> list:
+    """The trained teacher and `distill.extra_teachers`: every model the student learns from."""
+    return [self.model_path("teacher")] + list(self.config.distill.get("extra_teachers", ()))
+
   def tflite_path(self, model_name: str, mode: str) -> str:
     return self.path("export", f"{model_name}_{mode}.tflite")
 

@@ -231,14 +231,17 @@ def text_ensemble(num_classes: int, input_shape: Sequence[int], vocab_size: int 
 
   Returns:
     A functional `tf_keras.Model` whose `logits` layer averages the members'
-    logits (the members are nested models, named `member<i>_<name>`).
+    logits (the members are nested models, named `member<i>_<name>`). It has no
+    `features` layer: use it with logit losses ('soft'), not feature losses.
   """
   del normalization
   inputs = _inputs(input_shape, vocab_size, name)
   member_kwargs = list(member_kwargs or [{}] * len(members))
-  if len(member_kwargs) != len(members) or "text_ensemble" in members:
-    raise ConfigError(f"text_ensemble needs one member_kwargs dict per member and no nested "
-                      f"ensemble: got members={list(members)}, {len(member_kwargs)} member_kwargs.")
+  unknown = [m for m in members if m not in TEXT_MODELS or m == "text_ensemble"]
+  if len(member_kwargs) != len(members) or unknown:
+    raise ConfigError(f"text_ensemble needs one member_kwargs dict per member, each member one of "
+                      f"{sorted(set(TEXT_MODELS) - {'text_ensemble'})}: got members={list(members)}, "
+                      f"{len(member_kwargs)} member_kwargs.")
   logits = []
   for i, (member, kwargs) in enumerate(zip(members, member_kwargs)):
     model = TEXT_MODELS[member](num_classes, input_shape, vocab_size=vocab_size,
