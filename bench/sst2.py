@@ -101,20 +101,32 @@ def seed_run(config, workdir: str, seed: int) -> Run:
   return Run(config, seed_dir)
 
 
-def seed_statistics(config, run: Run, results: dict, seeds: int) -> dict:
-  """Dev accuracy of scratch and distilled students over `seeds` seeds (the first is `run`'s)."""
-  x, y = run.splits.test
-  per_seed = [{"seed": config.seed, "scratch": results["scratch"], "distill": results["distill"]}]
-  for seed in range(config.seed + 1, config.seed + seeds):
-    other = seed_run(config, run.workdir, seed)
-    per_seed.append({"seed": seed, **{stage: keras_accuracy(other.model_path(stage), x, y)[0]
-                                      for stage in ("scratch", "distill")}})
+def seed_statistics(config, run: Run, seeds: int) -> dict:
+  """Dev (and validation) accuracy of scratch and distilled students over `seeds` seeds.
+
+  The first seed is `run`'s. Validation accuracy is measured too when the run
+  has a validation split: with `data.val_unit='sentence'` it holds unseen
+  sentences, a second held-out set beside dev.
+  """
+  held_out = {"": run.splits.test}
+  if run.splits.val is not None:
+    held_out["_val"] = run.splits.val
+  per_seed = []
+  for seed in range(config.seed, config.seed + seeds):
+    seed_models = run if seed == config.seed else seed_run(config, run.workdir, seed)
+    row = {"seed": seed}
+    for stage in ("scratch", "distill"):
+      for suffix, (x, y) in held_out.items():
+        row[stage + suffix] = keras_accuracy(seed_models.model_path(stage), x, y)[0]
+    per_seed.append(row)
   stats = {"per_seed": per_seed}
-  for key in ("scratch", "distill"):
-    values = np.array([s[key] for s in per_seed])
-    stats[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if seeds > 1 else 0.0}
-  gains = np.array([s["distill"] - s["scratch"] for s in per_seed])
-  stats["gain_mean"], stats["gain_min"] = float(gains.mean()), float(gains.min())
+  for suffix in held_out:
+    for stage in ("scratch", "distill"):
+      values = np.array([s[stage + suffix] for s in per_seed])
+      stats[stage + suffix] = {"mean": float(values.mean()),
+                               "std": float(values.std(ddof=1)) if seeds > 1 else 0.0}
+    gains = np.array([s["distill" + suffix] - s["scratch" + suffix] for s in per_seed])
+    stats["gain_mean" + suffix], stats["gain_min" + suffix] = float(gains.mean()), float(gains.min())
   return stats
 
 
@@ -140,15 +152,22 @@ def markdown(r: dict) -> str:
       f"{r['tflm_litert_top1_agreement'] * 100:.2f}% (max {r['tflm_litert_max_lsb']:.0f} LSB apart)",
       f"- whole run: {r['wall_seconds'] / 60:.1f} min",
   ]
-  seeds = r["seeds"]["per_seed"]
-  if len(seeds) > 1:
-    lines += ["", f"Students over {len(seeds)} seeds (same teacher, vocabulary and transfer set):", "",
-              "| seed | scratch | distilled | distilled − scratch |", "|---:|---:|---:|---:|"]
-    lines += [f"| {s['seed']} | {s['scratch']:.2%} | {s['distill']:.2%} "
-              f"| {100 * (s['distill'] - s['scratch']):+.2f} pt |" for s in seeds]
-    mean_std = lambda k: f"{100 * r['seeds'][k]['mean']:.2f} ± {100 * r['seeds'][k]['std']:.2f}%"
-    lines.append(f"| mean ± sd | {mean_std('scratch')} | {mean_std('distill')} "
-                 f"| {100 * r['seeds']['gain_mean']:+.2f} pt (lowest {100 * r['seeds']['gain_min']:+.2f}) |")
+  stats = r["seeds"]
+  suffixes = [("", "dev")] + ([("_val", "validation")] if "gain_mean_val" in stats else [])
+  if len(stats["per_seed"]) > 1:
+    lines += ["", f"Students over {len(stats['per_seed'])} seeds (same teacher, vocabulary and "
+              "transfer set):", "",
+              "| seed | " + " | ".join(f"scratch ({name}) | distilled ({name}) | distilled − scratch ({name})"
+                                     for _, name in suffixes) + " |",
+              "|---:" + "|---:|---:|---:" * len(suffixes) + "|"]
+    for s in stats["per_seed"]:
+      lines.append(f"| {s['seed']} | " + " | ".join(
+          f"{s['scratch' + k]:.2%} | {s['distill' + k]:.2%} | "
+          f"{100 * (s['distill' + k] - s['scratch' + k]):+.2f} pt" for k, _ in suffixes) + " |")
+    mean_std = lambda k: f"{100 * stats[k]['mean']:.2f} ± {100 * stats[k]['std']:.2f}%"
+    lines.append("| mean ± sd | " + " | ".join(
+        f"{mean_std('scratch' + k)} | {mean_std('distill' + k)} | {100 * stats['gain_mean' + k]:+.2f} pt "
+        f"(lowest {100 * stats['gain_min' + k]:+.2f})" for k, _ in suffixes) + " |")
   return "\n".join(lines)
 
 
@@ -188,7 +207,7 @@ def main(argv):
   pipeline.run_pipeline(config, _WORKDIR.value)
   run = Run(config, _WORKDIR.value)
   results = measure(run)
-  results["seeds"] = seed_statistics(config, run, results, _SEEDS.value)
+  results["seeds"] = seed_statistics(config, run, _SEEDS.value)
   results["wall_seconds"] = time.time() - start
   table = markdown(results)
   os.makedirs(_OUT.value, exist_ok=True)

@@ -86,6 +86,35 @@ def test_validation_split_is_deterministic(tsv_folder, tmp_path):
   assert not np.array_equal(a.val[0], c.val[0])
 
 
+def test_sentence_validation_keeps_phrases_of_held_out_sentences_out_of_training():
+  sentences = ["a great film", "the plot is dull", "what a great cast"]
+  phrases = ["great film", "a great", "great", "plot is dull", "dull", "A Great"]
+  texts = sentences + phrases
+  labels = np.arange(len(texts))
+  for seed in range(4):
+    (train_x, train_y), (val_x, val_y) = text.split_validation_by_sentence(texts, labels, 1, seed)
+    (held,) = val_x
+    assert held in sentences and val_y[0] == texts.index(held)
+    kept = set(sentences) - {held}
+    expected = {t for t in texts if t != held and (
+        t in kept or any(f" {t.lower()} " in f" {k} " for k in kept))}
+    assert set(train_x) == expected
+    np.testing.assert_array_equal([texts[i] for i in train_y], train_x)
+  # 'great film' lies only in 'a great film': out of training exactly when that sentence is held out.
+  assert "great film" in expected or held == "a great film"
+  with pytest.raises(DatasetError, match="lower data.val_size"):
+    text.split_validation_by_sentence(texts, labels, 3, 0)
+
+
+def test_sentence_validation_from_the_config(tsv_folder, tmp_path):
+  splits = data.load_splits(text_config(tsv_folder, val_unit="sentence"), str(tmp_path / "a"))
+  vocabulary = text.Vocabulary.load(os.path.join(tmp_path, "a", text.VOCAB_FILENAME))
+  val_texts = {vocabulary.decode(ids) for ids in splits.val[0]}
+  assert len(splits.val[1]) == 20 and not val_texts & {vocabulary.decode(i) for i in splits.train[0]}
+  with pytest.raises(ConfigError, match="val_unit='phrase'"):
+    data.load_splits(text_config(tsv_folder, val_unit="phrase"), str(tmp_path / "b"))
+
+
 def test_missing_column_names_file_column_and_columns_present(tsv_folder):
   config = text_config(tsv_folder)
   config.test_file.text_column = "sentence"  # dev.tsv calls it 'content'
