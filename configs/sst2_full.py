@@ -54,7 +54,8 @@ def get_config():
   config.student = ml_collections.ConfigDict()
   config.student.model = "text_cnn"
   config.student.kwargs = ml_collections.ConfigDict(dict(
-      vocab_size=vocab_size, embedding_dim=48, filters=128, kernel_sizes=(3, 4, 5)))
+      vocab_size=vocab_size, embedding_dim=48, filters=128, kernel_sizes=(3, 4, 5),
+      hidden=0))                         # Dense + ReLU width after pooling; 0 = none
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128

@@ -316,6 +316,7 @@ def test_student_int8_fits_1mb_and_runs_on_tflite_micro():
     ("text_bilstm", dict(embedding_dim=8, units=8, hidden=8)),
     ("text_transformer", dict(embedding_dim=8, layers_count=1, heads=2, ffn_dim=16)),
     ("text_cnn", dict(embedding_dim=8, filters=4, kernel_sizes=(2, 3))),
+    ("text_cnn", dict(embedding_dim=8, filters=4, kernel_sizes=(2, 3), hidden=6)),
     ("text_ensemble", dict(members=("text_bilstm", "text_cnn"), member_kwargs=(
         dict(embedding_dim=8, units=4, hidden=4), dict(embedding_dim=8, filters=4, kernel_sizes=(2,))))),
 ])

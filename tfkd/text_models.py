@@ -95,8 +95,8 @@ class PositionEmbedding(layers.Layer):
 
 def text_cnn(num_classes: int, input_shape: Sequence[int], vocab_size: int = 0,
              embedding_dim: int = 48, filters: int = 128, kernel_sizes: Sequence[int] = (3, 4, 5),
-             dropout: float = 0.5, embedding_dropout: float = 0.1, normalization=None,
-             name: str = "text_cnn") -> tf_keras.Model:
+             hidden: int = 0, dropout: float = 0.5, embedding_dropout: float = 0.1,
+             normalization=None, name: str = "text_cnn") -> tf_keras.Model:
   """Microcontroller student: embedding, parallel Conv1D + ReLU, max over time, Dense.
 
   Args:
@@ -107,6 +107,8 @@ def text_cnn(num_classes: int, input_shape: Sequence[int], vocab_size: int = 0,
       int8 file size (15000 x 48 = 720 kB).
     filters: convolution filters per kernel size.
     kernel_sizes: widths (in tokens) of the parallel convolutions.
+    hidden: width of a Dense + ReLU layer between the pooled features and the
+      logits (0 = none), as the teachers have.
     dropout: dropout on the pooled features.
     embedding_dropout: dropout of whole embedding channels (SpatialDropout1D).
     normalization: ignored (token ids are not normalised).
@@ -124,7 +126,11 @@ def text_cnn(num_classes: int, input_shape: Sequence[int], vocab_size: int = 0,
     y = layers.Conv1D(filters, width, padding="same", activation="relu", name=f"conv{width}")(x)
     branches.append(layers.GlobalMaxPooling1D(name=f"max{width}")(y))
   x = branches[0] if len(branches) == 1 else layers.Concatenate(name="concat")(branches)
-  x = layers.Activation("linear", name="features")(x)
+  if hidden:
+    x = layers.Dropout(dropout, name="pooled_dropout")(x)
+    x = layers.Dense(hidden, activation="relu", name="features")(x)
+  else:
+    x = layers.Activation("linear", name="features")(x)
   x = layers.Dropout(dropout, name="dropout")(x)
   logits = layers.Dense(num_classes, name="logits")(x)
   return tf_keras.Model(inputs, logits, name=name)

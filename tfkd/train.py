@@ -8,12 +8,12 @@ Usage:
 Rerunning the same command skips finished stages and resumes an interrupted one.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import tfkd  # noqa: F401  (before TensorFlow: selects Keras 2)
 from ml_collections import config_flags
 
-from tfkd import pipeline
+from tfkd import cli, pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, models, .tflite files and reports.")
@@ -27,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -123,8 +123,9 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
   """
   os.makedirs(stage_dir, exist_ok=True)
   stage = os.path.basename(os.path.normpath(stage_dir))
+  backup_dir = os.path.join(stage_dir, "backup")
   callbacks = [
-      tf_keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),
+      tf_keras.callbacks.BackupAndRestore(backup_dir),
       tf_keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
       tf_keras.callbacks.TerminateOnNaN(),
       EpochProgress(stage, epochs),
@@ -135,8 +136,11 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
   steps = int(tf.data.experimental.cardinality(train_ds))
   if steps > 0:
     train_ds = train_ds.repeat()
-  return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
-                   steps_per_epoch=steps if steps > 0 else None)
+  history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
+                      verbose=0, steps_per_epoch=steps if steps > 0 else None)
+  if os.path.isdir(backup_dir) and not os.listdir(backup_dir):
+    os.rmdir(backup_dir)  # Keras deletes the checkpoint but leaves its empty folder
+  return history
 
 
 def save_model_atomic(model: tf_keras.Model, path: str) -> None:

@@ -26,6 +26,7 @@ import os
 import numpy as np
 from absl import app, flags
 
+from tfkd import cli
 from tflite import dataset, interpreter
 
 FLAGS = flags.FLAGS
@@ -87,4 +88,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)
