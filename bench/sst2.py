@@ -101,8 +101,7 @@ def seed_run(config, workdir: str, seed: int) -> Run:
   config = config.copy_and_resolve_references()
   config.seed = seed
   config.stages = ("scratch", "distill")
-  pipeline.run_pipeline(config, seed_dir)
-  return Run(config, seed_dir)
+  return pipeline.run_pipeline(config, seed_dir)
 
 
 def seed_statistics(config, run: Run, seeds: int) -> dict:
@@ -208,8 +207,7 @@ def main(argv):
   print(common.header(meta))
   start = time.time()
   config = _CONFIG.value
-  pipeline.run_pipeline(config, _WORKDIR.value)
-  run = Run(config, _WORKDIR.value)
+  run = pipeline.run_pipeline(config, _WORKDIR.value)
   results = measure(run)
   results["seeds"] = seed_statistics(config, run, _SEEDS.value)
   results["wall_seconds"] = time.time() - start

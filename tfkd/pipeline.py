@@ -195,12 +195,15 @@ STAGE_FUNCTIONS = {
 }
 
 
-def run_pipeline(config, workdir: str) -> None:
+def run_pipeline(config, workdir: str) -> Run:
   """Runs `config.stages` in order in `workdir`.
 
   Args:
     config: a ConfigDict from `configs/`.
     workdir: output folder (created if needed).
+
+  Returns:
+    The stages' `Run` (data already loaded), for callers that go on measuring.
   """
   unknown = [s for s in config.stages if s not in STAGE_FUNCTIONS]
   if unknown:
@@ -213,3 +216,4 @@ def run_pipeline(config, workdir: str) -> None:
     logging.info("=== stage %s ===", stage)
     STAGE_FUNCTIONS[stage](run)
     logging.info("=== stage %s finished in %.0fs ===", stage, time.time() - start)
+  return run

@@ -358,6 +358,10 @@ def load_text_splits(config, workdir: Optional[str] = None):
   if config.get("augment"):
     raise ConfigError("data.augment=True is image augmentation (crop and flip) and cannot apply "
                       "to text: set data.augment=False; text is augmented by data.transfer_set.")
+  val_unit = config.get("val_unit", "row")
+  if val_unit not in ("row", "sentence"):
+    raise ConfigError(f"data.val_unit={val_unit!r} is not one of 'row' (val_size random rows) or "
+                      "'sentence' (val_size whole sentences, their phrases kept out of training).")
   delimiter = config.get("delimiter", "")
   train_spec, test_spec = config.train_file, config.test_file
   train_texts, train_labels = read_table(train_spec.path, train_spec.label_column,
@@ -366,16 +370,12 @@ def load_text_splits(config, workdir: Optional[str] = None):
                                        test_spec.text_column, delimiter)
   train_y, test_y, class_names = label_ids(train_labels, test_labels, config.get("class_names", ()))
   # The validation split is carved before the vocabulary is built, so it is as unseen as test.
-  val_unit = config.get("val_unit", "row")
   if val_unit == "sentence":
     train, val = split_validation_by_sentence(train_texts, train_y, config.val_size, config.seed,
                                               config.get("lowercase", True))
-  elif val_unit == "row":
+  else:
     train, val = data.split_validation(np.asarray(train_texts, dtype=object), train_y,
                                        config.val_size, config.seed)
-  else:
-    raise ConfigError(f"data.val_unit={val_unit!r} is not one of 'row' (val_size random rows) or "
-                      "'sentence' (val_size whole sentences, their phrases kept out of training).")
   if config.get("train_limit", 0):
     train = (train[0][:config.train_limit], train[1][:config.train_limit])
   vocabulary = load_or_build_vocabulary(vocabulary_path(config, workdir), train[0],
