@@ -1,6 +1,6 @@
 r"""Issue 2's benchmark: the full CIFAR-10 pipeline, ResNet-20 teacher → ResNet-8 student.
 
-  .venv/bin/python -m bench.cifar10 --workdir=runs/cifar10_resnet --epochs=20 --teacher_epochs=20
+  .venv/bin/python -m bench.cifar10 --workdir=runs/cifar10_e80 --epochs=80 --teacher_epochs=80
 
 Runs (or resumes) `configs/cifar10_resnet.py` with the given epoch budget and
 writes the report plus `bench_cifar10.json` (numbers and provenance) to the workdir.
@@ -15,10 +15,10 @@ from bench import common
 from configs import cifar10_resnet
 from tfkd import pipeline
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/cifar10_resnet", "Run folder (resumed if it exists).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/cifar10_e80", "Run folder (resumed if it exists).")
 _DATA = flags.DEFINE_string("data", "../shared/data/cifar10-jpeg", "CIFAR-10 class-folder copy.")
-_EPOCHS = flags.DEFINE_integer("epochs", 20, "Epochs of the scratch and distilled students.")
-_TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", 20, "Epochs of the teacher.")
+_EPOCHS = flags.DEFINE_integer("epochs", 80, "Epochs of the scratch and distilled students.")
+_TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", 80, "Epochs of the teacher.")
 
 
 def main(argv):

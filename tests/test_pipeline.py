@@ -38,15 +38,16 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys):
   pipeline.run_pipeline(tiny_config(image_folder), workdir)
   for stage in ("teacher", "scratch", "distill"):
     assert os.path.exists(os.path.join(workdir, stage, "model.keras"))
-  for name in ("distill_float32", "distill_int8", "teacher_float32", "scratch_float32"):
+  for name in ("distill_float32", "distill_int8", "teacher_float32", "scratch_float32",
+               "scratch_int8"):
     assert os.path.getsize(os.path.join(workdir, "export", f"{name}.tflite")) > 1000
   report = json.load(open(os.path.join(workdir, "report.json")))
   labels = [r["label"] for r in report["rows"]]
   assert labels == ["teacher (Keras float)", "student from scratch (Keras float)",
                     "distilled student (Keras float)", "distilled student, float32 TFLite",
-                    "distilled student, int8 TFLite"]
+                    "distilled student, int8 TFLite", "student from scratch, int8 TFLite"]
   assert all(0 <= r["accuracy"] <= 1 and r["latency_p50_ms"] > 0 for r in report["rows"])
-  assert report["rows"][-1]["file_bytes"] < report["rows"][-2]["file_bytes"]  # int8 is smaller
+  assert report["rows"][4]["file_bytes"] < report["rows"][3]["file_bytes"]  # int8 is smaller
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
   assert "| distilled student, int8 TFLite |" in open(os.path.join(workdir, "report.md")).read()
 

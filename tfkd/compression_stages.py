@@ -150,7 +150,7 @@ def _pruning_label(run: Run) -> str:
 def add_compression_rows(run: Run, rows, parameters) -> None:
   """Measures gzip bytes and weight sparsity in the `.tflite` files for the report.
 
-  Fills `gzip_bytes` and `sparsity` of the distilled student's TFLite rows and
+  Fills `gzip_bytes` and `sparsity` of the TFLite rows already in `rows` and
   appends one row per compressed int8 model found in `export/` (accuracy on the
   test set, LiteRT latency, sizes, sparsity read from the file).
 
@@ -167,11 +167,9 @@ def add_compression_rows(run: Run, rows, parameters) -> None:
       content = f.read()
     return compress.gzip_bytes(content), compress.tflite_sparsity(content)["sparsity"]
 
-  by_file = {r.model: r for r in rows}
-  for mode in run.config.export.modes:
-    path = run.tflite_path("distill", mode)
-    if os.path.basename(path) in by_file and os.path.exists(path):
-      row = by_file[os.path.basename(path)]
+  for row in rows:
+    path = run.path("export", row.model)
+    if row.model.endswith(".tflite") and os.path.exists(path):
       row.gzip_bytes, row.sparsity = measure(path)
   labels = {"prune": f"pruned student ({_pruning_label(run)}), int8 TFLite (post-training)",
             "qat": "QAT student, int8 TFLite",
