@@ -33,7 +33,7 @@ def tiny_config(path):
   return config
 
 
-def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys):
+def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   workdir = str(tmp_path / "run")
   pipeline.run_pipeline(tiny_config(image_folder), workdir)
   for stage in ("teacher", "scratch", "distill"):
@@ -52,12 +52,21 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys):
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
   assert "| distilled student, int8 TFLite |" in open(os.path.join(workdir, "report.md")).read()
 
-  # A rerun skips every finished stage: the models are not retrained.
+  assert "`resnet8`, 1 epochs." in open(os.path.join(workdir, "report.md")).read()
+
+  # A rerun skips every finished stage: the models are not retrained, even when the config
+  # now asks for more epochs; that is said, and the report keeps the epochs actually trained.
   stamp = os.path.getmtime(os.path.join(workdir, "teacher", "model.keras"))
   config = tiny_config(image_folder)
-  config.stages = ("teacher", "scratch", "distill")
+  config.stages = ("teacher", "scratch", "distill", "report")
+  config.train.epochs = 3
+  caplog.clear()
   pipeline.run_pipeline(config, workdir)
   assert os.path.getmtime(os.path.join(workdir, "teacher", "model.keras")) == stamp
+  assert "[distill] the finished model" in caplog.text and "trained for 1 epochs" in caplog.text
+  assert "[teacher] the finished model" not in caplog.text  # teacher.epochs still matches
+  assert training.trained_epochs(os.path.join(workdir, "teacher")) == 2
+  assert "`resnet8`, 1 epochs." in open(os.path.join(workdir, "report.md")).read()
 
 
 class InterruptAfter(tf_keras.callbacks.Callback):

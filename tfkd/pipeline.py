@@ -25,9 +25,21 @@ from tflite import benchmark, convert, interpreter
 STAGES = ("teacher", "scratch", "distill", "export", "report")
 
 
+def _trained_already(run: Run, stage: str, epochs: int) -> bool:
+  """True when `stage` has its model; warns if it was trained for other epochs than asked."""
+  if not run.done(stage, run.model_path(stage)):
+    return False
+  trained = training.trained_epochs(run.path(stage))
+  if trained is not None and trained != epochs:
+    logging.warning("[%s] the finished model in %s was trained for %d epochs, the config asks for "
+                    "%d: it is kept. To train it again, use a new --workdir or delete %s.",
+                    stage, run.path(stage), trained, epochs, run.path(stage))
+  return True
+
+
 def train_supervised(run: Run, stage: str, model_config, epochs: int) -> None:
   """Trains a model on labels alone (the teacher, or the student from scratch)."""
-  if run.done(stage, run.model_path(stage)):
+  if _trained_already(run, stage, epochs):
     return
   train_config = run.config.train.copy_and_resolve_references()
   train_config.epochs = epochs
@@ -63,9 +75,9 @@ def stage_distill(run: Run) -> None:
   then run the student alone. See docs/distillation.md.
   """
   from tfkd import teacher_cache  # pylint: disable=import-outside-toplevel
-  if run.done("distill", run.model_path("distill")):
-    return
   cfg, train_config = run.config.distill, run.config.train
+  if _trained_already(run, "distill", train_config.epochs):
+    return
   logits_path = cfg.get("teacher_logits_path", "")
   cached = bool(cfg.get("cached_teacher", False) or logits_path)
   teacher_paths = run.teacher_paths()
@@ -176,7 +188,8 @@ def stage_report(run: Run) -> None:
   sections = [("Distillation", f"method `{d.get('method', 'soft')}`, temperature {d.temperature}, "
                f"student loss weight α = {d.student_loss_weight}, teacher `{run.config.teacher.model}`"
                f"{' + ' + str(len(d.get('extra_teachers', ()))) + ' more' if d.get('extra_teachers') else ''}"
-               f", student `{run.config.student.model}`, {run.config.train.epochs} epochs.")]
+               f", student `{run.config.student.model}`, "
+               f"{training.trained_epochs(run.path('distill')) or run.config.train.epochs} epochs.")]
   edge_model = run.tflite_path("distill", cfg.get("edge_mode", "int8"))
   if cfg.get("edge", True) and os.path.exists(edge_model):
     # Device view of the deployable student: TFLM ops, arena, parity, flash, cost, board fit.

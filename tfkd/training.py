@@ -6,9 +6,11 @@ Example:
   fit_resumable(model, train_ds, val_ds, epochs=30, stage_dir="runs/x/teacher")
 """
 
+import csv
 import math
 import os
 import time
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras
@@ -108,6 +110,21 @@ class EpochProgress(tf_keras.callbacks.Callback):
     metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
     logging.info("[%s] epoch %d/%d %.0fs (ETA %.0fs) %s", self.stage, epoch + 1, self.epochs,
                  took, took * (self.epochs - epoch - 1), metrics)
+
+
+def trained_epochs(stage_dir: str) -> Optional[int]:
+  """Epochs a training stage has finished, read from `stage_dir/history.csv`.
+
+  Returns:
+    The highest recorded epoch + 1 (resumed runs may log an epoch twice), or None
+    when the stage has no history.
+  """
+  path = os.path.join(stage_dir, "history.csv")
+  if not os.path.exists(path):
+    return None
+  with open(path, newline="") as f:
+    epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+  return max(epochs) + 1 if epochs else None
 
 
 def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_dir: str,
