@@ -51,7 +51,6 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   assert all(r["gzip_bytes"] > 0 for r in report["rows"][3:])  # measured on every .tflite row
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
   assert "| distilled student, int8 TFLite |" in open(os.path.join(workdir, "report.md")).read()
-
   assert "`resnet8`, 1 epochs." in open(os.path.join(workdir, "report.md")).read()
 
   # A rerun skips every finished stage: the models are not retrained, even when the config

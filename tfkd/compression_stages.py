@@ -100,7 +100,7 @@ def stage_prune(run: Run) -> None:
   `compress.prune.sparsity` is reached with a polynomial schedule, or with
   `compress.prune.m_by_n=(2, 4)` every 4 input-channel weights keep 2.
   """
-  if run.done("prune", run.tflite_path("prune", "int8")):
+  if run.done("prune", run.tflite_path("prune", "int8"), compress_train_config(run).epochs):
     return
   if not os.path.exists(compressed_model_path(run, "prune")):
     cfg = compress_config(run)
@@ -117,7 +117,7 @@ def stage_prune(run: Run) -> None:
 
 
 def _finetune_quantized(run: Run, stage: str, start: str, preserve_sparsity: bool) -> None:
-  if run.done(stage, run.tflite_path(stage, "int8")):
+  if run.done(stage, run.tflite_path(stage, "int8"), compress_train_config(run, qat=True).epochs):
     return
   path = compressed_model_path(run, stage)
   if not os.path.exists(path):

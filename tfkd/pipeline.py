@@ -25,21 +25,9 @@ from tflite import benchmark, convert, interpreter
 STAGES = ("teacher", "scratch", "distill", "export", "report")
 
 
-def _trained_already(run: Run, stage: str, epochs: int) -> bool:
-  """True when `stage` has its model; warns if it was trained for other epochs than asked."""
-  if not run.done(stage, run.model_path(stage)):
-    return False
-  trained = training.trained_epochs(run.path(stage))
-  if trained is not None and trained != epochs:
-    logging.warning("[%s] the finished model in %s was trained for %d epochs, the config asks for "
-                    "%d: it is kept. To train it again, use a new --workdir or delete %s.",
-                    stage, run.path(stage), trained, epochs, run.path(stage))
-  return True
-
-
 def train_supervised(run: Run, stage: str, model_config, epochs: int) -> None:
   """Trains a model on labels alone (the teacher, or the student from scratch)."""
-  if _trained_already(run, stage, epochs):
+  if run.done(stage, run.model_path(stage), epochs):
     return
   train_config = run.config.train.copy_and_resolve_references()
   train_config.epochs = epochs
@@ -76,7 +64,7 @@ def stage_distill(run: Run) -> None:
   """
   from tfkd import teacher_cache  # pylint: disable=import-outside-toplevel
   cfg, train_config = run.config.distill, run.config.train
-  if _trained_already(run, "distill", train_config.epochs):
+  if run.done("distill", run.model_path("distill"), train_config.epochs):
     return
   logits_path = cfg.get("teacher_logits_path", "")
   cached = bool(cfg.get("cached_teacher", False) or logits_path)

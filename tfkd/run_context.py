@@ -8,13 +8,14 @@ Example:
 """
 
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from tfkd import data, models
+from tfkd import data, models, training
 from tfkd.errors import ConfigError
 
 
@@ -57,12 +58,21 @@ class Run:
   def tflite_path(self, model_name: str, mode: str) -> str:
     return self.path("export", f"{model_name}_{mode}.tflite")
 
-  def done(self, stage: str, artifact: str) -> bool:
-    """True (and says so) when `artifact`, a stage's final output, exists: the stage is skipped."""
-    if os.path.exists(artifact):
-      logging.info("[%s] done already (%s): skipping.", stage, artifact)
-      return True
-    return False
+  def done(self, stage: str, artifact: str, epochs: Optional[int] = None) -> bool:
+    """True (and says so) when `artifact`, a stage's final output, exists: the stage is skipped.
+
+    With `epochs` (a training stage's budget), a finished stage whose history shows
+    another epoch count is still skipped, with a warning that names both counts.
+    """
+    if not os.path.exists(artifact):
+      return False
+    logging.info("[%s] done already (%s): skipping.", stage, artifact)
+    trained = training.trained_epochs(self.path(stage))
+    if epochs is not None and trained is not None and trained != epochs:
+      logging.warning("[%s] the finished model in %s was trained for %d epochs, the config asks "
+                      "for %d: it is kept. To train it again, use a new --workdir or delete %s.",
+                      stage, self.path(stage), trained, epochs, self.path(stage))
+    return True
 
   def build(self, model_config, name: str) -> tf_keras.Model:
     kwargs = dict(model_config.get("kwargs", {}))
