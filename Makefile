@@ -9,11 +9,14 @@ WORKDIR ?= runs/demo
 
 setup: $(VENV)/.installed
 
-# The virtualenv is rebuilt only when requirements.txt changes.
-$(VENV)/.installed: requirements.txt
+# The virtualenv is rebuilt only when requirements.txt or pyproject.toml changes. tfkd itself is
+# installed editable (no dependencies: requirements.txt pins them), which puts its commands
+# (tfkd-train, tfkd-evaluate, ...) on the virtualenv's PATH.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 demo: setup

@@ -1,4 +1,4 @@
-r"""Issue 2's benchmark: the full CIFAR-10 pipeline, ResNet-20 teacher → ResNet-8 student.
+r"""Benchmark of the full CIFAR-10 pipeline, ResNet-20 teacher → ResNet-8 student.
 
   .venv/bin/python -m bench.cifar10 --workdir=runs/cifar10_e80 --epochs=80 --teacher_epochs=80
 
@@ -10,10 +10,10 @@ import os
 
 from absl import app, flags
 
-import tfkd  # noqa: F401
 from bench import common
 from configs import cifar10_resnet
 from tfkd import pipeline
+from tflite import files
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cifar10_e80", "Run folder (resumed if it exists).")
 _DATA = flags.DEFINE_string("data", "../shared/data/cifar10-jpeg", "CIFAR-10 class-folder copy.")
@@ -30,7 +30,7 @@ def main(argv):
   config.teacher.epochs = _TEACHER_EPOCHS.value
   pipeline.run_pipeline(config, _WORKDIR.value)
   report = open(os.path.join(_WORKDIR.value, "report.md")).read()
-  common.save_json(_WORKDIR.value, "bench_cifar10.json", {**meta, "report_md": report})
+  files.write_json(os.path.join(_WORKDIR.value, "bench_cifar10.json"), {**meta, "report_md": report})
   print(common.header(meta))
 
 

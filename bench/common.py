@@ -1,7 +1,6 @@
 """What every benchmark prints and saves beside its numbers: command, date, machine."""
 
 import datetime
-import json
 import os
 import platform
 import sys
@@ -29,12 +28,3 @@ def header(meta: dict) -> str:
   return (f"- date: {meta['date']}\n- machine: {meta['cpu_count']} CPU cores ({meta['machine']}), "
           f"Python {meta['python']}, TensorFlow {meta['tensorflow']}\n"
           f"- command: `{meta['command']}`\n")
-
-
-def save_json(out_dir: str, name: str, payload: dict) -> str:
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, name)
-  with open(path + ".partial", "w") as f:
-    json.dump(payload, f, indent=2, default=str)
-  os.replace(path + ".partial", path)
-  return path

@@ -1,4 +1,4 @@
-r"""Issue 4's benchmark: pruning, 2:4 sparsity, QAT and pruning + QAT of the distilled ResNet-8.
+r"""Benchmark of pruning, 2:4 sparsity, QAT and pruning + QAT of the distilled ResNet-8.
 
   .venv/bin/python -m bench.compression --workdir=runs/cifar10_resnet --out=runs/bench_compression \
       --epochs=10 --qat_epochs=5
@@ -25,12 +25,11 @@ import time
 import ml_collections
 from absl import app, flags
 
-import tfkd  # noqa: F401  (before TensorFlow: selects Keras 2)
 from bench import common
 from configs import cifar10_compress
-from tfkd import compress, compression_stages, pipeline, training
+from tfkd import compression_stages, from_config, pipeline
 from tfkd.run_context import Run
-from tflite import convert, interpreter
+from tflite import files, interpreter, sparsity
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cifar10_resnet",
                                "Finished run holding teacher/model.keras and distill/model.keras.")
@@ -72,7 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.compress.prune.end_fraction = _END_FRACTION.value
   config.compress.qat.epochs = _QAT_EPOCHS.value
   config.compress.qat.learning_rate = _QAT_LEARNING_RATE.value
-  return config
+  return from_config.with_defaults(config)
 
 
 def variant_run(base_run: Run, key: str, pruning) -> Run:
@@ -103,8 +102,7 @@ def check_same_settings(config) -> None:
     if before != settings:
       raise SystemExit(f"{_OUT.value} holds results made with other settings ({path}): pass a new "
                        "--out, or delete that folder to start again.")
-  os.makedirs(_OUT.value, exist_ok=True)
-  training.write_atomic(path, json.dumps(settings, indent=2))
+  files.write_json(path, settings)
 
 
 def measure(run: Run, path: str) -> dict:
@@ -112,11 +110,11 @@ def measure(run: Run, path: str) -> dict:
   with open(path, "rb") as f:
     content = f.read()
   test_x, test_y = run.splits.test
-  sparsity = compress.tflite_sparsity(content)
+  zeros = sparsity.tflite_sparsity(content)
   latency = interpreter.latency_ms(content, test_x[0], _LATENCY_RUNS.value, warmup=20)
   return {"accuracy": interpreter.evaluate_accuracy(content, test_x, test_y, 500),
-          "file_bytes": len(content), "gzip_bytes": compress.gzip_bytes(content),
-          "sparsity": sparsity["sparsity"], "m_by_n_2_4": sparsity["m_by_n_2_4"],
+          "file_bytes": len(content), "gzip_bytes": sparsity.gzip_bytes(content),
+          "sparsity": zeros["sparsity"], "m_by_n_2_4": zeros["m_by_n_2_4"],
           "latency_p50_ms": latency["p50"], "latency_p90_ms": latency["p90"], "file": path}
 
 
@@ -135,7 +133,7 @@ def markdown(rows) -> str:
 
 
 def claims(rows) -> dict:
-  """The issue's acceptance checks, for those whose variants were measured."""
+  """The compression targets (BENCHMARKS.md, section 4), for the variants that were measured."""
   by_key = {r["key"]: r for r in rows}
   dense = by_key["dense"]
   accuracy_gap = lambda key: abs(by_key[key]["accuracy"] - dense["accuracy"])
@@ -152,10 +150,7 @@ def claims(rows) -> dict:
 
 def plot(rows, path: str) -> None:
   """Accuracy against gzip size, and latency per model."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+  fig, (left, right) = files.new_figure(1, 2, figsize=(12, 4.5))
   for r in rows:
     left.scatter(r["gzip_bytes"] / 1024, r["accuracy"] * 100, s=40)
     left.annotate(r["label"], (r["gzip_bytes"] / 1024, r["accuracy"] * 100), fontsize=7,
@@ -170,9 +165,7 @@ def plot(rows, path: str) -> None:
   right.set_xlabel("LiteRT p50 latency, 1 thread (ms)")
   right.set_title("Latency (LiteRT's int8 kernels compute dense)")
   fig.tight_layout()
-  fig.savefig(path + ".partial.png", dpi=120)
-  plt.close(fig)
-  os.replace(path + ".partial.png", path)
+  files.save_figure(fig, path)
 
 
 def main(argv):
@@ -196,10 +189,7 @@ def main(argv):
     run = variant_run(base_run, key, pruning)
     start = time.time()
     if stage is None:
-      path = run.tflite_path("distill", "int8")
-      if not os.path.exists(path):
-        model = compress.load_model(run.model_path("distill"))
-        training.write_atomic(path, convert.convert(model, "int8", run.representative_inputs()))
+      path = pipeline.export_model(run, "distill", "int8")
     else:
       if stage == "prune_qat":
         compression_stages.stage_prune(run)
@@ -223,8 +213,8 @@ def main(argv):
           "(0 when resumed).", "",
           "Checks: " + ", ".join(f"{k}={v}" for k, v in verdicts.items()), "",
           "![accuracy against gzip size](compression.png)"]
-  training.write_atomic(os.path.join(_OUT.value, "compression.md"), "\n".join(body) + "\n")
-  common.save_json(_OUT.value, "compression.json",
+  files.write_atomic(os.path.join(_OUT.value, "compression.md"), "\n".join(body) + "\n")
+  files.write_json(os.path.join(_OUT.value, "compression.json"),
                    {**meta, "settings": settings, "rows": rows, "claims": verdicts})
   plot(rows, os.path.join(_OUT.value, "compression.png"))
   print(table)

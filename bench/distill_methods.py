@@ -1,4 +1,4 @@
-r"""Issue 3's benchmark: distillation methods on CIFAR-10, and what distillation costs per step.
+r"""Benchmark of the distillation methods on CIFAR-10, and what distillation costs per step.
 
   .venv/bin/python -m bench.distill_methods --epochs=20 --out=runs/bench_distill_methods
   .venv/bin/python -m bench.distill_methods --epochs=1 --train_limit=2000 --out=/tmp/kd_small  # a try
@@ -24,16 +24,14 @@ import time
 
 from absl import app, flags, logging
 
-import tfkd  # noqa: F401  (before TensorFlow: selects Keras 2)
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import data, losses, models, teacher_cache, training
-from tfkd.distiller import Distiller
-from tflite import convert, interpreter
+from tfkd import data, from_config, teacher_cache, training
+from tflite import convert, files, interpreter
 
 _TEACHER = flags.DEFINE_string("teacher", "runs/cifar10_resnet/teacher/model.keras",
                                "The trained ResNet-20 teacher (`python -m bench.cifar10` makes it).")
@@ -62,36 +60,42 @@ METHODS = {
 }
 
 
-def distill_config(config, overrides: dict):
-  """`config.distill` with a method's overrides."""
+def distill_config(config, overrides: dict, teacher_weights=()):
+  """`config.distill` with a method's overrides (and the teachers' weights for two teachers)."""
   distill = config.distill.copy_and_resolve_references()
   for key, value in overrides.items():
     if key != "two_teachers":
       distill[key] = value
+  if overrides.get("two_teachers"):
+    distill.teacher_weights = tuple(teacher_weights)
   return distill
 
 
 def build_student(config, splits, seed: int) -> tf_keras.Model:
   tf_keras.utils.set_random_seed(seed)   # every method starts from the same weights
-  return models.build_model(config.student.model, splits.num_classes, splits.input_shape,
-                            normalization=splits.channel_stats())
+  return from_config.model(config.student, splits, "student")
+
+
+def make_distiller(name, config, student, live_teachers, teacher_weights=()):
+  """An uncompiled `Distiller` for a method; `live_teachers=None`: cached logits."""
+  overrides = METHODS[name]
+  distill = distill_config(config, overrides, teacher_weights)
+  if live_teachers is None:  # cached logits are already the weighted ensemble
+    distill.teacher_weights = ()
+  elif not overrides.get("two_teachers"):
+    live_teachers = live_teachers[:1]
+  return from_config.distiller(distill, live_teachers, student)
 
 
 def make_trainer(name, config, splits, teachers, teacher_weights, steps_per_epoch):
   """The compiled model a method trains: the student itself (scratch) or a `Distiller`."""
   student = build_student(config, splits, config.seed)
-  optimizer = training.make_optimizer(config.train, steps_per_epoch)
-  overrides = METHODS[name]
-  if overrides is None:
+  optimizer = from_config.optimizer(config.train, steps_per_epoch)
+  if METHODS[name] is None:
     student.compile(optimizer=optimizer, metrics=["accuracy"],
                     loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return student, student
-  distill = distill_config(config, overrides)
-  distillation_losses, weights = losses.make_distillation_losses(distill)
-  two = overrides.get("two_teachers", False)
-  distiller = Distiller(teachers if two else teachers[:1], student, distillation_losses, weights,
-                        student_loss_weight=distill.student_loss_weight,
-                        teacher_weights=teacher_weights if two else None)
+  distiller = make_distiller(name, config, student, teachers, teacher_weights)
   distiller.compile(optimizer=optimizer, metrics=["accuracy"])
   return distiller, student
 
@@ -124,8 +128,7 @@ def train_methods(config, splits, teachers, teacher_weights):
 
 def int8_accuracy(student, splits, representative_size: int = 500) -> dict:
   """Full-integer int8 conversion of `student`, evaluated on the whole test set on LiteRT."""
-  x = splits.train[0]
-  representative = x[np.linspace(0, len(x) - 1, min(representative_size, len(x))).astype(int)]
+  representative = data.evenly_spaced(splits.train[0], representative_size)
   model_bytes = convert.convert(student, "int8", representative)
   return {"accuracy": interpreter.evaluate_accuracy(model_bytes, *splits.test),
           "bytes": len(model_bytes)}
@@ -147,26 +150,22 @@ def time_steps(config, splits, teachers, teacher_weights) -> dict:
       out.append((features, tf.constant(y[rows])))
     return out
 
-  def distiller(method_name, live_teachers, weights=None):
-    distill = distill_config(config, METHODS[method_name])
-    distillation_losses, loss_weights = losses.make_distillation_losses(distill)
-    model = Distiller(live_teachers, build_student(config, splits, 0), distillation_losses,
-                      loss_weights, student_loss_weight=distill.student_loss_weight,
-                      teacher_weights=weights)
-    model.compile(optimizer=training.make_optimizer(config.train, 100))
+  def distiller(method_name, live_teachers):
+    model = make_distiller(method_name, config, build_student(config, splits, 0), live_teachers,
+                           teacher_weights)
+    model.compile(optimizer=from_config.optimizer(config.train, 100))
     return model
 
   plain = build_student(config, splits, 0)
-  plain.compile(optimizer=training.make_optimizer(config.train, 100),
+  plain.compile(optimizer=from_config.optimizer(config.train, 100),
                 loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   variants = {
       "student alone (no distillation)": (plain, batches()),
-      "soft, live teacher": (distiller("soft", teachers[:1]), batches()),
+      "soft, live teacher": (distiller("soft", teachers), batches()),
       "soft, cached teacher logits": (distiller("soft", None), batches(one_teacher)),
-      "soft+features, live teacher": (distiller("soft+features", teachers[:1]), batches()),
-      "contrastive, live teacher": (distiller("contrastive", teachers[:1]), batches()),
-      "multi-teacher, live teachers": (distiller("multi-teacher", teachers, teacher_weights),
-                                       batches()),
+      "soft+features, live teacher": (distiller("soft+features", teachers), batches()),
+      "contrastive, live teacher": (distiller("contrastive", teachers), batches()),
+      "multi-teacher, live teachers": (distiller("multi-teacher", teachers), batches()),
       "multi-teacher, cached logits": (distiller("multi-teacher", None), batches(ensemble)),
   }
   for model, batch_list in variants.values():   # trace and warm up
@@ -207,10 +206,7 @@ def markdown(results, int8, timing, goals) -> str:
 
 
 def plot(results, timing, goals, path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+  fig, (left, right) = files.new_figure(1, 2, figsize=(12, 4.5))
   names = [r["name"] for r in results]
   left.barh(names, [r["test_accuracy"] * 100 for r in results], color="tab:blue")
   for i, r in enumerate(results):
@@ -230,8 +226,7 @@ def plot(results, timing, goals, path: str) -> None:
   right.set_title("Training cost, same batches")
   right.invert_yaxis()
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  files.save_figure(fig, path)
 
 
 def main(argv):
@@ -245,11 +240,11 @@ def main(argv):
     if not os.path.exists(path):
       raise app.UsageError(f"No model at {path}: train the CIFAR-10 run first "
                            "(`python -m bench.cifar10`) or pass --teacher / --second_teacher.")
-  config = cifar10_resnet.get_config()
+  config = from_config.with_defaults(cifar10_resnet.get_config())
   config.data.path = _DATA.value
   config.data.train_limit = _TRAIN_LIMIT.value
   config.train.epochs = _EPOCHS.value
-  splits = data.load_splits(config.data)
+  splits = from_config.splits(config.data)
   teachers = [tf_keras.models.load_model(p) for p in (_TEACHER.value, _SECOND_TEACHER.value)]
   teacher_weights = [float(w) for w in _TEACHER_WEIGHTS.value]
 
@@ -261,11 +256,10 @@ def main(argv):
 
   table = markdown(results, int8, timing, goals)
   print(table)
-  os.makedirs(_OUT.value, exist_ok=True)
-  training.write_atomic(os.path.join(_OUT.value, "distill_methods.md"),
-                        common.header(meta) + "\n" + table + "\n")
+  files.write_atomic(os.path.join(_OUT.value, "distill_methods.md"),
+                     common.header(meta) + "\n" + table + "\n")
   plot(results, timing, goals, os.path.join(_OUT.value, "distill_methods.png"))
-  common.save_json(_OUT.value, "distill_methods.json", {
+  files.write_json(os.path.join(_OUT.value, "distill_methods.json"), {
       **meta, "epochs": _EPOCHS.value, "train_examples": int(len(splits.train[1])),
       "test_examples": int(len(splits.test[1])), "batch_size": config.train.batch_size,
       "teachers": [_TEACHER.value, _SECOND_TEACHER.value], "teacher_weights": teacher_weights,

@@ -1,4 +1,4 @@
-r"""Issue 5's benchmark: a trained Keras model in every TFLite mode, on LiteRT and TFLite Micro.
+r"""Edge benchmark: a trained Keras model in every TFLite mode, on LiteRT and TFLite Micro.
 
   .venv/bin/python -m bench.edge --keras_model=runs/cifar10_resnet/distill/model.keras \
       --data=../shared/data/cifar10-jpeg --out=runs/bench_edge
@@ -26,13 +26,12 @@ import time
 
 from absl import app, flags, logging
 
-import tfkd  # noqa: F401  (before TensorFlow: selects Keras 2)
 import numpy as np
 import tf_keras
 
 from bench import common
-from tfkd import data
-from tflite import convert, cost, dataset, devices, interpreter, micro
+from tfkd import data, eval_data
+from tflite import benchmark, convert, cost, devices, files, interpreter
 
 _KERAS_MODEL = flags.DEFINE_string("keras_model", "runs/cifar10_resnet/distill/model.keras",
                                    "The trained Keras model to export.")
@@ -49,66 +48,6 @@ _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed invokes per mode before ti
 _THREADS = flags.DEFINE_integer("threads", 1, "LiteRT threads.")
 
 
-def representative_images(path: str, image_size, count: int) -> np.ndarray:
-  """`count` training images spread evenly over the sorted training files (every class)."""
-  paths, _, _ = data.list_image_folder(os.path.join(path, "train"))
-  chosen = np.linspace(0, len(paths) - 1, min(count, len(paths))).astype(int)
-  return data.decode_images([paths[i] for i in chosen], image_size)
-
-
-def interleaved_latency(models: dict, sample: np.ndarray, rounds: int, runs: int, warmup: int,
-                        threads: int) -> dict:
-  """Single-stream LiteRT latency of several models, timed in interleaved rounds.
-
-  Args:
-    models: name → `.tflite` bytes.
-    sample: one input in model units (no batch dimension).
-    rounds: rounds; each times every model `runs` times, in turn.
-    runs: timed invokes per model per round.
-    warmup: untimed invokes per model before the first round.
-    threads: interpreter threads.
-
-  Returns:
-    name → {"p50", "p90", "mean", "runs", "threads"} in ms over all rounds.
-  """
-  ready = {}
-  for name, model_bytes in models.items():
-    runner = interpreter.load(model_bytes, num_threads=threads)
-    runner.allocate_tensors()
-    detail = runner.get_input_details()[0]
-    runner.set_tensor(detail["index"], interpreter.quantize_input(np.asarray(sample)[None], detail))
-    for _ in range(warmup):
-      runner.invoke()
-    ready[name] = runner
-  times = {name: [] for name in models}
-  for _ in range(rounds):
-    for name, runner in ready.items():
-      for _ in range(runs):
-        start = time.perf_counter()
-        runner.invoke()
-        times[name].append((time.perf_counter() - start) * 1e3)
-  return {name: {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
-                 "mean": float(np.mean(t)), "runs": len(t), "threads": threads}
-          for name, t in times.items()}
-
-
-def tflm_results(model_bytes: bytes, parity_inputs: np.ndarray, lower_bound: int) -> dict:
-  """TFLM op check, arena and its ratio to the lower bound, parity with LiteRT."""
-  support = micro.check_ops(model_bytes)
-  result = {"runs": support.runs, "unsupported_ops": support.unsupported}
-  if not support.runs:
-    return result
-  arena = micro.find_arena_size(model_bytes)
-  result.update(arena_bytes=arena.size, arena_head_bytes=arena.head, arena_tail_bytes=arena.tail,
-                smaller_arena_fails=arena.smaller_fails,
-                arena_over_lower_bound=arena.size / lower_bound,
-                head_over_lower_bound=arena.head / lower_bound if arena.head else None,
-                parity_reference=micro.parity(model_bytes, parity_inputs, arena.size,
-                                              reference_kernels=True),
-                parity_default=micro.parity(model_bytes, parity_inputs, arena.size))
-  return result
-
-
 def markdown(rows, keras_accuracy, ratio, fit_mode, fit_rows) -> str:
   lines = [f"Keras float model: test accuracy {keras_accuracy * 100:.2f}%.", "",
            "| mode | .tflite bytes | test accuracy | LiteRT p50 ms | p90 ms | p50 / float32 | "
@@ -118,7 +57,7 @@ def markdown(rows, keras_accuracy, ratio, fit_mode, fit_rows) -> str:
   for r in rows:
     t = r["tflm"]
     if t["runs"]:
-      ref, default = t["parity_reference"], t["parity_default"]
+      ref, default = t["parity_reference_kernels"], t["parity_default_kernels"]
       lsb = " LSB" if default["integer_output"] else ""
       tflm = (f"runs | {t['arena_bytes']:,} | {t['arena_over_lower_bound']:.3f}× "
               f"(activations {t['head_over_lower_bound']:.3f}×) | "
@@ -141,11 +80,8 @@ def markdown(rows, keras_accuracy, ratio, fit_mode, fit_rows) -> str:
 
 
 def plot(rows, keras_accuracy, path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   modes = [r["mode"] for r in rows]
-  fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
+  fig, (left, middle, right) = files.new_figure(1, 3, figsize=(15, 4.5))
   left.bar(modes, [r["accuracy"] * 100 for r in rows], color="tab:blue")
   left.axhline(keras_accuracy * 100, color="black", linestyle="--", label="Keras float")
   low = min([r["accuracy"] for r in rows] + [keras_accuracy]) * 100
@@ -174,8 +110,7 @@ def plot(rows, keras_accuracy, path: str) -> None:
     axis.tick_params(axis="x", rotation=30)
     axis.grid(True, axis="y", alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  files.save_figure(fig, path)
 
 
 def main(argv):
@@ -188,11 +123,15 @@ def main(argv):
     raise app.UsageError(f"Unknown --modes {unknown}: choose from {list(convert.MODES)}.")
   model = tf_keras.models.load_model(_KERAS_MODEL.value)
   input_shape = tuple(model.input_shape[1:])
-  config = dataset.data_config("folder", _DATA.value, input_shape)
-  test_x, test_y = dataset.load_split(config, "test")
+  config = eval_data.data_config("folder", _DATA.value, input_shape)
+  test_x, test_y = eval_data.load_split(config, "test")
   if _TEST_LIMIT.value:
     test_x, test_y = test_x[:_TEST_LIMIT.value], test_y[:_TEST_LIMIT.value]
-  calibration = representative_images(_DATA.value, config.image_size, _REPRESENTATIVE_SIZE.value)
+  # Training images spread evenly over the sorted training files (every class), never test images.
+  train_paths, _, _ = data.list_image_folder(os.path.join(_DATA.value, "train"))
+  calibration = data.decode_images(list(data.evenly_spaced(np.array(train_paths),
+                                                           _REPRESENTATIVE_SIZE.value)),
+                                   config.image_size)
   model.compile(metrics=["accuracy"])
   keras_accuracy = float(model.evaluate(data.eval_dataset(test_x, test_y, 500), verbose=0)[1])
   logging.info("Keras accuracy %.4f on %d test images", keras_accuracy, len(test_y))
@@ -202,20 +141,19 @@ def main(argv):
     start = time.time()
     converted[mode] = convert.convert(model, mode, calibration)
     seconds = time.time() - start
-    with open(os.path.join(_OUT.value, f"model_{mode}.tflite"), "wb") as f:
-      f.write(converted[mode])
+    files.write_atomic(os.path.join(_OUT.value, f"model_{mode}.tflite"), converted[mode])
     accuracy = interpreter.evaluate_accuracy(converted[mode], test_x, test_y, batch_size=500)
     model_cost = cost.model_cost(converted[mode])
-    tflm = tflm_results(converted[mode], test_x[:_PARITY_SAMPLES.value],
-                        model_cost["peak_activation_bytes"])
+    tflm = benchmark.micro_section(converted[mode], test_x[:_PARITY_SAMPLES.value],
+                                   model_cost["peak_activation_bytes"])
     rows.append({"mode": mode, "bytes": len(converted[mode]), "convert_seconds": seconds,
                  "accuracy": accuracy, "cost": model_cost, "tflm": tflm,
                  "devices": devices.fit_table(len(converted[mode]), tflm.get("arena_bytes"))})
     logging.info("[%s] %d bytes, accuracy %.4f, TFLM %s", mode, len(converted[mode]), accuracy,
                  tflm.get("arena_bytes") or tflm["unsupported_ops"])
 
-  latency = interleaved_latency(converted, test_x[0], _ROUNDS.value, _RUNS.value, _WARMUP.value,
-                                _THREADS.value)
+  latency = interpreter.interleaved_latency_ms(converted, test_x[0], _ROUNDS.value, _RUNS.value,
+                                               _WARMUP.value, _THREADS.value)
   float_p50 = latency.get("float32", {}).get("p50")
   for r in rows:
     r["latency"] = latency[r["mode"]]
@@ -226,9 +164,9 @@ def main(argv):
 
   table = markdown(rows, keras_accuracy, ratio, fit_mode, fit_rows)
   print(table)
-  with open(os.path.join(_OUT.value, "edge.md"), "w") as f:
-    f.write("# Edge benchmark\n\n" + common.header(meta) + "\n" + table + "\n\n![edge](edge.png)\n")
-  common.save_json(_OUT.value, "edge.json", {
+  files.write_atomic(os.path.join(_OUT.value, "edge.md"), "# Edge benchmark\n\n" + common.header(meta)
+                     + "\n" + table + "\n\n![edge](edge.png)\n")
+  files.write_json(os.path.join(_OUT.value, "edge.json"), {
       **meta, "keras_model": _KERAS_MODEL.value, "keras_accuracy": keras_accuracy,
       "test_examples": int(len(test_y)), "representative_images": int(len(calibration)),
       "latency_settings": {"rounds": _ROUNDS.value, "runs_per_round": _RUNS.value,

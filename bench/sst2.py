@@ -1,4 +1,4 @@
-r"""Issue 6's benchmark: SST-2 distilled into an int8 text CNN that runs on TFLite Micro.
+r"""Benchmark of SST-2 distilled into an int8 text CNN that runs on TFLite Micro.
 
   .venv/bin/python -m bench.sst2 --config=configs/sst2_full.py --workdir=runs/sst2 --out=bench_out/sst2
 
@@ -26,12 +26,11 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-import tfkd  # noqa: F401  (before TensorFlow: selects Keras 2)
 import tf_keras
 from bench import common
 from tfkd import cli, data, pipeline
 from tfkd.run_context import Run
-from tflite import interpreter, micro
+from tflite import files, interpreter, micro
 from tflite_micro.python.tflite_micro import runtime
 
 # No default file: ml_collections would apply --config.* overrides to it at import, before
@@ -41,7 +40,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/sst2", "Run folder (resumed if i
 _OUT = flags.DEFINE_string("out", "bench_out/sst2", "Folder for sst2.{md,json,png}.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds of the scratch and distilled students (1 = only config.seed).")
 flags.mark_flags_as_required(["config"])
-GOAL = 0.85  # issue 6: the int8 student at 85% dev accuracy or better
+GOAL = 0.85  # the target: the int8 student at 85% dev accuracy or better
 
 
 def keras_accuracy(path: str, x: np.ndarray, y: np.ndarray) -> tuple:
@@ -65,7 +64,7 @@ def tflm_predictions(model_bytes: bytes, x: np.ndarray, arena_size: int) -> np.n
 
 
 def measure(run: Run) -> dict:
-  """Every dev-accuracy and size figure of issue 6, from a finished run."""
+  """Every dev-accuracy and size figure of the benchmark, from a finished run."""
   x, y = run.splits.test
   results = {"dev_sentences": int(len(y))}
   for stage in ("teacher", "scratch", "distill"):
@@ -175,16 +174,13 @@ def markdown(r: dict) -> str:
 
 
 def plot(r: dict, path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   seeds = r["seeds"]["per_seed"]
   # Students: bars are the mean over seeds, dots each seed; the int8 bars are config.seed's model.
   labels = ["teacher", f"scratch\n(mean of {len(seeds)})", f"distilled\n(mean of {len(seeds)})",
             f"int8 LiteRT\n(seed {seeds[0]['seed']})", f"int8 TFLM\n(seed {seeds[0]['seed']})"]
   values = [r["teacher"] * 100, r["seeds"]["scratch"]["mean"] * 100, r["seeds"]["distill"]["mean"] * 100,
             r["int8_litert"] * 100, r["int8_tflm"] * 100]
-  fig, ax = plt.subplots(figsize=(8.5, 4))
+  fig, ax = files.new_figure(figsize=(8.5, 4))
   bars = ax.bar(labels, values, color=["#777", "#c88", "#58c", "#58c", "#58c"])
   ax.bar_label(bars, fmt="%.2f")
   for i, stage in ((1, "scratch"), (2, "distill")):
@@ -197,8 +193,7 @@ def plot(r: dict, path: str) -> None:
                f"{r['tflm_arena_bytes'] / 1024:.1f} KiB arena")
   ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  files.save_figure(fig, path)
 
 
 def main(argv):
@@ -212,10 +207,10 @@ def main(argv):
   results["seeds"] = seed_statistics(config, run, _SEEDS.value)
   results["wall_seconds"] = time.time() - start
   table = markdown(results)
-  os.makedirs(_OUT.value, exist_ok=True)
-  with open(os.path.join(_OUT.value, "sst2.md"), "w") as f:
-    f.write("# SST-2 benchmark\n\n" + common.header(meta) + "\n" + table + "\n\n![dev accuracy](sst2.png)\n")
-  common.save_json(_OUT.value, "sst2.json", {**meta, "results": results, "config": config.to_dict()})
+  files.write_atomic(os.path.join(_OUT.value, "sst2.md"), "# SST-2 benchmark\n\n" + common.header(meta)
+                     + "\n" + table + "\n\n![dev accuracy](sst2.png)\n")
+  files.write_json(os.path.join(_OUT.value, "sst2.json"),
+                   {**meta, "results": results, "config": run.config.to_dict()})
   plot(results, os.path.join(_OUT.value, "sst2.png"))
   logging.info("Wrote %s/sst2.{md,json,png}", _OUT.value)
   print(table)

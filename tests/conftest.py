@@ -2,8 +2,6 @@
 
 import os
 
-import tfkd  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
-
 import numpy as np
 import pytest
 import tensorflow as tf

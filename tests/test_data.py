@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
 from tests.conftest import CLASSES, write_image_folder
-from tfkd import data
+from tfkd import data, from_config, splits as splits_lib
 from tfkd.errors import DatasetError
 
 
@@ -21,7 +21,7 @@ def folder_config(path, **overrides):
 
 
 def test_folder_splits(image_folder):
-  splits = data.load_splits(folder_config(image_folder))
+  splits = from_config.splits(folder_config(image_folder))
   assert splits.class_names == list(CLASSES)
   assert splits.train[0].shape == (108, 16, 16, 3) and splits.train[0].dtype == np.uint8
   assert len(splits.val[1]) == 12 and len(splits.test[1]) == 30
@@ -30,27 +30,47 @@ def test_folder_splits(image_folder):
 
 
 def test_validation_split_is_deterministic(image_folder):
-  a = data.load_splits(folder_config(image_folder))
-  b = data.load_splits(folder_config(image_folder))
-  c = data.load_splits(folder_config(image_folder, seed=1))
+  a = from_config.splits(folder_config(image_folder))
+  b = from_config.splits(folder_config(image_folder))
+  c = from_config.splits(folder_config(image_folder, seed=1))
   np.testing.assert_array_equal(a.val[0], b.val[0])
   assert not np.array_equal(a.val[0], c.val[0])
 
 
+def test_split_validation_is_seeded_and_names_val_size():
+  x, y = np.arange(20) * 10, np.arange(20)
+  (train_x, train_y), (val_x, val_y) = splits_lib.split_validation(x, y, 5, seed=3)
+  again = splits_lib.split_validation(x, y, 5, seed=3)
+  np.testing.assert_array_equal(val_x, again[1][0])
+  assert len(val_y) == 5 and len(train_y) == 15 and set(train_y) | set(val_y) == set(y)
+  np.testing.assert_array_equal(train_x, train_y * 10)   # features and labels shuffled together
+  assert splits_lib.split_validation(x, y, 0, seed=3)[1] is None
+  with pytest.raises(DatasetError, match="val_size=20 leaves no training data.*lower val_size"):
+    splits_lib.split_validation(x, y, 20, seed=0)
+
+
+def test_missing_config_key_is_an_error_not_a_default(image_folder):
+  """from_config.splits reads config.data keys as attributes: a missing one is never silently 0 or ''."""
+  config = folder_config(image_folder)
+  del config["train_limit"]
+  with pytest.raises(AttributeError, match="train_limit"):
+    from_config.splits(config)
+
+
 def test_images_are_resized(image_folder):
-  splits = data.load_splits(folder_config(image_folder, image_size=(8, 8)))
+  splits = from_config.splits(folder_config(image_folder, image_size=(8, 8)))
   assert splits.input_shape == (8, 8, 3)
 
 
 def test_missing_folder(tmp_path):
   with pytest.raises(DatasetError, match="does not exist.*data.path"):
-    data.load_splits(folder_config(str(tmp_path / "nowhere")))
+    from_config.splits(folder_config(str(tmp_path / "nowhere")))
 
 
 def test_empty_folder(tmp_path):
   os.makedirs(tmp_path / "train")
   with pytest.raises(DatasetError, match="no class subfolders"):
-    data.load_splits(folder_config(str(tmp_path)))
+    from_config.splits(folder_config(str(tmp_path)))
 
 
 def test_class_folder_without_images(tmp_path):
@@ -59,7 +79,7 @@ def test_class_folder_without_images(tmp_path):
   os.makedirs(empty)
   open(os.path.join(empty, "notes.txt"), "w").close()
   with pytest.raises(DatasetError, match="zebra.*has no images"):
-    data.load_splits(folder_config(root, val_size=1))
+    from_config.splits(folder_config(root, val_size=1))
 
 
 def test_unreadable_image_is_named(tmp_path):
@@ -68,19 +88,19 @@ def test_unreadable_image_is_named(tmp_path):
   with open(bad, "wb") as f:
     f.write(b"this is not a jpeg")
   with pytest.raises(DatasetError, match="broken.jpg.*Re-encode or delete"):
-    data.load_splits(folder_config(root, val_size=1))
+    from_config.splits(folder_config(root, val_size=1))
 
 
 def test_test_classes_must_match_train(tmp_path):
   root = write_image_folder(tmp_path, per_class=(3, 2))
   os.rename(os.path.join(root, "test", CLASSES[0]), os.path.join(root, "test", "other"))
   with pytest.raises(DatasetError, match="differ from the training classes"):
-    data.load_splits(folder_config(root, val_size=1))
+    from_config.splits(folder_config(root, val_size=1))
 
 
 def test_tfds_source_offline():
   with tfds.testing.mock_data(num_examples=20):
-    splits = data.load_splits(ConfigDict(dict(source="tfds", tfds_name="cifar10", tfds_data_dir="",
+    splits = from_config.splits(ConfigDict(dict(source="tfds", tfds_name="cifar10", tfds_data_dir="",
                                               val_size=5, seed=0, train_limit=0)))
   assert splits.train[0].shape == (15, 32, 32, 3) and splits.num_classes == 10
   assert len(splits.test[1]) == 20
@@ -98,6 +118,6 @@ def test_augmentation_crops_the_padded_image_and_flips():
 
 
 def test_train_dataset_batches(image_folder):
-  splits = data.load_splits(folder_config(image_folder))
+  splits = from_config.splits(folder_config(image_folder))
   x, y = next(iter(data.train_dataset(*splits.train, batch_size=16)))
   assert x.shape == (16, 16, 16, 3) and x.dtype == tf.float32 and y.shape == (16,)

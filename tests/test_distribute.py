@@ -36,7 +36,6 @@ def test_mirrored_two_devices_match_one_device():
 
 def _train_and_report():
   """Runs in the subprocess: one device, then MirroredStrategy on two logical CPUs."""
-  import tfkd  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

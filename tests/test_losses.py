@@ -211,3 +211,15 @@ def test_relational_distillation_pools_feature_maps():
   got = losses.RelationalDistillation("t", "s", 1.0, 2.0).compute_loss(teacher, student)
   expected = numpy_rkd(teacher.mean(axis=(1, 2)), student.mean(axis=(1, 2)), 1.0, 2.0)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_every_loss_round_trips_through_its_config():
+  made = [losses.LogitsDistillation(2.5),
+          losses.FeatureDistillation("stage2", "stage3", adapter=False),
+          losses.ContrastiveDistillation("a", "b", projection_dim=32, temperature=0.2),
+          losses.AttentionTransfer("stage1", "stage2", p=3.0, beta=10.0),
+          losses.RelationalDistillation("f", "g", distance_weight=2.0, angle_weight=3.0)]
+  for loss in made:
+    config = loss.get_config()
+    again = type(loss).from_config(config)
+    assert again.get_config() == config and config, type(loss).__name__

@@ -1,5 +1,6 @@
-"""Text case: TSV/CSV spec, vocabulary, encode helper, transfer set, int8 student on TFLM, pipeline."""
+"""Text case: TSV/CSV spec, vocabulary, encode CLI, transfer set, int8 student on TFLM, pipeline."""
 
+import ast
 import json
 import os
 import subprocess
@@ -13,9 +14,14 @@ from ml_collections import ConfigDict
 from tflite_micro.python.tflite_micro import runtime
 
 from configs import sst2_quick
-from tfkd import data, models, pipeline, text, text_models
+from tfkd import data, from_config, models, pipeline, text_data, text_models
 from tfkd.errors import ConfigError, DatasetError
 from tfkd.run_context import Run
+from tfkd.sentence_split import split_validation_by_sentence
+from tfkd.text_augment import augment_token_ids, with_transfer_set
+from tfkd.text_table import TableSpec, label_ids, read_table
+from tfkd.vocabulary import (MASK_ID, PAD_ID, VOCAB_FILENAME, Vocabulary,
+                             load_or_build_vocabulary)
 from tflite import convert, interpreter
 
 POSITIVE = ("good", "great", "fun", "lovely", "brilliant", "moving")
@@ -68,7 +74,7 @@ def tsv_folder(tmp_path):
 # --- Dataset spec ------------------------------------------------------------------------------
 
 def test_splits_read_each_files_own_columns(tsv_folder, tmp_path):
-  splits = data.load_splits(text_config(tsv_folder), workdir=str(tmp_path / "run"))
+  splits = from_config.splits(text_config(tsv_folder), workdir=str(tmp_path / "run"))
   assert splits.class_names == ["negative", "positive"]
   assert splits.train[0].shape == (180, 12) and splits.train[0].dtype == np.int32
   assert len(splits.val[1]) == 20 and splits.test[0].shape == (40, 12)
@@ -79,9 +85,9 @@ def test_splits_read_each_files_own_columns(tsv_folder, tmp_path):
 
 
 def test_validation_split_is_deterministic(tsv_folder, tmp_path):
-  a = data.load_splits(text_config(tsv_folder), workdir=str(tmp_path / "a"))
-  b = data.load_splits(text_config(tsv_folder), workdir=str(tmp_path / "b"))
-  c = data.load_splits(text_config(tsv_folder, seed=1), workdir=str(tmp_path / "c"))
+  a = from_config.splits(text_config(tsv_folder), workdir=str(tmp_path / "a"))
+  b = from_config.splits(text_config(tsv_folder), workdir=str(tmp_path / "b"))
+  c = from_config.splits(text_config(tsv_folder, seed=1), workdir=str(tmp_path / "c"))
   np.testing.assert_array_equal(a.val[0], b.val[0])
   assert not np.array_equal(a.val[0], c.val[0])
 
@@ -92,7 +98,7 @@ def test_sentence_validation_keeps_phrases_of_held_out_sentences_out_of_training
   texts = sentences + phrases
   labels = np.arange(len(texts))
   for seed in range(4):
-    (train_x, train_y), (val_x, val_y) = text.split_validation_by_sentence(texts, labels, 1, seed)
+    (train_x, train_y), (val_x, val_y) = split_validation_by_sentence(texts, labels, 1, seed)
     (held,) = val_x
     assert held in sentences and val_y[0] == texts.index(held)
     kept = set(sentences) - {held}
@@ -102,53 +108,125 @@ def test_sentence_validation_keeps_phrases_of_held_out_sentences_out_of_training
     np.testing.assert_array_equal([texts[i] for i in train_y], train_x)
   # 'great film' lies only in 'a great film': out of training exactly when that sentence is held out.
   assert "great film" in expected or held == "a great film"
-  with pytest.raises(DatasetError, match="lower data.val_size"):
-    text.split_validation_by_sentence(texts, labels, 3, 0)
+  with pytest.raises(DatasetError, match="lower val_size"):
+    split_validation_by_sentence(texts, labels, 3, 0)
 
 
 def test_sentence_validation_from_the_config(tsv_folder, tmp_path):
-  splits = data.load_splits(text_config(tsv_folder, val_unit="sentence"), str(tmp_path / "a"))
-  vocabulary = text.Vocabulary.load(os.path.join(tmp_path, "a", text.VOCAB_FILENAME))
+  splits = from_config.splits(text_config(tsv_folder, val_unit="sentence"), str(tmp_path / "a"))
+  vocabulary = Vocabulary.load(os.path.join(tmp_path, "a", VOCAB_FILENAME))
   val_texts = {vocabulary.decode(ids) for ids in splits.val[0]}
   assert len(splits.val[1]) == 20 and not val_texts & {vocabulary.decode(i) for i in splits.train[0]}
   with pytest.raises(ConfigError, match="val_unit='phrase'"):
-    data.load_splits(text_config(tsv_folder, val_unit="phrase"), str(tmp_path / "b"))
+    from_config.splits(text_config(tsv_folder, val_unit="phrase"), str(tmp_path / "b"))
 
 
 def test_missing_column_names_file_column_and_columns_present(tsv_folder):
   config = text_config(tsv_folder)
   config.test_file.text_column = "sentence"  # dev.tsv calls it 'content'
   with pytest.raises(DatasetError, match=r"dev\.tsv.*no column 'sentence'.*\['label', 'content'\]"):
-    data.load_splits(config)
+    from_config.splits(config)
 
 
 def test_missing_file_and_bad_rows(tsv_folder, tmp_path):
   with pytest.raises(DatasetError, match="nowhere.tsv.*does not exist"):
-    text.read_table(str(tmp_path / "nowhere.tsv"), "label", "sentence")
+    read_table(str(tmp_path / "nowhere.tsv"), "label", "sentence")
   bad = tmp_path / "bad.tsv"
   bad.write_text("label\tsentence\n1\tfine\n0\ttoo\tmany\n")
   with pytest.raises(DatasetError, match="line 3 has 3 fields but the header has 2"):
-    text.read_table(str(bad), "label", "sentence")
+    read_table(str(bad), "label", "sentence")
   odd = tmp_path / "odd.txt"
   odd.write_text("label\tsentence\n1\tfine\n")
-  with pytest.raises(DatasetError, match="delimiter.*data.delimiter"):
-    text.read_table(str(odd), "label", "sentence")
+  with pytest.raises(DatasetError, match="delimiter.*pass delimiter="):
+    read_table(str(odd), "label", "sentence")
 
 
 def test_csv_with_quotes_and_named_labels(tmp_path):
   path = tmp_path / "reviews.csv"
   path.write_text('text,stars\n"good, really good",pos\nbad,neg\n')
-  texts, labels = text.read_table(str(path), "stars", "text")
+  texts, labels = read_table(str(path), "stars", "text")
   assert texts == ["good, really good", "bad"]
-  train, test, names = text.label_ids(labels, ["neg"])
+  train, test, names = label_ids(labels, ["neg"])
   assert names == ["neg", "pos"] and train.tolist() == [1, 0] and test.tolist() == [0]
   with pytest.raises(DatasetError, match=r"Labels \['meh'\] are not among the classes"):
-    text.label_ids(labels, ["meh"])
+    label_ids(labels, ["meh"])
 
 
 def test_image_augmentation_is_refused_for_text(tsv_folder):
   with pytest.raises(ConfigError, match="data.augment=False"):
-    data.load_splits(text_config(tsv_folder, augment=True))
+    from_config.splits(text_config(tsv_folder, augment=True))
+
+
+def sst2_like_tables(folder):
+  """The train and test tables of `write_sst2_like`: a plain tuple and a `TableSpec`."""
+  return ((os.path.join(folder, "train.tsv"), "label", "sentence"),
+          TableSpec(os.path.join(folder, "dev.tsv"), label_column="label", text_column="content"))
+
+
+def test_load_text_splits_takes_plain_arguments_as_the_config_does(tsv_folder, tmp_path):
+  """The config route (from_config.splits) is only a translation into the plain call."""
+  splits = text_data.load_text_splits(
+      *sst2_like_tables(tsv_folder), class_names=("negative", "positive"), vocab_size=40,
+      max_length=12, val_size=20, val_unit="row", seed=0, vocab_path=None)
+  # vocab_path=None: nothing written, beside the data or anywhere else in tmp_path.
+  assert os.listdir(tmp_path) == ["sst2"] and sorted(os.listdir(tmp_path / "sst2")) == [
+      "dev.tsv", "train.tsv"]
+  via_config = from_config.splits(text_config(tsv_folder, val_unit="row"), str(tmp_path / "run"))
+  for part in ("train", "val", "test"):
+    for got, want in zip(getattr(splits, part), getattr(via_config, part)):
+      np.testing.assert_array_equal(got, want)
+  assert splits.class_names == via_config.class_names
+  # data.vocab_path, when set, is where the vocabulary goes instead of workdir/vocab.txt.
+  mine = str(tmp_path / "mine" / "vocab.txt")
+  from_config.splits(text_config(tsv_folder, vocab_path=mine), str(tmp_path / "other"))
+  assert os.path.isfile(mine) and not os.path.exists(tmp_path / "other" / "vocab.txt")
+
+
+@pytest.mark.parametrize("arguments, error, match", [
+    (dict(val_unit="phrase"), ValueError, "val_unit='phrase' is not one of"),
+    (dict(vocab_size=3), ValueError, "vocab_size=3 leaves no room"),
+    (dict(max_length=0), ValueError, "max_length=0 gives sentences no ids"),
+    (dict(val_size=-1), ValueError, "val_size=-1 is negative"),
+    (dict(train_limit=-5), ValueError, "train_limit=-5 is negative"),
+    (dict(val_size=200), DatasetError, "val_size=200 leaves no training data.*lower val_size"),
+    (dict(class_names=("negative",)), ValueError, "class_names has 1 names"),
+    (dict(train_file="train.tsv"), ValueError, "train_file='train.tsv' is not a table"),
+    (dict(test_file={"path": "dev.tsv"}), ValueError, "test_file=.* is not a table"),
+])
+def test_load_text_splits_errors_name_the_argument(tsv_folder, arguments, error, match):
+  train_file, test_file = sst2_like_tables(tsv_folder)
+  call = dict(train_file=train_file, test_file=test_file, vocab_size=40, max_length=12, val_size=20)
+  call.update(arguments)
+  with pytest.raises(error, match=match) as raised:
+    text_data.load_text_splits(**call)
+  assert "data." not in str(raised.value)  # an argument of the call, not a config key
+
+
+TEXT_MODULES = ("splits", "text_table", "vocabulary", "sentence_split", "text_augment", "text_data",
+                "encode_text")
+
+
+def tfkd_imports(module):
+  """The `tfkd.*` modules that tfkd/<module>.py imports (by its import statements)."""
+  path = os.path.join(REPO, "tfkd", f"{module}.py")
+  tree = ast.parse(open(path, encoding="utf-8").read(), path)
+  names = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module == "tfkd":
+      names.update(f"tfkd.{alias.name}" for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names.add(node.module)
+  return {name for name in names if name.startswith("tfkd.")}
+
+
+@pytest.mark.parametrize("module", TEXT_MODULES)
+def test_text_modules_import_nothing_above_them(module):
+  """No data <-> text circle: the text modules never import data (or anything above them)."""
+  allowed = {"tfkd.errors"} | {f"tfkd.{m}" for m in TEXT_MODULES}
+  assert tfkd_imports(module) <= allowed
+  assert not os.path.exists(os.path.join(REPO, "tfkd", "text.py"))
 
 
 # --- Vocabulary and encoding -------------------------------------------------------------------
@@ -156,38 +234,38 @@ def test_image_augmentation_is_refused_for_text(tsv_folder):
 def test_vocabulary_from_train_only_saved_and_reused(tsv_folder, tmp_path):
   workdir = str(tmp_path / "run")
   config = text_config(tsv_folder, vocab_size=100)
-  splits = data.load_splits(config, workdir)
-  vocabulary = text.Vocabulary.load(os.path.join(workdir, "vocab.txt"))
+  splits = from_config.splits(config, workdir)
+  vocabulary = Vocabulary.load(os.path.join(workdir, "vocab.txt"))
   assert vocabulary.tokens[:3] == ["<pad>", "<unk>", "<mask>"]
   assert "zyzzyva" not in vocabulary.tokens          # only dev.tsv has it
   assert "good" in vocabulary.tokens and "GOOD" not in vocabulary.tokens  # lower-cased
   # A changed training file does not change the ids of a workdir that has its vocabulary.
   with open(config.train_file.path, "w") as f:
     f.write("label\tsentence\n" + "".join(f"{i % 2}\tnew words {i} film\n" for i in range(100)))
-  again = data.load_splits(config, workdir)
-  assert text.Vocabulary.load(os.path.join(workdir, "vocab.txt")) == vocabulary
+  again = from_config.splits(config, workdir)
+  assert Vocabulary.load(os.path.join(workdir, "vocab.txt")) == vocabulary
   np.testing.assert_array_equal(again.test[0], splits.test[0])
   # A fresh workdir rebuilds from the new file: the reuse above was the file's doing.
-  rebuilt = data.load_splits(config, str(tmp_path / "fresh"))
+  rebuilt = from_config.splits(config, str(tmp_path / "fresh"))
   assert not np.array_equal(rebuilt.test[0], again.test[0])
 
 
 def test_vocabulary_ranks_by_count_then_alphabetically():
-  vocabulary = text.Vocabulary.build(["b a a d", "c B A", "<mask> d"], size=10)
+  vocabulary = Vocabulary.build(["b a a d", "c B A", "<mask> d"], size=10)
   assert vocabulary.tokens == ["<pad>", "<unk>", "<mask>", "a", "b", "d", "c"]
 
 
 def test_vocabulary_size_is_capped_and_larger_saved_vocabulary_refused(tsv_folder, tmp_path):
-  texts = text.read_table(os.path.join(tsv_folder, "train.tsv"), "label", "sentence")[0]
-  assert len(text.Vocabulary.build(texts, size=10)) == 10
+  texts = read_table(os.path.join(tsv_folder, "train.tsv"), "label", "sentence")[0]
+  assert len(Vocabulary.build(texts, size=10)) == 10
   path = str(tmp_path / "vocab.txt")
-  text.Vocabulary.build(texts, size=30).save(path)
-  with pytest.raises(ConfigError, match="more than data.vocab_size=10"):
-    text.load_or_build_vocabulary(path, texts, size=10)
+  Vocabulary.build(texts, size=30).save(path)
+  with pytest.raises(ValueError, match="more than vocab_size=10"):
+    load_or_build_vocabulary(path, texts, vocab_size=10)
 
 
 def test_encode_pads_truncates_and_marks_unknown_tokens():
-  vocabulary = text.Vocabulary(["<pad>", "<unk>", "<mask>", "film", "good"])
+  vocabulary = Vocabulary(["<pad>", "<unk>", "<mask>", "film", "good"])
   ids = vocabulary.encode(["Good film", "good zyzzyva film good film"], max_length=4)
   np.testing.assert_array_equal(ids, [[4, 3, 0, 0], [4, 1, 3, 4]])
   assert ids.dtype == np.int32
@@ -196,15 +274,15 @@ def test_encode_pads_truncates_and_marks_unknown_tokens():
 
 def test_encode_command_line(tmp_path):
   vocab = str(tmp_path / "vocab.txt")
-  text.Vocabulary(["<pad>", "<unk>", "<mask>", "film", "good"]).save(vocab)
+  Vocabulary(["<pad>", "<unk>", "<mask>", "film", "good"]).save(vocab)
   out = str(tmp_path / "ids.npy")
   result = subprocess.run(
-      [sys.executable, "-m", "tfkd.text", "encode", f"--vocab={vocab}", "--max_length=5",
+      [sys.executable, "-m", "tfkd.encode_text", f"--vocab={vocab}", "--max_length=5",
        f"--output={out}", "a good film", "Film"],
       cwd=REPO, capture_output=True, text=True, check=True)
   assert result.stdout.split("\n")[:2] == ["1 4 3 0 0", "3 0 0 0 0"]
   np.testing.assert_array_equal(np.load(out), [[1, 4, 3, 0, 0], [3, 0, 0, 0, 0]])
-  missing = subprocess.run([sys.executable, "-m", "tfkd.text", "encode", "--vocab=nowhere.txt", "x"],
+  missing = subprocess.run([sys.executable, "-m", "tfkd.encode_text", "--vocab=nowhere.txt", "x"],
                            cwd=REPO, capture_output=True, text=True)
   assert missing.returncode != 0 and "nowhere.txt' does not exist" in missing.stderr
 
@@ -215,15 +293,15 @@ def sample_ids(rows=400, max_length=20, seed=0):
   rng = np.random.default_rng(seed)
   lengths = rng.integers(1, max_length + 1, rows)
   ids = rng.integers(3, 50, (rows, max_length)).astype(np.int32)
-  ids[np.arange(max_length)[None, :] >= lengths[:, None]] = text.PAD_ID
+  ids[np.arange(max_length)[None, :] >= lengths[:, None]] = PAD_ID
   return ids
 
 
 def test_augmentation_is_deterministic_and_seeded():
   ids = sample_ids()
-  a = text.augment_token_ids(ids, copies=2, seed=3)
-  b = text.augment_token_ids(ids, copies=2, seed=3)
-  c = text.augment_token_ids(ids, copies=2, seed=4)
+  a = augment_token_ids(ids, copies=2, seed=3)
+  b = augment_token_ids(ids, copies=2, seed=3)
+  c = augment_token_ids(ids, copies=2, seed=4)
   np.testing.assert_array_equal(a, b)
   assert a.shape == (800, 20) and a.dtype == np.int32
   assert not np.array_equal(a, c)
@@ -231,20 +309,20 @@ def test_augmentation_is_deterministic_and_seeded():
 
 def test_masking_replaces_tokens_at_the_configured_rate():
   ids = sample_ids()
-  real = ids != text.PAD_ID
-  out = text.augment_token_ids(ids, copies=1, mask_probability=0.3, ngram_probability=0.0)
-  assert np.all(out[~real] == text.PAD_ID)                       # padding stays padding
-  masked = out == text.MASK_ID
+  real = ids != PAD_ID
+  out = augment_token_ids(ids, copies=1, mask_probability=0.3, ngram_probability=0.0)
+  assert np.all(out[~real] == PAD_ID)                            # padding stays padding
+  masked = out == MASK_ID
   assert np.all(out[real & ~masked] == ids[real & ~masked])      # other tokens unchanged
   assert masked[real].mean() == pytest.approx(0.3, abs=0.03)
   np.testing.assert_array_equal(
-      text.augment_token_ids(ids, mask_probability=0.0, ngram_probability=0.0), ids)
+      augment_token_ids(ids, mask_probability=0.0, ngram_probability=0.0), ids)
 
 
 def test_ngram_sampling_keeps_a_contiguous_window():
   ids = sample_ids()
-  out = text.augment_token_ids(ids, copies=1, mask_probability=0.0, ngram_probability=1.0,
-                               ngram_range=(2, 4))
+  out = augment_token_ids(ids, copies=1, mask_probability=0.0, ngram_probability=1.0,
+                          ngram_range=(2, 4))
   for source, window in zip(ids, out):
     length, kept = int((source != 0).sum()), window[window != 0]
     assert min(2, length) <= len(kept) <= min(4, length)
@@ -256,16 +334,32 @@ def test_ngram_sampling_keeps_a_contiguous_window():
 
 def test_transfer_set_is_labelled_minus_one():
   ids, labels = sample_ids(rows=50), np.arange(50, dtype=np.int32) % 2
-  config = ConfigDict(dict(copies=3, mask_probability=0.1, ngram_probability=0.25,
-                           ngram_range=(1, 5), seed=0))
-  x, y = text.with_transfer_set(ids, labels, config)
+  settings = dict(copies=3, mask_probability=0.1, ngram_probability=0.25, ngram_range=(1, 5),
+                  seed=0)
+  x, y = with_transfer_set(ids, labels, **settings)
   assert x.shape == (200, 20) and np.all(y[50:] == -1)
   np.testing.assert_array_equal(x[:50], ids)
   np.testing.assert_array_equal(y[:50], labels)
-  with pytest.raises(ConfigError, match="not a probability"):
-    text.augment_token_ids(ids, mask_probability=1.5)
-  with pytest.raises(ConfigError, match="copies=0 for non-text"):
-    text.with_transfer_set(np.zeros((4, 8, 8, 3), np.uint8), labels[:4], config)
+  with pytest.raises(ValueError, match="not a probability"):
+    augment_token_ids(ids, mask_probability=1.5)
+  with pytest.raises(ValueError, match="copies=0 for non-text"):
+    with_transfer_set(np.zeros((4, 8, 8, 3), np.uint8), labels[:4], **settings)
+  x, y = with_transfer_set(np.zeros((4, 8, 8, 3), np.uint8), labels[:4], copies=0)
+  assert x.shape == (4, 8, 8, 3) and len(y) == 4  # copies=0 adds nothing, to any data
+
+
+@pytest.mark.parametrize("arguments, match", [
+    (dict(copies=-1), "copies=-1 is not a whole number"),
+    (dict(copies=1.5), "copies=1.5 is not a whole number"),
+    (dict(copies=2, mask_probability=1.5), "mask_probability=1.5 is not a probability"),
+    (dict(copies=2, ngram_probability=-0.1), "ngram_probability=-0.1 is not a probability"),
+    (dict(copies=2, ngram_range=(3, 1)), r"ngram_range=\(3, 1\) must be \(low, high\)"),
+])
+def test_transfer_set_errors_name_the_argument(arguments, match):
+  ids, labels = sample_ids(rows=8), np.zeros(8, np.int32)
+  with pytest.raises(ValueError, match=match) as raised:
+    with_transfer_set(ids, labels, **arguments)
+  assert "data." not in str(raised.value)  # an argument of the call, not a config key
 
 
 # --- Models and TFLite -------------------------------------------------------------------------
@@ -334,9 +428,10 @@ def test_text_models_save_load_and_convert_to_float_tflite(name, kwargs, tmp_pat
 
 
 def test_text_models_need_vocab_size_and_token_ids():
-  with pytest.raises(ConfigError, match="needs vocab_size"):
+  # tfkd.text_models raises ValueError naming the argument (from_config adds the config block).
+  with pytest.raises(ValueError, match="needs vocab_size"):
     models.build_model("text_cnn", 2, (12,))
-  with pytest.raises(ConfigError, match=r"token ids of shape \(max_length,\)"):
+  with pytest.raises(ValueError, match=r"token ids, input_shape=\(max_length,\)"):
     models.build_model("text_cnn", 2, (32, 32, 3), vocab_size=10)
 
 
@@ -387,5 +482,5 @@ def test_text_ensemble_averages_its_members_and_refuses_unknown_members():
   members = [l for l in model.layers if l.name.startswith("member")]
   expected = np.mean([m.predict(ids, verbose=0) for m in members], axis=0)
   np.testing.assert_allclose(model.predict(ids, verbose=0), expected, atol=1e-6)
-  with pytest.raises(ConfigError, match="text_lstm"):
+  with pytest.raises(ValueError, match="text_lstm"):
     models.build_model("text_ensemble", 2, (6,), vocab_size=20, members=("text_lstm",))

@@ -1,4 +1,4 @@
-"""The edge report (`tflite.benchmark.edge_report`) and `python -m tflite.benchmark`."""
+"""The edge report (`tflite.benchmark.edge_report`), `python -m tflite.benchmark` and `tfkd.benchmark`."""
 
 import json
 import os
@@ -81,3 +81,28 @@ def test_command_line(paths, tmp_path):
   assert "TFLM tensor arena" in result.stdout and "| ESP32-S3 |" in result.stdout
   saved = json.loads(out.read_text())
   assert saved["micro"]["arena_bytes"] > 0 and saved["latency_ms"]["runs"] == 5
+
+
+def run_module(module, *args):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_command_line_on_dataset_inputs(paths, image_folder, tmp_path):
+  out = tmp_path / "edge_data.json"
+  result = run_module("tfkd.benchmark", f"--model={paths['int8']}", f"--data={image_folder}",
+                      "--micro", "--runs=3", "--warmup=1", "--parity_samples=7",
+                      f"--json_out={out}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "TFLM vs LiteRT reference kernels" in result.stdout and "| ESP32-S3 |" in result.stdout
+  saved = json.loads(out.read_text())
+  # 7 of the folder's 30 test images (16x16 on disk, resized to the model's 10x10).
+  assert saved["micro"]["parity_reference_kernels"]["samples"] == 7
+  assert saved["latency_ms"]["runs"] == 3
+  assert not list(tmp_path.glob("*.partial*"))  # --json_out is written atomically
+
+
+def test_dataset_command_without_data_points_to_the_random_input_one(paths):
+  result = run_module("tfkd.benchmark", f"--model={paths['int8']}")
+  assert result.returncode != 0
+  assert "Give --data" in result.stderr and "python -m tflite.benchmark" in result.stderr

@@ -6,9 +6,9 @@ import tensorflow as tf
 import tf_keras
 from ml_collections import ConfigDict
 
-from tfkd import data
-from tfkd.errors import TfkdError
+from tfkd import from_config
 from tflite import convert, graph, interpreter
+from tflite.errors import TfliteError
 
 layers = tf_keras.layers
 
@@ -19,8 +19,8 @@ INPUT_TYPES = {"float32": np.float32, "float16": np.float32, "dynamic": np.float
 @pytest.fixture(scope="module")
 def trained(image_folder):
   """A small CNN trained on the synthetic colour classes (3 classes, 16x16 images)."""
-  splits = data.load_splits(ConfigDict(dict(source="folder", path=image_folder, image_size=(16, 16),
-                                            val_size=0, seed=0, train_limit=0)))
+  splits = from_config.splits(ConfigDict(dict(source="folder", path=image_folder, image_size=(16, 16),
+                                              val_size=0, seed=0, train_limit=0)))
   tf_keras.utils.set_random_seed(0)
   inputs = tf_keras.Input((16, 16, 3))
   x = layers.Rescaling(1 / 255.0)(inputs)
@@ -77,7 +77,7 @@ def test_op_without_integer_kernel_is_named_with_its_layer():
                      match=r"left ops without an integer kernel in float: ATAN2 \(layers: Lambda\(angle\)\)"
                      ) as error:
     convert.convert(model, "int8", CALIBRATION)
-  assert isinstance(error.value, TfkdError) and "allow_float_ops=True" in str(error.value)
+  assert isinstance(error.value, TfliteError) and "allow_float_ops=True" in str(error.value)
 
 
 def test_allow_float_ops_keeps_a_mixed_model():

@@ -1,4 +1,4 @@
-"""`python -m tflite.evaluate` and the dataset split reader behind it."""
+"""`tflite.evaluate.evaluate`, `python -m tfkd.evaluate` and the split reader behind it (`tfkd.eval_data`)."""
 
 import os
 import re
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tf_keras
 
+from tfkd import eval_data
 from tfkd.errors import ConfigError, DatasetError
-from tflite import convert, dataset, interpreter
+from tflite import convert, evaluate, interpreter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +30,7 @@ def int8_path(tmp_path_factory):
 
 
 def run_cli(*args):
-  return subprocess.run([sys.executable, "-m", "tflite.evaluate", *args], cwd=REPO,
+  return subprocess.run([sys.executable, "-m", "tfkd.evaluate", *args], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
 
 
@@ -38,11 +39,19 @@ def test_command_prints_the_accuracy_litert_gives(int8_path, image_folder):
   assert result.returncode == 0, result.stderr[-2000:]
   match = re.search(r"accuracy (\d\.\d{4}) \((\d+)/(\d+)\) on the test split", result.stdout)
   assert match, result.stdout
-  config = dataset.data_config("folder", image_folder, dataset.model_input_shape(int8_path))
-  x, y = dataset.load_split(config, "test")
+  config = eval_data.data_config("folder", image_folder, eval_data.model_input_shape(int8_path))
+  x, y = eval_data.load_split(config, "test")
   assert x.shape == (30, 12, 12, 3) and int(match.group(3)) == 30
   assert float(match.group(1)) == pytest.approx(interpreter.evaluate_accuracy(int8_path, x, y),
                                                 abs=1e-4)
+
+
+def test_evaluate_counts_correct_predictions(int8_path, image_folder):
+  x, y = eval_data.load_split(eval_data.data_config("folder", image_folder, (12, 12, 3)), "test")
+  result = evaluate.evaluate(int8_path, x, y, batch_size=8)
+  assert result["examples"] == 30
+  assert result["accuracy"] == pytest.approx(interpreter.evaluate_accuracy(int8_path, x, y))
+  assert result["correct"] == round(result["accuracy"] * 30)
 
 
 def test_command_without_data_explains_what_to_pass(int8_path):
@@ -51,26 +60,26 @@ def test_command_without_data_explains_what_to_pass(int8_path):
 
 
 def test_test_split_matches_the_training_loader(int8_path, image_folder):
-  config = dataset.data_config("folder", image_folder, (12, 12, 3))
-  x, y = dataset.load_split(config, "test")
-  # The shortcut for test reads the same images, in the same order, as tfkd.data.load_splits.
-  from tfkd import data  # pylint: disable=import-outside-toplevel
-  full = data.load_splits(config)
+  config = eval_data.data_config("folder", image_folder, (12, 12, 3))
+  x, y = eval_data.load_split(config, "test")
+  # The shortcut for test reads the same images, in the same order, as the training loader.
+  from tfkd import from_config  # pylint: disable=import-outside-toplevel
+  full = from_config.splits(config)
   np.testing.assert_array_equal(x, full.test[0])
   np.testing.assert_array_equal(y, full.test[1])
 
 
 def test_validation_split_needs_val_size(image_folder):
   with pytest.raises(ConfigError, match="val split is empty: set val_size"):
-    dataset.load_split(dataset.data_config("folder", image_folder, (16, 16, 3)), "val")
-  x, _ = dataset.load_split(dataset.data_config("folder", image_folder, (16, 16, 3), val_size=12),
-                            "val")
+    eval_data.load_split(eval_data.data_config("folder", image_folder, (16, 16, 3)), "val")
+  config = eval_data.data_config("folder", image_folder, (16, 16, 3), val_size=12)
+  x, _ = eval_data.load_split(config, "val")
   assert len(x) == 12
 
 
 def test_unknown_split_and_missing_folder(tmp_path):
-  config = dataset.data_config("folder", str(tmp_path / "nowhere"), (16, 16, 3))
+  config = eval_data.data_config("folder", str(tmp_path / "nowhere"), (16, 16, 3))
   with pytest.raises(ConfigError, match="Unknown split 'dev'"):
-    dataset.load_split(config, "dev")
+    eval_data.load_split(config, "dev")
   with pytest.raises(DatasetError, match="does not exist"):
-    dataset.load_split(config, "test")
+    eval_data.load_split(config, "test")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tf_keras
 
-from tfkd.errors import ConfigError
 from tflite import convert, firmware
+from tflite.errors import TfliteError
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -63,8 +63,9 @@ def test_header_declares_the_array_and_length(model_bytes):
 
 @pytest.mark.parametrize("name", ["1model", "my-model", ""])
 def test_name_that_is_not_a_c_identifier_is_refused(model_bytes, name):
-  with pytest.raises(ConfigError, match="not a C identifier"):
+  with pytest.raises(firmware.FirmwareNameError, match="not a C identifier") as error:
     firmware.to_c_source(model_bytes, name)
+  assert isinstance(error.value, TfliteError) and "argument name" in str(error.value)
 
 
 def test_c_identifier_from_a_file_name():

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from tfkd.errors import TfkdError
 from tflite import convert, cost, graph, micro
+from tflite.errors import TfliteError
 
 layers = tf_keras.layers
 RNG = np.random.default_rng(0)
@@ -86,7 +86,7 @@ def test_unsupported_op_is_listed():
   assert "Didn't find op for builtin opcode 'TILE'" in support.log  # TFLM's own words
   with pytest.raises(micro.MicroError, match="cannot run this model: TILE") as error:
     micro.find_arena_size(tflite_bytes)
-  assert isinstance(error.value, TfkdError)
+  assert isinstance(error.value, TfliteError)
 
 
 def test_supported_model_reports_its_ops(int8_model):

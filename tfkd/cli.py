@@ -18,6 +18,9 @@ from typing import Optional, Sequence
 from absl import app, flags
 from ml_collections import ConfigDict
 
+from tfkd.errors import TfkdError
+from tflite.errors import TfliteError
+
 
 def _config_path(argv: Sequence[str], flag) -> Optional[str]:
   for i, arg in enumerate(argv):
@@ -26,6 +29,12 @@ def _config_path(argv: Sequence[str], flag) -> Optional[str]:
     if arg == f"--{flag.name}" and i + 1 < len(argv):
       return argv[i + 1]
   return flag.default_unparsed
+
+
+def _where_to_add(parents, path: str) -> str:
+  if "kwargs" in parents:  # a model builder's own arguments, set per case config
+    return f"add it to the model's kwargs in get_config() in {path}"
+  return "add it with its default and a comment to configs/defaults.py"
 
 
 def unknown_override(argv: Sequence[str], flag_name: str = "config",
@@ -66,15 +75,32 @@ def unknown_override(argv: Sequence[str], flag_name: str = "config",
       return (f"Unknown config key {key!r} in {prefix}{key}: {path} has no {part!r} under {where}"
               + (f" (did you mean {close[0]!r}?)" if close else "")
               + (f"; the keys there are {siblings}" if siblings else f" ({where} is a value, not a group)")
-              + f". Fix: correct the name, or, for a new setting, add it with its default to "
-              f"get_config() in {path}.")
+              + ". Fix: correct the name, or, for a new setting, " + _where_to_add(parents, path)
+              + ".")
   return None
 
 
+def _one_line_errors(main):
+  """`main`, reporting input errors (tfkd's and the TFLite tools') as one line and exit code 2.
+
+  These errors already say what is wrong and how to fix it; a traceback would bury that.
+  """
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except (TfkdError, TfliteError) as e:
+      sys.stderr.write(f"ERROR: {e}\n")
+      sys.exit(2)
+  return wrapped
+
+
 def run(main, flag_name: str = "config") -> None:
-  """`absl.app.run(main)`, after refusing `--<flag_name>.` overrides of keys that do not exist."""
+  """`absl.app.run(main)`, after refusing `--<flag_name>.` overrides of keys that do not exist.
+
+  Input errors (`TfkdError`, `TfliteError`) end the program with their message on one line.
+  """
   message = unknown_override(sys.argv, flag_name)
   if message:
     sys.stderr.write(f"FATAL: {message}\n")
     sys.exit(2)
-  app.run(main)
+  app.run(_one_line_errors(main))

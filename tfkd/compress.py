@@ -2,7 +2,8 @@
 
 Each function wraps a model and returns a model, so the result drops into a
 `Distiller` as its student and the teacher keeps guiding it while it is pruned
-or quantised. Measurements read the exported `.tflite` itself, not the Keras model.
+or quantised. Measurements read the exported `.tflite` itself, not the Keras
+model: that is `tflite.sparsity` (sparsity, 2:4 pattern, gzip size).
 
 Example:
   student = prune(distilled, pruning_schedule(0.75, total_steps=3000))
@@ -12,20 +13,17 @@ Example:
   sparse = strip_pruning(student)                 # plain Keras layers, zeros kept
   qat = quantize(sparse, preserve_sparsity=True)  # fine-tune it in a Distiller again
   int8 = tflite.convert.convert(qat, "int8", representative_inputs)
-  tflite_sparsity(int8)["sparsity"]               # ≈ 0.75, counted in the file's kernels
-  gzip_bytes(int8)                                # the size tfmot's guides compare
+  tflite.sparsity.tflite_sparsity(int8)["sparsity"]   # ≈ 0.75, counted in the file's kernels
+  tflite.sparsity.gzip_bytes(int8)                    # the size tfmot's guides compare
 """
 
-import dataclasses
-import gzip
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 from absl import logging
-from ai_edge_litert import schema_py_generated as tflite_schema
 # Not in tfmot's public API: the 8-bit registries say which layers QAT can wrap (and
 # hold the prune-preserve quantizers), the pruning wrapper's class finds wrapped layers.
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
@@ -38,8 +36,6 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 from tfkd.errors import ConfigError, TfkdError
 
 UNSUPPORTED_CHOICES = ("skip", "error")
-# TFLite ops whose weights (input 1) come from layers tfmot prunes: Conv2D, Dense, ...
-PRUNABLE_OPS = ("CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
 # Input preprocessing layers tfmot's 8-bit registry does not know. QAT leaves them
 # float; the int8 converter quantises them from the representative data, as
 # post-training int8 does.
@@ -380,153 +376,3 @@ def load_model(path: str) -> tf_keras.Model:
   """Loads a saved model, QAT wrappers included (plain models load the same way)."""
   with quantize_scope():
     return tf_keras.models.load_model(path)
-
-
-# -------------------------------------------------------------- measuring a .tflite
-
-
-@dataclasses.dataclass
-class Kernel:
-  """The weights of one op in a `.tflite`, as stored (TFLite layout).
-
-  Attributes:
-    name: tensor name.
-    op: builtin op that reads it, e.g. "CONV_2D".
-    values: stored values minus their zero point, so 0 means a real zero weight.
-  """
-  name: str
-  op: str
-  values: np.ndarray
-
-
-_OP_NAMES = {v: k for k, v in vars(tflite_schema.BuiltinOperator).items() if not k.startswith("_")}
-_DTYPES = {tflite_schema.TensorType.FLOAT32: np.float32, tflite_schema.TensorType.FLOAT16: np.float16,
-           tflite_schema.TensorType.INT8: np.int8, tflite_schema.TensorType.UINT8: np.uint8,
-           tflite_schema.TensorType.INT16: np.int16, tflite_schema.TensorType.INT32: np.int32}
-_WEIGHT_OPS = PRUNABLE_OPS + ("DEPTHWISE_CONV_2D",)
-
-
-def _constant(model, model_bytes: bytes, tensor) -> Optional[np.ndarray]:
-  """The stored values of a constant tensor, zero point removed; None for activations."""
-  buffer = model.buffers[tensor.buffer]
-  if buffer.offset > 1:  # Large models keep buffers after the flatbuffer.
-    raw = np.frombuffer(model_bytes[buffer.offset:buffer.offset + buffer.size], np.uint8)
-  elif buffer.data is not None and len(buffer.data):
-    raw = np.asarray(buffer.data, np.uint8)
-  else:
-    return None
-  if tensor.type not in _DTYPES or tensor.sparsity is not None:
-    raise ValueError(f"Tensor {tensor.name!r} is stored as TFLite type {tensor.type}"
-                     f"{' in sparse format' if tensor.sparsity is not None else ''}, which tfkd "
-                     "cannot read: measure a model converted by tflite.convert.")
-  values = raw.view(_DTYPES[tensor.type]).reshape(tensor.shape)
-  q = tensor.quantization
-  if q is None or q.zeroPoint is None or not len(q.zeroPoint) or not np.any(q.zeroPoint):
-    return values
-  shape = [1] * values.ndim
-  if len(q.zeroPoint) > 1:
-    shape[q.quantizedDimension] = -1
-  return values.astype(np.int32) - np.asarray(q.zeroPoint, np.int32).reshape(shape)
-
-
-def tflite_kernels(model_bytes: Union[bytes, str], ops: Sequence[str] = _WEIGHT_OPS) -> List[Kernel]:
-  """The weight tensors (input 1) of the given ops, read from the flatbuffer.
-
-  Float16 weights reached through a DEQUANTIZE op are followed back to their constant.
-
-  Args:
-    model_bytes: a `.tflite` model, or its path.
-    ops: builtin op names whose weights to return, e.g. ("CONV_2D",).
-
-  Returns:
-    One `Kernel` per op, in graph order.
-  """
-  unknown = sorted(set(ops) - set(_OP_NAMES.values()))
-  if unknown:
-    raise ValueError(f"Unknown TFLite ops {unknown}: use builtin names such as 'CONV_2D'.")
-  if isinstance(model_bytes, str):
-    with open(model_bytes, "rb") as f:
-      model_bytes = f.read()
-  model = tflite_schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-  kernels = []
-  for subgraph in model.subgraphs:
-    producers = {out: op for op in subgraph.operators for out in op.outputs}
-
-    def op_name(op):
-      code = model.operatorCodes[op.opcodeIndex]
-      return _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-
-    for op in subgraph.operators:
-      name = op_name(op)
-      if name not in ops or len(op.inputs) < 2:
-        continue
-      index = op.inputs[1]
-      while (_constant(model, model_bytes, subgraph.tensors[index]) is None and index in producers
-             and op_name(producers[index]) == "DEQUANTIZE"):
-        index = producers[index].inputs[0]
-      tensor = subgraph.tensors[index]
-      values = _constant(model, model_bytes, tensor)
-      if values is not None:
-        kernels.append(Kernel(tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name,
-                              name, values))
-  return kernels
-
-
-def _m_by_n_groups(values: np.ndarray, m: int, n: int) -> Tuple[int, int]:
-  """(groups with at least m zeros, groups) along the last axis, padded with zeros to n."""
-  rows = values.reshape(-1, values.shape[-1]) == 0
-  rows = np.pad(rows, [(0, 0), (0, (-rows.shape[1]) % n)], constant_values=True)
-  zeros_per_group = rows.reshape(rows.shape[0], -1, n).sum(axis=-1)
-  return int((zeros_per_group >= m).sum()), int(zeros_per_group.size)
-
-
-def m_by_n_fraction(values: np.ndarray, m: int = 2, n: int = 4) -> float:
-  """Share of the groups of `n` consecutive last-axis values holding at least `m` zeros.
-
-  The last axis is padded with zeros to a multiple of `n`, as tfmot does when it
-  makes the mask, so a 3-channel kernel's single group needs one real zero.
-  1.0 means the whole tensor has the m:n pattern.
-
-  Example:
-    m_by_n_fraction(np.array([[0, 0, 1, 2, 0, 3, 4, 5]]))  # 0.5: the second group has one zero
-  """
-  ok, groups = _m_by_n_groups(values, m, n)
-  return ok / groups
-
-
-def tflite_sparsity(model_bytes: Union[bytes, str], ops: Sequence[str] = PRUNABLE_OPS) -> dict:
-  """Share of zero weights in the kernels a `.tflite` stores, overall and per tensor.
-
-  Counted in the file, after conversion (BatchNorm folding, int8 rounding), over the
-  weights of the op kinds tfmot prunes (Conv2D, Dense, ...; DepthwiseConv2D is not pruned
-  and not counted). Int8 rounding can turn tiny weights into zeros, so a dense model
-  shows a little sparsity too.
-
-  Args:
-    model_bytes: a `.tflite` model, or its path.
-    ops: builtin op names whose weights count.
-
-  Returns:
-    {"sparsity": zeros / weights, "zeros": int, "weights": int, "m_by_n_2_4": share of
-    groups of 4 input-channel weights with >= 2 zeros, "tensors": [{name, op, shape, sparsity}]}.
-
-  Example:
-    tflite_sparsity("runs/x/export/prune_int8.tflite")["sparsity"]  # e.g. 0.750
-  """
-  kernels = tflite_kernels(model_bytes, ops)
-  zeros = sum(int((k.values == 0).sum()) for k in kernels)
-  weights = sum(k.values.size for k in kernels)
-  ok_groups, groups = np.sum([_m_by_n_groups(k.values, 2, 4) for k in kernels] or [(0, 0)], axis=0)
-  return {
-      "sparsity": zeros / weights if weights else 0.0,
-      "zeros": zeros,
-      "weights": weights,
-      "m_by_n_2_4": float(ok_groups / groups) if groups else 0.0,
-      "tensors": [{"name": k.name, "op": k.op, "shape": list(k.values.shape),
-                   "sparsity": float(np.mean(k.values == 0))} for k in kernels],
-  }
-
-
-def gzip_bytes(data: bytes) -> int:
-  """Size of `data` after gzip at level 9: what sparsity saves in storage and download."""
-  return len(gzip.compress(data, compresslevel=9, mtime=0))

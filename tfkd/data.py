@@ -1,21 +1,24 @@
-"""Image datasets: a folder of class subfolders, or a TFDS name, as in-memory splits.
+"""Image datasets as in-memory splits (class folders, TFDS) and the `tf.data` pipelines of every stage.
 
-Both sources end as the same `Splits`: uint8 images and int labels for train,
-a deterministic validation split carved from train, and test. Small image sets
-such as CIFAR-10 fit in memory (60k x 32x32x3 = 184 MB), so decoding them once
-is the cache: every epoch after that reads memory, and the same arrays feed
-representative data for int8 conversion and the interpreter evaluations.
+Every source ends, through `tfkd.from_config.splits`, as the same
+`tfkd.splits.Splits`: uint8 images (or int32 token ids) and int labels for
+train, a deterministic validation split carved from train, and test. Small image sets such as CIFAR-10 fit in memory (60k x
+32x32x3 = 184 MB), so decoding them once is the cache: every epoch after that
+reads memory, and the same arrays feed representative data for int8
+conversion and the interpreter evaluations.
 
 Pixels stay in [0, 255]. Normalisation is the model's first layer (see
 `tfkd.models`), so an exported `.tflite` takes raw pixels and an int8 model's
 input quantisation is exact for 8-bit images.
 
+A run config's `data` block becomes these calls in `tfkd.from_config.splits`
+(text goes to `tfkd.text_data`).
+
 Example:
-  splits = load_splits(config.data)
-  train_ds = train_dataset(*splits.train, batch_size=128, augment=True, seed=0)
+  (train_x, train_y), (test_x, test_y), classes = load_image_folder("data/cifar10", (32, 32))
+  train_ds = train_dataset(train_x, train_y, batch_size=128, augment=True, seed=0)
 """
 
-import dataclasses
 import os
 from typing import Optional, Sequence
 
@@ -26,86 +29,6 @@ from absl import logging
 from tfkd.errors import DatasetError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-@dataclasses.dataclass
-class Splits:
-  """Train, validation and test arrays of one dataset.
-
-  Attributes:
-    train: (features, labels) used for gradient steps.
-    val: (features, labels) carved from train, or None when `val_size` is 0.
-    test: (features, labels) of the held-out test split.
-    class_names: names of the classes, index = label.
-  """
-  train: tuple
-  val: Optional[tuple]
-  test: tuple
-  class_names: list
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  @property
-  def input_shape(self) -> tuple:
-    return tuple(self.train[0].shape[1:])
-
-  def channel_stats(self):
-    """Per-channel mean and variance of the training images, for `Normalization`."""
-    x = self.train[0].reshape(-1, self.train[0].shape[-1]).astype(np.float64)
-    return x.mean(axis=0).tolist(), x.var(axis=0).tolist()
-
-
-def load_splits(config, workdir: Optional[str] = None) -> Splits:
-  """Loads the dataset a `config.data` block describes.
-
-  Args:
-    config: ConfigDict with `source` ('folder', 'tfds' or 'text'), `path` (folder),
-      `tfds_name` and `tfds_data_dir` (TFDS), `image_size`, `val_size`, `seed` (of the split)
-      and optionally `train_limit` (keep only the first N shuffled train images).
-      For 'text' (TSV/CSV files → int32 token ids) see `tfkd.text.load_text_splits`.
-    workdir: the run's folder; the text source saves and reuses its vocabulary there.
-
-  Returns:
-    A `Splits`.
-  """
-  if config.source == "text":
-    from tfkd import text  # pylint: disable=import-outside-toplevel  (text imports this module)
-    return text.load_text_splits(config, workdir)
-  if config.source == "folder":
-    train, test, class_names = load_image_folder(config.path, config.image_size)
-  elif config.source == "tfds":
-    train, test, class_names = load_tfds(config.tfds_name, config.get("tfds_data_dir"))
-  else:
-    raise DatasetError(f"Unknown data.source {config.source!r}: use 'folder', 'tfds' or 'text'.")
-  train, val = split_validation(*train, config.val_size, config.seed)
-  limit = config.get("train_limit", 0)
-  if limit:
-    train = (train[0][:limit], train[1][:limit])
-  logging.info("Loaded %d train, %d val, %d test examples of %d classes.",
-               len(train[1]), 0 if val is None else len(val[1]), len(test[1]),
-               len(class_names))
-  return Splits(train=train, val=val, test=test, class_names=class_names)
-
-
-def split_validation(x, y, val_size: int, seed: int):
-  """Carves a deterministic validation split from shuffled training data.
-
-  The same seed always gives the same split, whatever the file system's order.
-
-  Returns:
-    ((train_x, train_y), (val_x, val_y) or None).
-  """
-  if val_size >= len(y):
-    raise DatasetError(
-        f"val_size={val_size} leaves no training data ({len(y)} examples): "
-        "lower data.val_size.")
-  order = np.random.default_rng(seed).permutation(len(y))
-  x, y = x[order], y[order]
-  if not val_size:
-    return (x, y), None
-  return (x[val_size:], y[val_size:]), (x[:val_size], y[:val_size])
 
 
 def list_image_folder(split_dir: str, class_names: Optional[Sequence[str]] = None):
@@ -278,3 +201,12 @@ def eval_dataset(x, y, batch_size: int) -> tf.data.Dataset:
   ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
   to_float = lambda a, b: (tf.cast(a, tf.float32) if a.dtype == tf.uint8 else a, b)
   return ds.map(to_float).prefetch(tf.data.AUTOTUNE)
+
+
+def evenly_spaced(x: np.ndarray, count: int) -> np.ndarray:
+  """`count` rows of `x` spread evenly over it, first and last included (all rows if fewer).
+
+  The calibration sample of int8 conversion: spread over the whole training split, it
+  covers every class of a class-ordered folder without drawing random numbers.
+  """
+  return x[np.linspace(0, len(x) - 1, min(count, len(x))).astype(int)]

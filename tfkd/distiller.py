@@ -39,8 +39,8 @@ from typing import List, Optional, Sequence, Union
 import tensorflow as tf
 import tf_keras
 
-from tfkd.errors import ConfigError, ModelMismatchError
-from tfkd.losses import DistillationLoss, make_distillation_losses
+from tfkd.errors import ModelMismatchError
+from tfkd.losses import DistillationLoss
 
 Teachers = Union[None, tf_keras.Model, Sequence[tf_keras.Model]]
 
@@ -51,7 +51,7 @@ def check_compatible(teacher: tf_keras.Model, student: tf_keras.Model) -> None:
   if t_in != s_in:
     raise ModelMismatchError(
         f"Teacher {teacher.name!r} takes inputs of shape {t_in} but student {student.name!r} "
-        f"takes {s_in}: build both for the same input shape (data.image_size / max_length).")
+        f"takes {s_in}: build both for the same input shape.")
   t_out, s_out = teacher.output_shape[-1], student.output_shape[-1]
   if t_out != s_out:
     raise ModelMismatchError(
@@ -73,10 +73,10 @@ def normalized_teacher_weights(weights: Optional[Sequence[float]], num_teachers:
     return [1.0 / num_teachers] * num_teachers if num_teachers else []
   weights = [float(w) for w in weights]
   if len(weights) != num_teachers:
-    raise ConfigError(f"{len(weights)} teacher_weights for {num_teachers} teachers: give one "
-                      "weight per teacher (or none, for equal weights).")
+    raise ValueError(f"{len(weights)} teacher_weights for {num_teachers} teachers: give one "
+                     "weight per teacher (or none, for equal weights).")
   if min(weights) < 0 or sum(weights) <= 0:
-    raise ConfigError(f"teacher_weights {weights} must be >= 0 with a positive sum.")
+    raise ValueError(f"teacher_weights={weights} must be >= 0 with a positive sum.")
   return [w / sum(weights) for w in weights]
 
 
@@ -161,10 +161,10 @@ class Distiller(tf_keras.Model):
     self._teacher_layers = [None] + sorted({l.teacher_layer_name for l in self.distillation_losses} - {None})
     self._student_layers = [None] + sorted({l.student_layer_name for l in self.distillation_losses} - {None})
     if len(self._teacher_layers) > 1 and not teachers:
-      raise ConfigError(
-          f"Losses read teacher layers {self._teacher_layers[1:]} but there is no teacher model "
-          "(teacher=None): cached teachers give logits only, so pass the teacher model or use "
-          "logit losses.")
+      raise ValueError(
+          f"distillation_losses read teacher layers {self._teacher_layers[1:]} but there is no "
+          "teacher model (teacher=None): cached teachers give logits only, so pass the teacher "
+          "model or use logit losses.")
     self._teacher_taps = layer_outputs(teachers[0], self._teacher_layers) if teachers else None
     self._student_taps = layer_outputs(student, self._student_layers)
     # Losses create their weights (adapters, heads) now: inside the caller's strategy scope.
@@ -230,15 +230,15 @@ class Distiller(tf_keras.Model):
   def _check_teacher_source(self, cached_logits) -> None:
     if cached_logits is None:
       if not self.teachers:
-        raise ConfigError(
+        raise ValueError(
             "This Distiller has no teacher model, so every training batch must carry cached "
             "teacher logits as ((x, teacher_logits), y): see tfkd.teacher_cache.")
       return
     if len(self._teacher_layers) > 1:
-      raise ConfigError(
-          f"Batches carry cached teacher logits, but losses read teacher layers "
-          f"{self._teacher_layers[1:]} that only a live teacher computes: do not cache "
-          "the teacher (distill.cached_teacher=False) or use logit losses only.")
+      raise ValueError(
+          f"Batches carry cached teacher logits, but distillation_losses read teacher layers "
+          f"{self._teacher_layers[1:]} that only a live teacher computes: feed plain (x, y) "
+          "batches so the teacher runs live, or use logit losses only.")
     classes = self.student.output_shape[-1]
     if cached_logits.shape[-1] != classes:
       raise ModelMismatchError(
@@ -321,24 +321,3 @@ class Distiller(tf_keras.Model):
     x, y, cached_logits = self.unpack(data)
     return self._update_metrics(y, *self._compute_losses(x, y, training=False,
                                                          cached_logits=cached_logits))
-
-
-def distiller_from_config(distill_config, teachers: Teachers, student: tf_keras.Model) -> Distiller:
-  """A `Distiller` with the losses, α and teacher weights a `distill` config block asks for.
-
-  Args:
-    distill_config: `config.distill` (method, weights, temperature, student_loss_weight,
-      teacher_weights, ...; see `losses.make_distillation_losses`).
-    teachers: the teacher model(s), or None for cached teacher logits.
-    student: the model to train.
-
-  Returns:
-    An uncompiled `Distiller`.
-
-  Example:
-    distiller = distiller_from_config(config.distill, [teacher], student)
-  """
-  distillation_losses, weights = make_distillation_losses(distill_config)
-  return Distiller(teachers, student, distillation_losses, weights,
-                   student_loss_weight=distill_config.student_loss_weight,
-                   teacher_weights=tuple(distill_config.get("teacher_weights", ())) or None)

@@ -30,7 +30,7 @@ from typing import Optional, Union
 import tensorflow as tf
 import tf_keras
 
-from tfkd.errors import ConfigError, ModelMismatchError
+from tfkd.errors import ModelMismatchError
 
 
 class DistillationLoss(tf.Module):
@@ -64,7 +64,13 @@ class DistillationLoss(tf.Module):
     return list(self.trainable_variables)
 
   def get_config(self) -> dict:
+    """The constructor arguments that make an equal loss (learned weights excluded)."""
     return {}
+
+  @classmethod
+  def from_config(cls, config: dict) -> "DistillationLoss":
+    """A new, unbuilt loss from `get_config()`'s output."""
+    return cls(**config)
 
 
 def _build_layer(layer: tf_keras.layers.Layer, input_shape) -> tf_keras.layers.Layer:
@@ -422,50 +428,3 @@ class RelationalDistillation(DistillationLoss):
     return {"teacher_layer_name": self.teacher_layer_name,
             "student_layer_name": self.student_layer_name,
             "distance_weight": self.distance_weight, "angle_weight": self.angle_weight}
-
-
-def make_distillation_losses(distill_config):
-  """The `DistillationLoss` list and weights a `distill` config block asks for.
-
-  `distill.method` names the losses joined by '+' (e.g. 'soft+features'):
-    soft         LogitsDistillation(temperature)
-    features     FeatureDistillation(teacher_layer, student_layer, feature_adapter)
-    attention    AttentionTransfer(teacher_layer, student_layer)
-    contrastive  ContrastiveDistillation(embedding_layer, projection_dim, contrastive_temperature)
-    relational   RelationalDistillation(embedding_layer)
-  and `distill.weights` gives one weight per name (empty: 1 each). Each call
-  makes new losses: adapters and projection heads start untrained. Keys other
-  than `temperature` are optional (see docs/distillation.md for their defaults).
-
-  Returns:
-    (losses, weights), two lists of equal length.
-  """
-  c = distill_config
-  teacher_layer, student_layer = c.get("teacher_layer", "stage3"), c.get("student_layer", "stage3")
-  embedding_layer = c.get("embedding_layer", "features")
-  adapters = {"auto": "auto", "always": True, "never": False}
-  adapter = c.get("feature_adapter", "auto")
-  if adapter not in adapters:
-    raise ConfigError(f"Unknown distill.feature_adapter {adapter!r}: use one of {list(adapters)}.")
-  builders = {
-      "soft": lambda: LogitsDistillation(temperature=c.temperature),
-      "features": lambda: FeatureDistillation(teacher_layer, student_layer,
-                                              adapter=adapters[adapter]),
-      "attention": lambda: AttentionTransfer(teacher_layer, student_layer),
-      "contrastive": lambda: ContrastiveDistillation(
-          embedding_layer, embedding_layer, projection_dim=c.get("projection_dim", 128),
-          temperature=c.get("contrastive_temperature", 0.1)),
-      "relational": lambda: RelationalDistillation(embedding_layer, embedding_layer),
-  }
-  names = [n.strip() for n in c.get("method", "soft").split("+") if n.strip()]
-  unknown = [n for n in names if n not in builders]
-  if unknown or not names:
-    raise ConfigError(f"Unknown distill.method {c.get('method')!r}: join one or more of "
-                      f"{list(builders)} with '+', e.g. 'soft+features'.")
-  if len(set(names)) != len(names):
-    raise ConfigError(f"distill.method {c.method!r} names a loss twice: name each loss once.")
-  weights = [float(w) for w in c.get("weights", ())] or [1.0] * len(names)
-  if len(weights) != len(names):
-    raise ConfigError(f"distill.weights {tuple(weights)} has {len(weights)} values for the "
-                      f"{len(names)} losses of distill.method={c.method!r}: give one weight per loss.")
-  return [builders[n]() for n in names], weights

@@ -1,4 +1,4 @@
-"""Image classifiers for teachers and students, built by name from a config.
+"""Image classifiers for teachers and students, built by name (`build_model`).
 
 Every model takes raw pixels in [0, 255] (normalisation is its first layer) and
 returns logits from a Dense layer named `logits`. Named intermediate layers
@@ -14,7 +14,6 @@ from typing import Optional, Sequence
 
 import tf_keras
 
-from tfkd.errors import ConfigError
 # Also registers the text models' custom layers, so their saved models load anywhere tfkd.models is.
 from tfkd.text_models import TEXT_MODELS
 
@@ -70,7 +69,7 @@ def resnet(depth: int, num_classes: int, input_shape: Sequence[int],
     A functional `tf_keras.Model` mapping pixels to logits.
   """
   if (depth - 2) % 6:
-    raise ConfigError(f"ResNet depth {depth} is not 6n+2: use 8, 20, 32, 44, 56 or 110.")
+    raise ValueError(f"ResNet depth={depth} is not 6n+2: use 8, 20, 32, 44, 56 or 110.")
   blocks = (depth - 2) // 6
   inputs, x = _stem(input_shape, normalization, name)
   x = _conv_bn(x, filters[0], 3, 1, "stem")
@@ -137,6 +136,6 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], normali
   """
   builders = {**MODELS, **TEXT_MODELS}  # text models take int32 token ids, ignore normalization
   if name not in builders:
-    raise ConfigError(f"Unknown model {name!r}: choose one of {sorted(builders)}.")
+    raise ValueError(f"Unknown model name={name!r}: choose one of {sorted(builders)}.")
   return builders[name](num_classes=num_classes, input_shape=tuple(input_shape),
                         normalization=normalization, **kwargs)

@@ -5,11 +5,10 @@ Example:
 """
 
 import dataclasses
-import json
 import os
 from typing import Optional
 
-from tfkd.training import write_atomic
+from tflite import files
 
 
 @dataclasses.dataclass
@@ -26,7 +25,7 @@ class Row:
     gzip_bytes: size of the file after gzip -9 (None if not measured); zeros from
       pruning compress, so this is where sparsity saves storage.
     sparsity: share of zero weights in the `.tflite`'s conv and dense kernels
-      (None if not measured; see `tfkd.compress.tflite_sparsity`).
+      (None if not measured; see `tflite.sparsity.tflite_sparsity`).
   """
   label: str
   model: str
@@ -58,10 +57,7 @@ def markdown_table(rows) -> str:
 
 def plot(rows, path: str) -> None:
   """Accuracy against file size (log scale), one labelled point per model."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(8, 5))
+  fig, ax = files.new_figure(figsize=(8, 5))
   markers = "osD^vP*Xh<>"
   for i, r in enumerate(rows):  # a legend, not annotations: models of equal size overlap
     ax.scatter(r.file_bytes / 1024, r.accuracy * 100, s=50, marker=markers[i % len(markers)],
@@ -73,10 +69,7 @@ def plot(rows, path: str) -> None:
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=7, loc="best")
   fig.tight_layout()
-  tmp = path + ".partial.png"
-  fig.savefig(tmp, dpi=120)
-  plt.close(fig)
-  os.replace(tmp, path)
+  files.save_figure(fig, path)
 
 
 def write(workdir: str, rows, meta: dict, sections=()) -> str:
@@ -98,9 +91,9 @@ def write(workdir: str, rows, meta: dict, sections=()) -> str:
           "", "![accuracy against size](report.png)"]
   for title, text in sections:
     body += ["", f"## {title}", "", text]
-  write_atomic(os.path.join(workdir, "report.md"), "\n".join(body) + "\n")
-  write_atomic(os.path.join(workdir, "report.json"),
-               json.dumps({"rows": [dataclasses.asdict(r) for r in rows], **meta}, indent=2, default=str))
+  files.write_atomic(os.path.join(workdir, "report.md"), "\n".join(body) + "\n")
+  files.write_json(os.path.join(workdir, "report.json"),
+                   {"rows": [dataclasses.asdict(r) for r in rows], **meta})
   if rows:
     plot(rows, os.path.join(workdir, "report.png"))
   return table

@@ -11,39 +11,26 @@ import os
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from tfkd import data, models, training
+from tfkd import data, from_config, training
 from tfkd.errors import ConfigError
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-  """'' (default, one device), 'mirrored' (all local devices) or 'multiworker' (TF_CONFIG)."""
-  if not name:
-    return tf.distribute.get_strategy()
-  if name == "mirrored":
-    return tf.distribute.MirroredStrategy()
-  if name == "multiworker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
-  raise ConfigError(f"Unknown distribute={name!r}: use '', 'mirrored' or 'multiworker'.")
 
 
 class Run:
   """What every stage needs: config, workdir, data, distribution strategy.
 
   Args:
-    config: the run's ConfigDict (see configs/).
+    config: the run's ConfigDict with every key (`from_config.with_defaults`).
     workdir: folder for all artifacts.
   """
 
   def __init__(self, config, workdir: str):
     self.config = config
     self.workdir = workdir
-    self.strategy = make_strategy(config.get("distribute", ""))
-    self.splits = data.load_splits(config.data, workdir)  # text keeps workdir/vocab.txt
-    self.normalization = self.splits.channel_stats() if len(self.splits.input_shape) == 3 else None
+    self.strategy = from_config.strategy(config.distribute)
+    self.splits = from_config.splits(config.data, workdir)  # text keeps workdir/vocab.txt
 
   def path(self, *parts) -> str:
     return os.path.join(self.workdir, *parts)
@@ -53,7 +40,7 @@ class Run:
 
   def teacher_paths(self) -> list:
     """The trained teacher and `distill.extra_teachers`: every model the student learns from."""
-    return [self.model_path("teacher")] + list(self.config.distill.get("extra_teachers", ()))
+    return [self.model_path("teacher")] + list(self.config.distill.extra_teachers)
 
   def tflite_path(self, model_name: str, mode: str) -> str:
     return self.path("export", f"{model_name}_{mode}.tflite")
@@ -74,27 +61,33 @@ class Run:
                       stage, self.path(stage), trained, epochs, self.path(stage))
     return True
 
+  def require(self, paths, stage: str) -> None:
+    """Raises `ConfigError` naming the first of `paths` (earlier stages' outputs) that is missing."""
+    producers = {self.model_path("teacher"): "teacher", self.model_path("distill"): "distill",
+                 self.model_path("prune"): "prune"}
+    for path in paths:
+      if not os.path.exists(path):
+        producer = producers.get(path)
+        fix = (f"run the '{producer}' stage first (list it before '{stage}' in config.stages)"
+               if producer else "fix distill.extra_teachers, or train that model first")
+        raise ConfigError(f"The {stage} stage needs {path}: {fix}.")
+
   def build(self, model_config, name: str) -> tf_keras.Model:
-    kwargs = dict(model_config.get("kwargs", {}))
-    model = models.build_model(model_config.model, self.splits.num_classes,
-                               self.splits.input_shape, normalization=self.normalization, **kwargs)
-    model._name = name  # pylint: disable=protected-access  (distinct names for teacher/student)
-    return model
+    """A fresh model as `config.teacher` / `config.student` describes, for this run's data."""
+    return from_config.model(model_config, self.splits, name)
 
   def datasets(self, batch_size: int, distillation: bool = False):
     """(train, val) `tf.data` pipelines; `distillation` marks the distill stage's data.
 
     In the distill stage a configured transfer set (`config.data.transfer_set`:
-    augmented token ids, see `tfkd.text`) joins the training data, labelled -1 so
+    augmented token ids, see `tfkd.text_augment`) joins the training data, labelled -1 so
     the student learns it from the teacher alone. Its epochs keep the other
     stages' number of batches, drawn afresh each epoch from the shuffled union,
     so the learning-rate schedule and the step budget match the scratch baseline.
     """
-    from tfkd import text  # pylint: disable=import-outside-toplevel
     x, y = self.splits.train
-    transfer_set = self.config.data.get("transfer_set") if distillation else None
-    if transfer_set and transfer_set.get("copies"):
-      x, y = text.with_transfer_set(x, y, transfer_set)
+    if distillation:
+      x, y = from_config.with_transfer_set(self.config.data, x, y)
     train = data.train_dataset(x, y, batch_size=batch_size,
                                augment=self.config.data.augment, seed=self.config.seed)
     if len(y) > len(self.splits.train[1]):
@@ -107,6 +100,4 @@ class Run:
 
   def representative_inputs(self) -> np.ndarray:
     """Calibration inputs for int8: an evenly spread sample of the training split."""
-    x = self.splits.train[0]
-    n = min(self.config.export.representative_size, len(x))
-    return x[np.linspace(0, len(x) - 1, n).astype(int)]
+    return data.evenly_spaced(self.splits.train[0], self.config.export.representative_size)

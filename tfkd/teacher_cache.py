@@ -14,7 +14,7 @@ exactly the inputs the student trains on. So
   - only losses that read logits: feature, attention, contrastive and relational
     losses read teacher layers that the cache does not hold;
   - one row per training example, in the order of the training split tfkd
-    loads (`data.load_splits(config.data).train`), for the teacher(s) and
+    loads (`Run.splits.train`), for the teacher(s) and
     teacher weights of the run.
 Each of these is checked and refused with an error that says what to change.
 
@@ -35,9 +35,9 @@ import tf_keras
 
 from tfkd import data
 from tfkd.distiller import normalized_teacher_weights
-from tfkd.errors import ConfigError, DatasetError
+from tfkd.errors import DatasetError
 from tfkd.losses import DistillationLoss
-from tfkd.training import write_atomic
+from tflite.files import write_atomic
 
 
 def compute_teacher_logits(teachers: Sequence[tf_keras.Model], x: np.ndarray,
@@ -83,8 +83,8 @@ def load_teacher_logits(path: str, num_examples: int, num_classes: int) -> np.nd
   Raises:
     DatasetError: the file is missing or unreadable, or has the wrong shape or non-finite values.
   """
-  how = ("write one row of logits per training example, in the order of "
-         "data.load_splits(config.data).train (see docs/distillation.md)")
+  how = ("write one row of logits per training example, in the order of the training split "
+         "tfkd loads (Run.splits.train; see docs/distillation.md)")
   if not os.path.exists(path):
     raise DatasetError(f"Teacher logits file {path!r} does not exist: {how}.")
   try:
@@ -120,23 +120,24 @@ def label_agreement(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def check_cacheable(distillation_losses: Sequence[DistillationLoss], augment: bool) -> None:
-  """Raises `ConfigError` unless cached teacher logits are valid for this training.
+  """Raises `ValueError` unless cached teacher logits are valid for this training.
 
   Args:
     distillation_losses: the losses the Distiller will train with.
     augment: whether training batches are randomly augmented.
   """
   if augment:
-    raise ConfigError(
+    raise ValueError(
         "Cached teacher logits are the teacher's outputs on the un-augmented training inputs, "
-        "but random augmentation (data.augment=True) shows the student different inputs every "
-        "epoch: set data.augment=False (--config.data.augment=False), or run the teacher live "
-        "(distill.cached_teacher=False and no distill.teacher_logits_path).")
+        "but random augmentation (augment=True) shows the student different inputs every "
+        "epoch: train without augmentation (config: data.augment=False), or run the teacher "
+        "live (config: distill.cached_teacher=False and no distill.teacher_logits_path).")
   layer_losses = [type(l).__name__ for l in distillation_losses if l.teacher_layer_name is not None]
   if layer_losses:
-    raise ConfigError(
+    raise ValueError(
         f"Cached teacher logits hold logits only, but {layer_losses} read teacher layers: "
-        "use logit losses (distill.method='soft') with a cached teacher, or run the teacher live.")
+        "use logit losses (config: distill.method='soft') with a cached teacher, or run the "
+        "teacher live.")
 
 
 def cached_train_dataset(x: np.ndarray, y: np.ndarray, logits: np.ndarray, batch_size: int,

@@ -28,18 +28,17 @@ from typing import Sequence
 import tensorflow as tf
 import tf_keras
 
-from tfkd.errors import ConfigError
 
 layers = tf_keras.layers
 
 
 def _inputs(input_shape, vocab_size, model_name):
   if len(input_shape) != 1:
-    raise ConfigError(f"Text model {model_name!r} takes token ids of shape (max_length,), not "
-                      f"{tuple(input_shape)}: use it with data.source='text'.")
+    raise ValueError(f"Text model {model_name!r} takes token ids, input_shape=(max_length,), not "
+                     f"input_shape={tuple(input_shape)}: build it for a text dataset.")
   if not vocab_size:
-    raise ConfigError(f"Text model {model_name!r} needs vocab_size: set the model's "
-                      "kwargs.vocab_size to data.vocab_size (see configs/sst2_full.py).")
+    raise ValueError(f"Text model {model_name!r} needs vocab_size, the rows of its embedding "
+                     "table: pass the vocabulary's size.")
   return tf_keras.Input(shape=tuple(input_shape), dtype="int32", name="token_ids")
 
 
@@ -245,7 +244,7 @@ def text_ensemble(num_classes: int, input_shape: Sequence[int], vocab_size: int 
   member_kwargs = list(member_kwargs or [{}] * len(members))
   unknown = [m for m in members if m not in TEXT_MODELS or m == "text_ensemble"]
   if len(member_kwargs) != len(members) or unknown:
-    raise ConfigError(f"text_ensemble needs one member_kwargs dict per member, each member one of "
+    raise ValueError(f"text_ensemble needs one member_kwargs dict per member, each member one of "
                       f"{sorted(set(TEXT_MODELS) - {'text_ensemble'})}: got members={list(members)}, "
                       f"{len(member_kwargs)} member_kwargs.")
   logits = []

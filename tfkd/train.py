@@ -1,6 +1,6 @@
 r"""Runs a tfkd pipeline from a config file: teacher → scratch → distill → export → report.
 
-Usage:
+Usage (`tfkd-train` is the same command once tfkd is pip-installed):
   python -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10
   python -m tfkd.train --config=configs/cifar10_quick.py --workdir=runs/quick \
       --config.train.epochs=3 --config.stages='("distill","export","report")'
@@ -9,8 +9,6 @@ Rerunning the same command skips finished stages and resumes an interrupted one.
 """
 
 from absl import flags, logging
-
-import tfkd  # noqa: F401  (before TensorFlow: selects Keras 2)
 from ml_collections import config_flags
 
 from tfkd import cli, pipeline
@@ -26,5 +24,10 @@ def main(argv):
   pipeline.run_pipeline(_CONFIG.value, _WORKDIR.value)
 
 
-if __name__ == "__main__":
+def run():
+  """The `tfkd-train` command."""
   cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,7 +1,7 @@
 """Optimizers, learning-rate schedules and a resumable `fit` for every training stage.
 
 Example:
-  optimizer = make_optimizer(config.train, steps_per_epoch=390)
+  optimizer = make_optimizer("sgd", make_schedule("onecycle", 0.1, total_steps=390 * 30))
   model.compile(optimizer=optimizer, loss=..., metrics=["accuracy"])
   fit_resumable(model, train_ds, val_ds, epochs=30, stage_dir="runs/x/teacher")
 """
@@ -16,7 +16,6 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from tfkd.errors import ConfigError
 
 
 @tf_keras.saving.register_keras_serializable(package="tfkd")
@@ -56,41 +55,58 @@ class OneCycle(tf_keras.optimizers.schedules.LearningRateSchedule):
             "final_div_factor": self.final_div_factor}
 
 
-def make_schedule(train_config, steps_per_epoch: int):
-  """Learning-rate schedule named by `train_config.schedule`: 'cosine', 'onecycle' or 'constant'."""
-  total = max(1, train_config.epochs * steps_per_epoch)
-  lr = train_config.learning_rate
-  if train_config.schedule == "cosine":
-    warmup = int(train_config.get("warmup_epochs", 0) * steps_per_epoch)
-    return tf_keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=lr / 10 if warmup else lr, decay_steps=max(1, total - warmup),
-        warmup_target=lr if warmup else None, warmup_steps=warmup)
-  if train_config.schedule == "onecycle":
-    return OneCycle(lr, total)
-  if train_config.schedule == "constant":
-    return lr
-  raise ConfigError(f"Unknown train.schedule {train_config.schedule!r}: use 'cosine', 'onecycle' or 'constant'.")
-
-
-def make_optimizer(train_config, steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
-  """SGD with (Nesterov) momentum or AdamW, decoupled weight decay off BatchNorm and biases.
+def make_schedule(schedule: str, learning_rate: float, total_steps: int, warmup_steps: int = 0):
+  """A learning-rate schedule by name.
 
   Args:
-    train_config: ConfigDict with optimizer, learning_rate, momentum, weight_decay,
-      schedule, epochs and optionally warmup_epochs.
-    steps_per_epoch: optimizer steps in one epoch.
+    schedule: 'onecycle' (`OneCycle`), 'cosine' (cosine decay, optionally after a
+      linear warm-up from a tenth of the rate) or 'constant'.
+    learning_rate: the peak (onecycle, cosine) or only (constant) rate.
+    total_steps: optimizer steps of the whole run.
+    warmup_steps: cosine only: steps of the warm-up.
+
+  Returns:
+    A `tf_keras` schedule, or the float rate for 'constant'.
+
+  Example:
+    make_schedule("cosine", 0.1, total_steps=390 * 30, warmup_steps=390)
+  """
+  total_steps = max(1, int(total_steps))
+  if schedule == "cosine":
+    return tf_keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=learning_rate / 10 if warmup_steps else learning_rate,
+        decay_steps=max(1, total_steps - warmup_steps),
+        warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
+  if schedule == "onecycle":
+    return OneCycle(learning_rate, total_steps)
+  if schedule == "constant":
+    return learning_rate
+  raise ValueError(f"Unknown schedule={schedule!r}: use 'cosine', 'onecycle' or 'constant'.")
+
+
+def make_optimizer(name: str, schedule, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> tf_keras.optimizers.Optimizer:
+  """SGD with Nesterov momentum or AdamW, decoupled weight decay off BatchNorm and biases.
+
+  Args:
+    name: 'sgd' or 'adamw'.
+    schedule: a learning rate or schedule (see `make_schedule`).
+    momentum: SGD momentum.
+    weight_decay: decoupled weight decay.
 
   Returns:
     A `tf_keras` optimizer.
+
+  Example:
+    make_optimizer("sgd", make_schedule("onecycle", 0.1, 390 * 30), weight_decay=5e-4)
   """
-  schedule = make_schedule(train_config, steps_per_epoch)
-  if train_config.optimizer == "sgd":
-    optimizer = tf_keras.optimizers.SGD(schedule, momentum=train_config.momentum, nesterov=True,
-                                        weight_decay=train_config.weight_decay)
-  elif train_config.optimizer == "adamw":
-    optimizer = tf_keras.optimizers.AdamW(schedule, weight_decay=train_config.weight_decay)
+  if name == "sgd":
+    optimizer = tf_keras.optimizers.SGD(schedule, momentum=momentum, nesterov=True,
+                                        weight_decay=weight_decay)
+  elif name == "adamw":
+    optimizer = tf_keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
   else:
-    raise ConfigError(f"Unknown train.optimizer {train_config.optimizer!r}: use 'sgd' or 'adamw'.")
+    raise ValueError(f"Unknown optimizer name={name!r}: use 'sgd' or 'adamw'.")
   optimizer.exclude_from_weight_decay(var_names=["_bn", "bias", "gamma", "beta"])
   return optimizer
 
@@ -171,13 +187,4 @@ def save_model_atomic(model: tf_keras.Model, path: str) -> None:
   root, ext = os.path.splitext(path)
   tmp = f"{root}.partial{ext}"
   tf_keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
-  os.replace(tmp, path)
-
-
-def write_atomic(path: str, data) -> None:
-  """Writes bytes or text to `path` through a temporary file and a rename."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.partial"
-  with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-    f.write(data)
   os.replace(tmp, path)

@@ -1,3 +1,23 @@
-"""TFLite export and evaluation on the LiteRT and TFLite Micro interpreters."""
+"""TFLite export and proof on the LiteRT and TFLite Micro interpreters.
 
-import tfkd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+The lower layer of the project: it imports nothing from `tfkd` (tfkd uses it).
+
+Modules:
+  convert     Keras model -> `.tflite` in every quantisation mode.
+  interpreter LiteRT: batched prediction, accuracy, latency.
+  evaluate    top-1 accuracy of a `.tflite` classifier on arrays.
+  graph       the one `.tflite` flatbuffer reader: tensors, operators, buffers.
+  cost        parameters, MACs, peak-activation lower bound.
+  sparsity    stored kernels: share of zeros, m:n pattern, gzip size.
+  micro       TFLite Micro: op support, smallest arena, parity, flash.
+  devices     device profiles and the fit verdict.
+  firmware    `.tflite` -> C++ array for firmware.
+  benchmark   the edge report (`python -m tflite.benchmark`, random inputs).
+  files       atomic writes of artifacts.
+  errors      `TfliteError`, the base of the errors above.
+"""
+
+import os
+
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it (read when TF loads).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,8 +1,11 @@
 """Edge report of a `.tflite` model: LiteRT latency, TFLite Micro run, cost, device fit.
 
   python -m tflite.benchmark --model=runs/x/export/distill_int8.tflite \
-      [--data=../shared/data/cifar10-jpeg] [--threads=1] [--runs=200] [--warmup=20] \
-      [--micro] [--parity_samples=100] [--c_out=firmware/] [--json_out=edge.json]
+      [--threads=1] [--runs=200] [--warmup=20] [--micro] [--parity_samples=100] \
+      [--c_out=firmware/] [--json_out=edge.json]
+
+  # The same report on the first test images of a dataset (tfkd reads datasets):
+  python -m tfkd.benchmark --model=... --data=../shared/data/cifar10-jpeg [same flags]
 
 What it measures:
 - LiteRT single-stream latency as in MLPerf Tiny: one input, `--warmup`
@@ -17,16 +20,13 @@ What it measures:
   (against the lower bound when TFLM was not run).
 - With `--c_out`, the model as a C++ array for firmware (`tflite.firmware`).
 
-Inputs for latency and parity are the first test images of `--data`; without
-`--data`, random inputs spanning the input's quantisation range (they exercise
-the kernels, not realistic activations).
+Inputs for latency and parity here are random, spanning the input's
+quantisation range (they exercise the kernels, not realistic activations);
+`python -m tfkd.benchmark --data=...` uses the first test images of a dataset.
 
 `edge_report` is the same report as a function, for the pipeline's report.
 """
 
-import tfkd  # noqa: F401  (first: selects Keras 2 before TensorFlow loads)
-
-import json
 import os
 from typing import Optional
 
@@ -34,16 +34,17 @@ import numpy as np
 from absl import app, flags
 
 from tflite import cost as tflite_cost
-from tflite import dataset, devices, firmware, interpreter, micro
+from tflite import devices, files, firmware, interpreter, micro
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """The command's flags (defined only when run as a program, so importing is side-effect free)."""
+  """The command's flags (defined only when run as a program, so importing is side-effect free).
+
+  `tfkd.benchmark` defines these too, plus its dataset flags.
+  """
   flags.DEFINE_string("model", None, "Path of the .tflite model.")
-  flags.DEFINE_string("data", None, "Optional dataset (as in tflite.evaluate) for realistic inputs.")
-  flags.DEFINE_string("data_source", "folder", "tfkd.data source of --data.")
   flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads.")
   flags.DEFINE_integer("runs", 200, "Timed LiteRT invokes.")
   flags.DEFINE_integer("warmup", 20, "Untimed LiteRT invokes before timing.")
@@ -58,7 +59,18 @@ def random_inputs(model_bytes: bytes, count: int, seed: int = 0) -> np.ndarray:
 
   Quantised inputs: uniform raw integers, dequantised. Unquantised integer
   inputs (token ids): uniform in [0, 100). Float inputs: uniform in [0, 255]
-  (the pixel range tfkd models take).
+  (pixels, what image models exported by this project take).
+
+  Args:
+    model_bytes: the `.tflite` model.
+    count: number of inputs.
+    seed: random seed.
+
+  Returns:
+    An array of `count` inputs shaped like the model's first input.
+
+  Example:
+    random_inputs(model_bytes, 100).shape   # (100, 32, 32, 3)
   """
   detail = interpreter.load(model_bytes).get_input_details()[0]
   shape = (count, *detail["shape"][1:])
@@ -182,24 +194,46 @@ def markdown(report: dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv):
-  del argv
+def model_path_from_flags() -> str:
+  """`--model`, checked to be a file (the commands' usage error otherwise)."""
   path = FLAGS.model
   if not path or not os.path.isfile(path):
     raise app.UsageError(f"--model={path!r} is not a file: pass a .tflite path.")
-  inputs = None
-  if FLAGS.data:
-    config = dataset.data_config(FLAGS.data_source, FLAGS.data, dataset.model_input_shape(path))
-    inputs, _ = dataset.load_split(config, "test")
-    inputs = inputs[:max(FLAGS.parity_samples, 1)]
-  report, text = edge_report(path, inputs, FLAGS.runs, FLAGS.warmup, FLAGS.threads, FLAGS.micro,
-                             FLAGS.parity_samples, FLAGS.c_out)
+  return path
+
+
+def report_from_flags(model_path: str, sample_inputs: Optional[np.ndarray] = None) -> dict:
+  """Runs `edge_report` with the command's flags, prints it, writes `--json_out`.
+
+  Args:
+    model_path: the `.tflite` file.
+    sample_inputs: inputs in the model's units, or None for random ones.
+
+  Returns:
+    The report dict (as written to `--json_out`).
+
+  Example:
+    report_from_flags(model_path_from_flags())   # what `python -m tflite.benchmark` does
+  """
+  report, text = edge_report(model_path, sample_inputs, FLAGS.runs, FLAGS.warmup, FLAGS.threads,
+                             FLAGS.micro, FLAGS.parity_samples, FLAGS.c_out)
   print(text)
   if FLAGS.json_out:
-    with open(FLAGS.json_out, "w") as f:
-      json.dump(report, f, indent=2, default=str)
+    files.write_json(FLAGS.json_out, report)
+  return report
+
+
+def main(argv):
+  """The edge report of `--model` on random inputs."""
+  del argv
+  report_from_flags(model_path_from_flags())
+
+
+def run():
+  """The `tflite-benchmark` command: defines the flags (only now, never on import), runs `main`."""
+  define_flags()
+  app.run(main)
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  run()

@@ -22,14 +22,14 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfkd.errors import TfkdError
 from tflite import graph as tflite_graph
+from tflite.errors import TfliteError
 
 MODES = ("float32", "float16", "dynamic", "int8", "uint8", "int16x8")
 FULL_INTEGER_MODES = ("int8", "uint8", "int16x8")
 
 
-class ConversionError(TfkdError, ValueError):
+class ConversionError(TfliteError):
   """The converter refused or could not quantise the model; the message lists the ops and layers."""
 
 
@@ -65,9 +65,11 @@ def convert(model: tf_keras.Model, mode: str = "float32",
       converted or quantised (the message names the ops and the Keras layers).
   """
   if mode not in MODES:
-    raise ConversionError(f"Unknown TFLite mode {mode!r}: choose from {MODES}.")
+    raise ConversionError(f"Unknown TFLite mode {mode!r} (argument mode): choose from {MODES}.")
   if mode in FULL_INTEGER_MODES and (representative_data is None or not len(representative_data)):
-    raise ConversionError(f"Mode {mode!r} needs representative_data: pass a few hundred training inputs.")
+    raise ConversionError(f"Mode {mode!r} needs representative_data (it is empty): pass a few "
+                          "hundred training inputs to calibrate, or use mode 'dynamic' or "
+                          "'float32', which need none.")
   converter = tf.lite.TFLiteConverter.from_keras_model(model)
   if mode != "float32":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

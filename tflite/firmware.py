@@ -22,15 +22,23 @@ import os
 import re
 from typing import Tuple
 
-from tfkd.errors import ConfigError
+from tflite import files
+from tflite.errors import TfliteError
 
 _BYTES_PER_LINE = 12
 
 
+class FirmwareNameError(TfliteError):
+  """A model name that cannot be part of a C identifier; the message shows a valid one."""
+
+
 def _check_name(name: str) -> None:
+  """Refuses `name` unless `g_<name>_model` is a valid C identifier."""
   if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
-    raise ConfigError(f"Model name {name!r} is not a C identifier: use letters, digits and "
-                      "underscores, not starting with a digit (e.g. 'resnet8_int8').")
+    raise FirmwareNameError(
+        f"Model name {name!r} (argument name) is not a C identifier: use letters, digits and "
+        f"underscores, not starting with a digit (e.g. 'resnet8_int8'; c_identifier({name!r}) "
+        f"gives {c_identifier(name or 'model')!r}).")
 
 
 def c_identifier(text: str) -> str:
@@ -51,7 +59,7 @@ def to_c_source(model_bytes: bytes, name: str) -> Tuple[str, str]:
     (source text, header text); the source includes `<name>_model_data.h`.
 
   Raises:
-    ConfigError: `name` is not a valid C identifier.
+    FirmwareNameError: `name` is not a valid C identifier.
   """
   _check_name(name)
   guard = f"{name.upper()}_MODEL_DATA_H_"
@@ -96,7 +104,10 @@ def to_c_source(model_bytes: bytes, name: str) -> Tuple[str, str]:
 
 
 def write_c_files(model_bytes: bytes, out_dir: str, name: str) -> Tuple[str, str]:
-  """Writes `<name>_model_data.cc` and `<name>_model_data.h` into `out_dir`.
+  """Writes `<name>_model_data.cc` and `<name>_model_data.h` into `out_dir`, atomically.
+
+  Each file is written beside its target and renamed over it (`tflite.files`),
+  so a build never compiles half an array.
 
   Args:
     model_bytes: the `.tflite` model.
@@ -105,12 +116,16 @@ def write_c_files(model_bytes: bytes, out_dir: str, name: str) -> Tuple[str, str
 
   Returns:
     (source path, header path).
+
+  Raises:
+    FirmwareNameError: `name` is not a valid C identifier.
+
+  Example:
+    write_c_files(model_bytes, "firmware", "resnet8_int8")  # resnet8_int8_model_data.{cc,h}
   """
   source, header = to_c_source(model_bytes, name)
-  os.makedirs(out_dir, exist_ok=True)
   paths = (os.path.join(out_dir, f"{name}_model_data.cc"),
            os.path.join(out_dir, f"{name}_model_data.h"))
   for path, text in zip(paths, (source, header)):
-    with open(path, "w") as f:
-      f.write(text)
+    files.write_atomic(path, text)
   return paths

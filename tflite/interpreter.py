@@ -103,16 +103,46 @@ def latency_ms(model: Union[bytes, str], sample: np.ndarray, runs: int = 100, wa
   Returns:
     {"p50": ms, "p90": ms, "mean": ms, "runs": runs, "threads": num_threads}.
   """
-  interpreter = load(model, num_threads=num_threads)
-  interpreter.allocate_tensors()
-  detail = interpreter.get_input_details()[0]
-  interpreter.set_tensor(detail["index"], quantize_input(np.asarray(sample)[None], detail))
-  for _ in range(warmup):
-    interpreter.invoke()
-  times = []
-  for _ in range(runs):
-    start = time.perf_counter()
-    interpreter.invoke()
-    times.append((time.perf_counter() - start) * 1e3)
-  return {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)),
-          "mean": float(np.mean(times)), "runs": runs, "threads": num_threads}
+  return interleaved_latency_ms({"model": model}, sample, 1, runs, warmup, num_threads)["model"]
+
+
+def interleaved_latency_ms(models: dict, sample: np.ndarray, rounds: int = 10, runs: int = 50,
+                           warmup: int = 20, num_threads: int = 1) -> dict:
+  """Single-stream latency of several models, timed in interleaved rounds.
+
+  Each round times every model `runs` times in turn, so a burst of background
+  load slows every model alike and their ratios stay fair.
+
+  Args:
+    models: name → `.tflite` bytes or path.
+    sample: one input row in model units (no batch dimension).
+    rounds: rounds over all models.
+    runs: timed invokes per model per round.
+    warmup: untimed invokes per model before the first round.
+    num_threads: interpreter threads.
+
+  Returns:
+    name → {"p50", "p90", "mean" (ms over all rounds), "runs", "threads"}.
+
+  Example:
+    interleaved_latency_ms({"float32": f32_bytes, "int8": int8_bytes}, test_x[0])
+  """
+  ready = {}
+  for name, model in models.items():
+    interpreter = load(model, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], quantize_input(np.asarray(sample)[None], detail))
+    for _ in range(warmup):
+      interpreter.invoke()
+    ready[name] = interpreter
+  times = {name: [] for name in models}
+  for _ in range(rounds):
+    for name, interpreter in ready.items():
+      for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times[name].append((time.perf_counter() - start) * 1e3)
+  return {name: {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
+                 "mean": float(np.mean(t)), "runs": len(t), "threads": num_threads}
+          for name, t in times.items()}

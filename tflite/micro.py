@@ -45,9 +45,9 @@ from typing import Optional, Sequence
 import numpy as np
 from tflite_micro.python.tflite_micro import runtime
 
-from tfkd.errors import TfkdError
 from tflite import graph as tflite_graph
 from tflite import interpreter as litert
+from tflite.errors import TfliteError
 
 # Builtin ops the TFLM Python interpreter registers (its PythonOpsResolver), as
 # exported by the tflite-micro wheel pinned in requirements.txt. Used for the
@@ -71,7 +71,7 @@ TFLite_Detection_PostProcess
 _GENEROUS_ARENA = 64 << 20
 
 
-class MicroError(TfkdError, ValueError):
+class MicroError(TfliteError):
   """A model TFLite Micro cannot run; the message names the ops or the problem."""
 
 
@@ -287,8 +287,9 @@ def find_arena_size(model_bytes: bytes, inputs: Optional[Sequence[np.ndarray]] =
   while not works(working):
     failing, working = working, working * 2
     if working > max_size:
-      raise MicroError(f"TFLite Micro needs more than {max_size} bytes of arena for this model: "
-                       "shrink the model's activations (fewer channels, lower resolution).")
+      raise MicroError(f"TFLite Micro needs more than {max_size} bytes of arena for this model "
+                       "(argument max_size): shrink the model's activations (fewer channels, "
+                       "lower resolution), or raise max_size if the target has that much RAM.")
   while working - failing > granularity:
     middle = (failing + working) // 2 // granularity * granularity
     if middle <= failing:

@@ -1,9 +1,10 @@
 """One split of a dataset, read with `tfkd.data` for evaluating a `.tflite` model.
 
-The command-line tools (`tflite.evaluate`, `tflite.benchmark`, `bench.edge`)
+The command-line tools (`tfkd.evaluate`, `tfkd.benchmark`, `bench.edge`)
 describe a dataset by a path and a source; this module turns that into the
-`config.data` block `tfkd.data.load_splits` reads, so training and on-device
-evaluation share one loader. Image size comes from the model's input.
+`config.data` block `tfkd.from_config.splits` reads, so training and on-device
+evaluation share one loader. Image size comes from the model's input. It lives
+in tfkd, not `tflite`, because `tflite` knows nothing of tfkd's data sources.
 
 Example:
   config = data_config("folder", "../shared/data/cifar10-jpeg", model_input_shape("m.tflite"))
@@ -15,7 +16,7 @@ from typing import Optional
 
 from ml_collections import ConfigDict
 
-from tfkd import data
+from tfkd import data, from_config
 from tfkd.errors import ConfigError
 from tflite import interpreter
 
@@ -23,7 +24,11 @@ SPLITS = ("train", "val", "test")
 
 
 def model_input_shape(model_path: str) -> tuple:
-  """The input shape of a `.tflite` model without the batch dimension."""
+  """The input shape of a `.tflite` model without the batch dimension.
+
+  Example:
+    model_input_shape("runs/x/export/distill_int8.tflite")   # (32, 32, 3)
+  """
   return tuple(int(d) for d in interpreter.load(model_path).get_input_details()[0]["shape"][1:])
 
 
@@ -33,14 +38,17 @@ def data_config(source: str, path: str, input_shape, val_size: int = 0, seed: in
 
   Args:
     source: 'folder' or 'tfds' (text datasets need a whole data block: pass a
-      run config instead, see `tflite.evaluate`).
+      run config instead, see `tfkd.evaluate`).
     path: the folder, or the TFDS name for 'tfds'.
     input_shape: the model's input shape; images are resized to its height and width.
     val_size, seed: the validation split carved from train (as the run had it).
     tfds_data_dir: TFDS data_dir ('' = default).
 
   Returns:
-    A ConfigDict for `tfkd.data.load_splits`.
+    A ConfigDict for `tfkd.from_config.splits`.
+
+  Example:
+    data_config("folder", "../shared/data/cifar10-jpeg", (32, 32, 3)).image_size   # (32, 32)
   """
   image_size = tuple(input_shape[:2]) if len(input_shape) == 3 else (32, 32)
   return ConfigDict(dict(source=source, path=path, tfds_name=path, tfds_data_dir=tfds_data_dir,
@@ -53,7 +61,7 @@ def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None):
 
   A class folder's test split is decoded alone (the training folder is only
   listed, for the class order); every other case goes through
-  `tfkd.data.load_splits`.
+  `tfkd.from_config.splits`.
 
   Args:
     config: a `config.data` block (from `data_config` or a run config).
@@ -66,14 +74,18 @@ def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None):
 
   Raises:
     ConfigError: unknown split, or 'val' without a validation split.
+
+  Example:
+    test_x, test_y = load_split(data_config("folder", "data/cifar10-jpeg", (32, 32, 3)), "test")
   """
   if split not in SPLITS:
-    raise ConfigError(f"Unknown split {split!r}: choose from {SPLITS}.")
+    raise ConfigError(f"Unknown split {split!r} (argument split, flag --split): "
+                      f"choose from {SPLITS}.")
   if config.source == "folder" and split == "test":
     _, _, class_names = data.list_image_folder(os.path.join(config.path, "train"))
     paths, labels, _ = data.list_image_folder(os.path.join(config.path, "test"), class_names)
     return data.decode_images(paths, config.image_size), labels
-  splits = data.load_splits(config, workdir) if workdir else data.load_splits(config)
+  splits = from_config.splits(config, workdir or "")
   chosen = getattr(splits, split)
   if chosen is None:
     raise ConfigError("The val split is empty: set val_size > 0 (the data.val_size of the run, "

@@ -1,0 +1,141 @@
+"""The base config: every key tfkd reads, with its default and what it means.
+
+Case configs (cifar10_resnet.py, sst2_full.py, ...) start from `get_config()`
+and override what differs, so every key exists in every config and can be set
+on the command line (`--config.distill.temperature=2`). `tfkd.from_config`
+is the one module that reads these blocks; it also checks a config that was
+not built from this one and refuses keys this file does not have.
+
+To add a setting: add it here with its default and a one-line comment, read it
+in `tfkd/from_config.py` (or the stage that uses it), and pass it on as a plain
+argument.
+
+Example:
+  config = defaults.get_config()
+  config.data.path = "/data/my_images"
+"""
+
+import ml_collections
+
+
+def _data():
+  data = ml_collections.ConfigDict()
+  data.source = "folder"          # 'folder' (train/ and test/ class subfolders), 'tfds' or 'text'
+  data.path = "../shared/data/cifar10-jpeg"  # folder source: holds train/<class>/ and test/<class>/
+  data.tfds_name = "cifar10"      # tfds source: the TFDS dataset name
+  data.tfds_data_dir = ""         # tfds source: data_dir; '' = TFDS default (~/tensorflow_datasets)
+  data.image_size = (32, 32)      # images are resized to (height, width)
+  data.val_size = 5000            # examples (text with val_unit='sentence': sentences) carved from train
+  data.val_unit = "row"           # text only: 'row' or 'sentence' (whole sentences and their phrases)
+  data.seed = 0                   # draws the validation split
+  data.train_limit = 0            # use only the first N training examples; 0 = all
+  data.augment = True             # images: pad-4 random crop + horizontal flip each epoch
+  # Text source: one labelled table per split, each with its own column names.
+  data.train_file = ml_collections.ConfigDict(dict(path="", label_column="label", text_column="sentence"))
+  data.test_file = ml_collections.ConfigDict(dict(path="", label_column="label", text_column="sentence"))
+  data.delimiter = ""             # text: '' = from the extension (.tsv tab, .csv comma)
+  data.class_names = ()           # text: label values in class order; () = sorted labels of train
+  data.vocab_size = 15000         # text: tokens kept, most frequent first (with padding and unknown)
+  data.max_length = 48            # text: token ids per example (longer texts are cut)
+  data.lowercase = True           # text: lower-case before tokenizing
+  data.vocab_path = ""            # text: '' = workdir/vocab.txt (built once, then reused)
+  # Distill stage, text only: augmented copies of the training rows the teacher labels (Tang et al. 2019).
+  data.transfer_set = ml_collections.ConfigDict(dict(
+      copies=0,                   # augmented copies of every training row; 0 = no transfer set
+      mask_probability=0.1,       # share of tokens replaced by the unknown token
+      ngram_probability=0.25,     # share of copies cut to a random n-gram
+      ngram_range=(1, 5),         # n of those n-grams, inclusive
+      seed=0))
+  return data
+
+
+def _model(name: str, epochs: int = -1):
+  model = ml_collections.ConfigDict()
+  model.model = name              # a name in tfkd.models.MODELS (resnet8, resnet20, ds_cnn, text_cnn, ...)
+  model.kwargs = ml_collections.ConfigDict()  # extra keyword arguments of that builder
+  if epochs >= 0:
+    model.epochs = epochs         # 0 = train.epochs
+  return model
+
+
+def _train():
+  train = ml_collections.ConfigDict()
+  train.batch_size = 128
+  train.epochs = 80
+  train.optimizer = "sgd"         # 'sgd' (Nesterov momentum) or 'adamw'
+  train.learning_rate = 0.1       # peak rate of the schedule
+  train.momentum = 0.9            # sgd only
+  train.weight_decay = 5e-4       # decoupled; not applied to BatchNorm and biases
+  train.schedule = "onecycle"     # 'onecycle', 'cosine' or 'constant'
+  train.warmup_epochs = 0         # cosine only: linear warm-up from a tenth of the rate
+  return train
+
+
+def _distill():
+  distill = ml_collections.ConfigDict()
+  distill.temperature = 4.0                  # soft targets: T
+  distill.student_loss_weight = 0.1          # α: α·CE + (1−α)·Σ wᵢ·lossᵢ
+  # Losses joined by '+': soft, features, attention, contrastive, relational (docs/distillation.md).
+  distill.method = "soft"
+  distill.weights = ()                       # one weight per loss in method; () = 1 each
+  distill.teacher_layer = "stage3"           # features/attention: teacher layer read
+  distill.student_layer = "stage3"           # features/attention: student layer read
+  distill.feature_adapter = "auto"           # features: 'auto' (1x1 conv/dense if widths differ), 'always', 'never'
+  distill.embedding_layer = "features"       # contrastive/relational: embedding layer of both models
+  distill.projection_dim = 128               # contrastive: width of the projection heads
+  distill.contrastive_temperature = 0.1      # contrastive: τ
+  distill.extra_teachers = ()                # more teacher .keras paths; logits averaged with the teacher's
+  distill.teacher_weights = ()               # weights of (teacher, *extra_teachers); () = equal
+  distill.cached_teacher = False             # teacher logits computed once; needs data.augment=False
+  distill.teacher_logits_path = ""           # .npy [train examples, classes] in tfkd's train order; implies cached
+  return distill
+
+
+def _compress():
+  compress = ml_collections.ConfigDict()
+  # Layers with weights that tfmot cannot prune: 'skip' (left dense, named in a warning) or 'error'.
+  compress.unsupported = "skip"
+  # Fine-tuning with the teacher in prune, qat and prune_qat: these keys replace config.train's.
+  compress.train = ml_collections.ConfigDict()
+  compress.train.epochs = 45
+  compress.train.learning_rate = 0.01
+  compress.train.schedule = "cosine"
+  compress.train.warmup_epochs = 0
+  compress.prune = ml_collections.ConfigDict()
+  compress.prune.sparsity = 0.75             # share of each conv/dense kernel set to zero
+  compress.prune.m_by_n = ()                 # (2, 4) = 2:4 structured sparsity instead (sparsity ignored)
+  compress.prune.end_fraction = 0.5          # target reached after this share of the steps
+  compress.prune.frequency = 100             # steps between mask updates
+  compress.qat = ml_collections.ConfigDict()  # qat and prune_qat; 0 = compress.train's value
+  compress.qat.epochs = 5
+  compress.qat.learning_rate = 0.001
+  return compress
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0                 # weights, shuffling and augmentation
+  # Stages run in order; also: 'prune', 'qat', 'prune_qat' (before 'report').
+  config.stages = ("teacher", "scratch", "distill", "export", "report")
+  # '' = one device; 'mirrored' = all local GPUs/CPUs; 'multiworker' = the TF_CONFIG cluster.
+  config.distribute = ""
+  config.data = _data()
+  config.teacher = _model("resnet20", epochs=0)
+  config.student = _model("resnet8")
+  config.train = _train()              # the teacher, scratch and distill stages
+  config.distill = _distill()
+  config.compress = _compress()
+
+  config.export = ml_collections.ConfigDict()
+  config.export.modes = ("float32", "int8")  # tflite.convert.MODES
+  config.export.representative_size = 500    # training examples for int8 calibration
+
+  config.report = ml_collections.ConfigDict()
+  config.report.batch_size = 500             # examples per evaluation batch
+  config.report.latency_runs = 200           # timed LiteRT invokes per model
+  config.report.warmup_runs = 20             # untimed invokes before timing
+  config.report.threads = 1                  # LiteRT interpreter threads
+  config.report.edge = True                  # add the TFLite Micro / device section
+  config.report.edge_mode = "int8"           # export mode of the distilled student in that section
+  config.report.parity_samples = 100         # test inputs compared between TFLM and LiteRT
+  return config

@@ -1,0 +1,303 @@
+"""The one place where config blocks become library calls.
+
+Library functions and classes (`Distiller`, the losses, `training`, `models`,
+`data`, ...) take plain arguments and never see a config. This module reads
+the blocks of a config (schema and defaults: `configs/defaults.py`) and makes
+the objects they describe: the distillation losses and the `Distiller`,
+datasets, models, the optimizer and its schedule, the `tf.distribute`
+strategy, and each training stage's settings. Errors the library raises about
+an argument come back as `ConfigError`s that name the config block too.
+
+Example:
+  config = from_config.with_defaults(my_config)            # refuses unknown keys
+  losses, weights = from_config.distillation_losses(config.distill)
+  distiller = from_config.distiller(config.distill, [teacher], student)
+  optimizer = from_config.optimizer(config.train, steps_per_epoch=351)
+"""
+
+import contextlib
+import difflib
+import os
+from typing import List, Sequence, Tuple
+
+import tensorflow as tf
+import tf_keras
+from absl import logging
+from ml_collections import ConfigDict
+
+from configs import defaults
+from tfkd import compress, data, models, text_augment, text_data, training
+from tfkd.distiller import Distiller
+from tfkd.errors import ConfigError, TfkdError
+from tfkd.splits import Splits, split_validation
+from tfkd.text_table import TableSpec
+from tfkd.vocabulary import VOCAB_FILENAME
+from tfkd.losses import (AttentionTransfer, ContrastiveDistillation, DistillationLoss,
+                         FeatureDistillation, LogitsDistillation, RelationalDistillation)
+
+# Blocks whose keys are a builder's keyword arguments: any names are allowed there.
+FREE_FORM_BLOCKS = ("kwargs",)
+LOSS_NAMES = ("soft", "features", "attention", "contrastive", "relational")
+FEATURE_ADAPTERS = {"auto": "auto", "always": True, "never": False}
+COMPRESSION_STAGES = ("prune", "qat", "prune_qat")
+
+
+@contextlib.contextmanager
+def reading(block: str):
+  """Turns a library `ValueError` raised while a config block is used into a `ConfigError`.
+
+  The library's message names the argument; this adds the config block it came from.
+  """
+  try:
+    yield
+  except TfkdError:
+    raise
+  except ValueError as e:
+    raise ConfigError(f"config.{block}: {e}") from e
+
+
+def _merge(target: ConfigDict, source, path: str) -> None:
+  for key, value in source.items():
+    where = f"{path}.{key}" if path else key
+    if key not in target:
+      siblings = sorted(target.keys())
+      close = difflib.get_close_matches(key, siblings, n=1)
+      raise ConfigError(
+          f"Unknown config key {where!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+          + f"; the keys of config.{path or '<top>'} are {siblings}. Fix: correct the name, or, "
+          "for a new setting, add it with its default and a comment to configs/defaults.py.")
+    if isinstance(target[key], ConfigDict) and key not in FREE_FORM_BLOCKS:
+      if not isinstance(value, (ConfigDict, dict)):
+        raise ConfigError(f"config.{where} is a group of keys ({sorted(target[key].keys())}), "
+                          f"not a value ({value!r}): set its keys one by one.")
+      _merge(target[key], value, where)
+      continue
+    if isinstance(target[key], tuple) and isinstance(value, list):
+      value = tuple(value)  # as a config saved to JSON (report.json) comes back
+    try:
+      target[key] = value
+    except TypeError as e:
+      raise ConfigError(f"config.{where}={value!r} has the wrong type: configs/defaults.py "
+                        f"gives {type(target[key]).__name__} ({target[key]!r}).") from e
+
+
+def with_defaults(config) -> ConfigDict:
+  """`configs/defaults.py` with `config`'s values laid over it: every key present, none unknown.
+
+  Args:
+    config: a ConfigDict (or dict) from a config file, usually built from the defaults.
+
+  Returns:
+    A new, resolved ConfigDict holding every key tfkd reads.
+
+  Raises:
+    ConfigError: `config` holds a key the defaults do not, or a value of another type.
+  """
+  if isinstance(config, ConfigDict):
+    config = config.copy_and_resolve_references()
+  merged = defaults.get_config()
+  _merge(merged, config, "")
+  return merged.copy_and_resolve_references()
+
+
+def strategy(name: str) -> tf.distribute.Strategy:
+  """The `tf.distribute` strategy `config.distribute` names.
+
+  Args:
+    name: '' (the default strategy: one device), 'mirrored' (all local GPUs or
+      CPUs) or 'multiworker' (the cluster in the TF_CONFIG environment variable).
+  """
+  if not name:
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "multiworker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ConfigError(f"Unknown config.distribute={name!r}: use '', 'mirrored' or 'multiworker'.")
+
+
+def splits(config, workdir: str = "") -> Splits:
+  """Loads the dataset a `config.data` block describes.
+
+  Each key is read as an attribute, only those the source uses: a missing one
+  is an error, never a silent default.
+
+  Args:
+    config: ConfigDict with `source` ('folder', 'tfds' or 'text'), `val_size`,
+      `seed` (of the split) and `train_limit` (0, or keep only the first N
+      shuffled training examples), plus
+      - 'folder': `path` (train/ and test/ class subfolders) and `image_size`;
+      - 'tfds': `tfds_name` and `tfds_data_dir` ('' = TFDS' default);
+      - 'text': `train_file` and `test_file` (each `path`, `label_column`,
+        `text_column`), `delimiter`, `class_names`, `vocab_size`, `max_length`,
+        `lowercase`, `vocab_path` ('' = workdir/vocab.txt), `val_unit` and
+        `augment` (must be False), see `tfkd.text_data.load_text_splits`.
+    workdir: the run's folder; the text source saves and reuses its vocabulary there.
+
+  Returns:
+    A `Splits`.
+
+  Example:
+    splits = from_config.splits(config.data, workdir="runs/sst2")
+  """
+  if config.source == "text":
+    with reading("data"):
+      return _text_splits(config, workdir)
+  if config.source == "folder":
+    train, test, class_names = data.load_image_folder(config.path, config.image_size)
+  elif config.source == "tfds":
+    train, test, class_names = data.load_tfds(config.tfds_name, config.tfds_data_dir or None)
+  else:
+    raise ConfigError(f"Unknown config.data.source={config.source!r}: use 'folder', 'tfds' or 'text'.")
+  train, val = split_validation(*train, config.val_size, config.seed)
+  if config.train_limit:
+    train = (train[0][:config.train_limit], train[1][:config.train_limit])
+  logging.info("Loaded %d train, %d val, %d test examples of %d classes.",
+               len(train[1]), 0 if val is None else len(val[1]), len(test[1]),
+               len(class_names))
+  return Splits(train=train, val=val, test=test, class_names=class_names)
+
+
+def _text_splits(config, workdir: str) -> Splits:
+  """`config.data` with source 'text' translated into `text_data.load_text_splits`' arguments."""
+  if config.augment:
+    raise ConfigError("data.augment=True is image augmentation (crop and flip) and cannot apply "
+                      "to text: set data.augment=False; text is augmented by data.transfer_set.")
+  if config.vocab_path:
+    vocab_path = config.vocab_path
+  else:  # The run's own vocabulary; without a workdir it is rebuilt each time, never saved.
+    vocab_path = os.path.join(workdir, VOCAB_FILENAME) if workdir else None
+  table = lambda spec: TableSpec(spec.path, spec.label_column, spec.text_column)
+  return text_data.load_text_splits(
+      table(config.train_file), table(config.test_file), class_names=tuple(config.class_names),
+      vocab_size=config.vocab_size, max_length=config.max_length, lowercase=config.lowercase,
+      val_size=config.val_size, val_unit=config.val_unit, seed=config.seed,
+      train_limit=config.train_limit, vocab_path=vocab_path, delimiter=config.delimiter)
+
+
+def model(model_config, dataset: Splits, name: str) -> tf_keras.Model:
+  """The model a `config.teacher` / `config.student` block names, built for `dataset`.
+
+  Image models get the training split's channel statistics as their first
+  (normalisation) layer.
+  """
+  normalization = dataset.channel_stats() if len(dataset.input_shape) == 3 else None
+  with reading(name):
+    built = models.build_model(model_config.model, dataset.num_classes, dataset.input_shape,
+                               normalization=normalization, **model_config.kwargs.to_dict())
+  built._name = name  # pylint: disable=protected-access  (distinct names for teacher/student)
+  return built
+
+
+def stage_train_config(config, stage: str) -> ConfigDict:
+  """The training settings of one stage: `config.train` with the stage's own overrides.
+
+  The teacher trains for `teacher.epochs` (0: `train.epochs`); the compression
+  stages replace `train`'s keys by `compress.train`'s, and QAT stages take
+  `compress.qat`'s epochs and learning rate where they are not 0.
+  """
+  train = config.train.copy_and_resolve_references()
+  if stage == "teacher":
+    train.epochs = config.teacher.epochs or train.epochs
+  elif stage in COMPRESSION_STAGES:
+    train.update(config.compress.train.to_dict())
+    if stage != "prune":
+      train.epochs = config.compress.qat.epochs or train.epochs
+      train.learning_rate = config.compress.qat.learning_rate or train.learning_rate
+  return train
+
+
+def optimizer(train_config, steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
+  """The optimizer and learning-rate schedule a `config.train`-shaped block asks for."""
+  with reading("train"):
+    schedule = training.make_schedule(
+        train_config.schedule, train_config.learning_rate, train_config.epochs * steps_per_epoch,
+        warmup_steps=int(train_config.warmup_epochs * steps_per_epoch))
+    return training.make_optimizer(train_config.optimizer, schedule, train_config.momentum,
+                                   train_config.weight_decay)
+
+
+def distillation_losses(distill_config) -> Tuple[List[DistillationLoss], List[float]]:
+  """The losses and their weights that `config.distill` asks for.
+
+  `distill.method` names losses joined by '+' (e.g. 'soft+features'):
+    soft         LogitsDistillation(temperature)
+    features     FeatureDistillation(teacher_layer, student_layer, feature_adapter)
+    attention    AttentionTransfer(teacher_layer, student_layer)
+    contrastive  ContrastiveDistillation(embedding_layer, projection_dim, contrastive_temperature)
+    relational   RelationalDistillation(embedding_layer)
+  and `distill.weights` gives one weight per name (empty: 1 each). Each call makes
+  new losses: adapters and projection heads start untrained.
+
+  Returns:
+    (losses, weights), two lists of equal length.
+  """
+  c = distill_config
+  names = [n.strip() for n in c.method.split("+") if n.strip()]
+  unknown = [n for n in names if n not in LOSS_NAMES]
+  if unknown or not names:
+    raise ConfigError(f"Unknown config.distill.method={c.method!r}: join one or more of "
+                      f"{list(LOSS_NAMES)} with '+', e.g. 'soft+features'.")
+  if len(set(names)) != len(names):
+    raise ConfigError(f"config.distill.method={c.method!r} names a loss twice: name each loss once.")
+  if c.feature_adapter not in FEATURE_ADAPTERS:
+    raise ConfigError(f"Unknown config.distill.feature_adapter={c.feature_adapter!r}: use one of "
+                      f"{list(FEATURE_ADAPTERS)}.")
+  weights = [float(w) for w in c.weights] or [1.0] * len(names)
+  if len(weights) != len(names):
+    raise ConfigError(f"config.distill.weights={tuple(weights)} has {len(weights)} values for the "
+                      f"{len(names)} losses of distill.method={c.method!r}: give one weight per loss.")
+  builders = {
+      "soft": lambda: LogitsDistillation(temperature=c.temperature),
+      "features": lambda: FeatureDistillation(c.teacher_layer, c.student_layer,
+                                              adapter=FEATURE_ADAPTERS[c.feature_adapter]),
+      "attention": lambda: AttentionTransfer(c.teacher_layer, c.student_layer),
+      "contrastive": lambda: ContrastiveDistillation(
+          c.embedding_layer, c.embedding_layer, projection_dim=c.projection_dim,
+          temperature=c.contrastive_temperature),
+      "relational": lambda: RelationalDistillation(c.embedding_layer, c.embedding_layer),
+  }
+  with reading("distill"):
+    return [builders[n]() for n in names], weights
+
+
+def distiller(distill_config, teachers: Sequence[tf_keras.Model],
+              student: tf_keras.Model) -> Distiller:
+  """An uncompiled `Distiller` with the losses, α and teacher weights of `config.distill`.
+
+  Args:
+    distill_config: `config.distill`.
+    teachers: the teacher models (empty or None: cached logits come with the data).
+    student: the model to train.
+  """
+  losses, weights = distillation_losses(distill_config)
+  with reading("distill"):
+    return Distiller(list(teachers or []) or None, student, losses, weights,
+                     student_loss_weight=distill_config.student_loss_weight,
+                     teacher_weights=tuple(distill_config.teacher_weights) or None)
+
+
+def with_transfer_set(data_config, x, y):
+  """The training rows plus the augmented copies `config.data.transfer_set` asks for, labelled -1.
+
+  Returns (x, y) unchanged when `transfer_set.copies` is 0.
+  """
+  transfer = data_config.transfer_set
+  if not transfer.copies:
+    return x, y
+  with reading("data.transfer_set"):
+    return text_augment.with_transfer_set(
+        x, y, copies=transfer.copies, mask_probability=transfer.mask_probability,
+        ngram_probability=transfer.ngram_probability, ngram_range=tuple(transfer.ngram_range),
+        seed=transfer.seed)
+
+
+def pruned_model(compress_config, model: tf_keras.Model, total_steps: int) -> tf_keras.Model:
+  """`model` wrapped for magnitude pruning as `config.compress` asks: a polynomial schedule to
+  `prune.sparsity`, or 2:4-style `prune.m_by_n` sparsity."""
+  prune = compress_config.prune
+  m_by_n = tuple(prune.m_by_n) or None
+  with reading("compress"):
+    schedule = None if m_by_n else compress.pruning_schedule(
+        prune.sparsity, total_steps, prune.end_fraction, prune.frequency)
+    return compress.prune(model, schedule, m_by_n, compress_config.unsupported)

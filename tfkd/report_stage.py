@@ -1,0 +1,117 @@
+"""The report stage: every model of a run measured on the test set, in one table and plot.
+
+Rows are built here and only here: the Keras models (teacher, scratch and
+distilled students; timed on their float32 `.tflite`), every exported mode of
+the distilled student, the scratch student's quantized files, and the
+compression stages' int8 files. Each `.tflite` row is evaluated on LiteRT over
+the whole test set, timed, and measured for gzip bytes and weight sparsity read
+from the file. The edge section (TFLite Micro arena, parity, flash, device fit)
+follows for the deployable student. Written as `report.{md,json,png}`.
+
+Example:
+  stage_report(run)   # or: python -m tfkd.train ... --config.stages='("report",)'
+"""
+
+import os
+from typing import Dict, List, Optional
+
+import tf_keras
+from absl import logging
+
+from tfkd import compression_stages, data, report, training
+from tfkd.run_context import Run
+from tflite import benchmark, interpreter, sparsity
+
+KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
+                "distill": "distilled student"}
+
+
+def keras_row(run: Run, name: str) -> Optional[report.Row]:
+  """The row of a stage's Keras model, or None when the stage has not saved one."""
+  path = run.model_path(name)
+  if not os.path.exists(path):
+    return None
+  cfg, (test_x, test_y) = run.config.report, run.splits.test
+  model = tf_keras.models.load_model(path)
+  model.compile(metrics=["accuracy"])
+  _, accuracy = model.evaluate(data.eval_dataset(test_x, test_y, cfg.batch_size), verbose=0)
+  float_tflite = run.tflite_path(name, "float32")
+  latency = (interpreter.latency_ms(float_tflite, test_x[0], cfg.latency_runs, cfg.warmup_runs,
+                                    cfg.threads) if os.path.exists(float_tflite) else None)
+  row = report.Row(f"{KERAS_LABELS[name]} (Keras float)", model.name, model.count_params(),
+                   os.path.getsize(path), accuracy, latency and latency["p50"],
+                   latency and latency["p90"])
+  logging.info("[report] %s: test accuracy %.4f", row.label, accuracy)
+  return row
+
+
+def tflite_row(run: Run, label: str, path: str, parameters: Optional[int]) -> report.Row:
+  """The row of one `.tflite` file: LiteRT accuracy, latency, sizes and sparsity."""
+  cfg, (test_x, test_y) = run.config.report, run.splits.test
+  accuracy = interpreter.evaluate_accuracy(path, test_x, test_y, cfg.batch_size)
+  latency = interpreter.latency_ms(path, test_x[0], cfg.latency_runs, cfg.warmup_runs, cfg.threads)
+  with open(path, "rb") as f:
+    content = f.read()
+  row = report.Row(label, os.path.basename(path), parameters, len(content), accuracy,
+                   latency["p50"], latency["p90"], gzip_bytes=sparsity.gzip_bytes(content),
+                   sparsity=sparsity.tflite_sparsity(content)["sparsity"])
+  logging.info("[report] %s: test accuracy %.4f, p50 %.3f ms, sparsity %.3f", label, accuracy,
+               row.latency_p50_ms, row.sparsity)
+  return row
+
+
+def tflite_files(run: Run) -> List[tuple]:
+  """(stage, label, path) of every `.tflite` file the report lists, in display order.
+
+  Every exported mode of the distilled student, then the scratch student's
+  quantized files (its float32 file scores like its Keras row) to show the gain
+  survives quantization, then the compression stages' int8 files.
+  """
+  modes = run.config.export.modes
+  wanted = [("distill", mode) for mode in modes]
+  wanted += [("scratch", mode) for mode in modes if mode != "float32"]
+  found = [(name, f"{KERAS_LABELS[name]}, {mode} TFLite", run.tflite_path(name, mode))
+           for name, mode in wanted]
+  found += [(stage, label, run.tflite_path(stage, "int8"))
+            for stage, label in compression_stages.report_labels(run.config.compress).items()]
+  return [entry for entry in found if os.path.exists(entry[2])]
+
+
+def distillation_summary(run: Run) -> str:
+  """One line on how the distilled student was trained, epochs read from its history."""
+  d = run.config.distill
+  extra = f" + {len(d.extra_teachers)} more" if d.extra_teachers else ""
+  epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
+  return (f"method `{d.method}`, temperature {d.temperature}, student loss weight "
+          f"α = {d.student_loss_weight}, teacher `{run.config.teacher.model}`{extra}, student "
+          f"`{run.config.student.model}`, {epochs} epochs.")
+
+
+def stage_report(run: Run) -> None:
+  """Evaluates every model on the whole test set and writes report.{md,json,png}."""
+  cfg, (test_x, test_y) = run.config.report, run.splits.test
+  rows: List[report.Row] = []
+  parameters: Dict[str, int] = {}
+  for name in KERAS_LABELS:
+    row = keras_row(run, name)
+    if row:
+      rows.append(row)
+      parameters[name] = row.parameters
+  for stage, label, path in tflite_files(run):
+    # Compressed models are copies of the distilled student: same parameter count.
+    rows.append(tflite_row(run, label, path, parameters.get(stage, parameters.get("distill"))))
+  meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
+          "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads}}
+  sections = [("Distillation", distillation_summary(run))]
+  edge_model = run.tflite_path("distill", cfg.edge_mode)
+  if cfg.edge and os.path.exists(edge_model):
+    # Device view of the deployable student: TFLM ops, arena, parity, flash, cost, board fit.
+    edge, markdown = benchmark.edge_report(
+        edge_model, test_x[:cfg.parity_samples], cfg.latency_runs, cfg.warmup_runs,
+        cfg.threads, c_out=run.path("export", "firmware"))
+    meta["edge"] = edge
+    sections.append((f"Edge deployment: {os.path.basename(edge_model)}", markdown))
+  table = report.write(run.workdir, rows, meta, sections)
+  print(table)
+  for title, markdown in sections:
+    print(f"\n{title}\n{markdown}")

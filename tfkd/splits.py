@@ -1,0 +1,80 @@
+"""The train / validation / test arrays every data source ends as, and the validation carve-out.
+
+Images (`tfkd.data`) and text (`tfkd.text_data`) both return a `Splits`, so
+the stages, the report and the `.tflite` tools never ask where data came from.
+This module imports neither of them: both loaders import it.
+
+Example:
+  train, val = split_validation(x, y, val_size=5000, seed=0)
+  splits = Splits(train=train, val=val, test=(test_x, test_y), class_names=["cat", "dog"])
+"""
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from tfkd.errors import DatasetError
+
+
+@dataclasses.dataclass
+class Splits:
+  """Train, validation and test arrays of one dataset.
+
+  Attributes:
+    train: (features, labels) used for gradient steps.
+    val: (features, labels) carved from train, or None when `val_size` is 0.
+    test: (features, labels) of the held-out test split.
+    class_names: names of the classes, index = label.
+
+  Example:
+    splits = Splits(train=(x, y), val=None, test=(test_x, test_y), class_names=["a", "b"])
+    splits.num_classes, splits.input_shape   # 2, x.shape[1:]
+  """
+  train: tuple
+  val: Optional[tuple]
+  test: tuple
+  class_names: list
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def input_shape(self) -> tuple:
+    return tuple(self.train[0].shape[1:])
+
+  def channel_stats(self):
+    """Per-channel mean and variance of the training images, for `Normalization`."""
+    x = self.train[0].reshape(-1, self.train[0].shape[-1]).astype(np.float64)
+    return x.mean(axis=0).tolist(), x.var(axis=0).tolist()
+
+
+def split_validation(x, y, val_size: int, seed: int):
+  """Carves a deterministic validation split from shuffled training data.
+
+  The same seed always gives the same split, whatever the file system's order.
+
+  Args:
+    x: training features (a numpy array, indexed along its first axis).
+    y: their labels.
+    val_size: examples to hold out (0 = no validation split).
+    seed: seed of the shuffle.
+
+  Returns:
+    ((train_x, train_y), (val_x, val_y) or None), both shuffled.
+
+  Raises:
+    DatasetError: `val_size` would leave no training data.
+
+  Example:
+    (train_x, train_y), (val_x, val_y) = split_validation(x, y, val_size=5000, seed=0)
+  """
+  if val_size >= len(y):
+    raise DatasetError(f"val_size={val_size} leaves no training data ({len(y)} examples): "
+                       "lower val_size.")
+  order = np.random.default_rng(seed).permutation(len(y))
+  x, y = x[order], y[order]
+  if not val_size:
+    return (x, y), None
+  return (x[val_size:], y[val_size:]), (x[:val_size], y[:val_size])

@@ -1,0 +1,113 @@
+"""The augmented transfer set: masked and n-gram-cut copies of training token ids, labelled -1.
+
+Following Tang et al. (2019, "Distilling task-specific knowledge from BERT
+into simple neural networks"), the distill stage adds augmented copies of the
+training sentences, labelled -1 so the `Distiller` trains on them with the
+teacher's soft targets alone: each token is replaced by `<mask>` with
+probability `mask_probability`, then with probability `ngram_probability` only
+a random n-gram (n uniform in `ngram_range`) of the sentence is kept. (The
+paper's part-of-speech-guided word swaps are left out: they need a tagger.)
+
+Example:
+  x, y = with_transfer_set(train_x, train_y, copies=4, seed=0)   # 5x the rows, the new ones -1
+"""
+
+from typing import Sequence
+
+import numpy as np
+from absl import logging
+
+from tfkd.vocabulary import MASK_ID, PAD_ID
+
+TRANSFER_LABEL = -1  # the Distiller gives these no hard-label loss
+
+
+def augment_token_ids(ids: np.ndarray, copies: int = 1, mask_probability: float = 0.1,
+                      ngram_probability: float = 0.25, ngram_range: Sequence[int] = (1, 5),
+                      seed: int = 0) -> np.ndarray:
+  """Augmented copies of tokenised sentences (Tang et al. 2019, without POS swaps).
+
+  For each copy of each sentence: every token becomes `<mask>` with probability
+  `mask_probability`; then, with probability `ngram_probability`, only an
+  n-gram of it is kept (n uniform in `ngram_range`, at most the sentence's
+  length; start uniform), moved to the front and padded. The same seed always
+  gives the same result.
+
+  Args:
+    ids: int32 [N, max_length], padding (0) at the end of each row.
+    copies: augmented copies of each sentence.
+    mask_probability: chance that a token is masked.
+    ngram_probability: chance that a copy is cut down to an n-gram.
+    ngram_range: (smallest, largest) n.
+    seed: random seed.
+
+  Returns:
+    int32 [N * copies, max_length]: every sentence's first copy, then every second copy, ...
+
+  Raises:
+    ValueError: a probability outside [0, 1] or an `ngram_range` that is not
+      (low, high) with 1 <= low <= high.
+
+  Example:
+    transfer_x = augment_token_ids(train_x, copies=2, seed=0)   # label these -1
+  """
+  for name, p in (("mask_probability", mask_probability), ("ngram_probability", ngram_probability)):
+    if not 0.0 <= p <= 1.0:
+      raise ValueError(f"{name}={p} is not a probability: use a value in [0, 1].")
+  low, high = int(ngram_range[0]), int(ngram_range[1])
+  if not 1 <= low <= high:
+    raise ValueError(f"ngram_range={tuple(ngram_range)} must be (low, high) with "
+                      "1 <= low <= high, e.g. (1, 5).")
+  rng = np.random.default_rng(seed)
+  ids = np.asarray(ids, np.int32)
+  max_length = ids.shape[1]
+  source = np.tile(ids, (copies, 1))
+  lengths = np.tile((ids != PAD_ID).sum(axis=1), copies)
+  real = source != PAD_ID
+  masked = np.where(real & (rng.random(source.shape) < mask_probability), MASK_ID, source)
+  # n-gram sampling: a window of n tokens from a random start, shifted to the front.
+  cut = (rng.random(len(source)) < ngram_probability) & (lengths > 0)
+  n = np.minimum(rng.integers(low, high + 1, len(source)), np.maximum(lengths, 1))
+  start = np.floor(rng.random(len(source)) * (lengths - n + 1)).astype(np.int64)
+  start = np.where(cut, start, 0)
+  keep = np.where(cut, n, lengths)
+  positions = np.minimum(start[:, None] + np.arange(max_length)[None, :], max_length - 1)
+  window = np.take_along_axis(masked, positions, axis=1)
+  return np.where(np.arange(max_length)[None, :] < keep[:, None], window, PAD_ID).astype(np.int32)
+
+
+def with_transfer_set(x: np.ndarray, y: np.ndarray, copies: int, mask_probability: float = 0.1,
+                      ngram_probability: float = 0.25, ngram_range: Sequence[int] = (1, 5),
+                      seed: int = 0):
+  """Training data plus its augmented transfer set, the latter labelled -1.
+
+  Args:
+    x: training token ids, int [N, max_length].
+    y: their labels.
+    copies: augmented copies per sentence; 0 adds nothing (and accepts any `x`).
+    mask_probability, ngram_probability, ngram_range, seed: see `augment_token_ids`.
+
+  Returns:
+    (x, y) with `len(x) * (1 + copies)` rows: the originals first.
+
+  Raises:
+    ValueError: `copies` is not a whole number >= 0, `x` is not token ids, or
+      an augmentation setting is out of range (the message names the argument).
+
+  Example:
+    x, y = with_transfer_set(train_x, train_y, copies=4, mask_probability=0.1,
+                             ngram_probability=0.25, ngram_range=(1, 5), seed=0)
+  """
+  if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 0:
+    raise ValueError(f"copies={copies!r} is not a whole number >= 0: pass the augmented copies "
+                      "per sentence, or 0 for no transfer set.")
+  if not copies:
+    return x, y
+  if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
+    raise ValueError(f"with_transfer_set augments token ids [N, max_length], not features of "
+                      f"shape {x.shape[1:]} ({x.dtype}): pass copies=0 for non-text data.")
+  augmented = augment_token_ids(x, copies, mask_probability, ngram_probability, ngram_range, seed)
+  logging.info("Transfer set: %d augmented sentences (labelled -1) join %d training sentences.",
+               len(augmented), len(y))
+  return (np.concatenate([x, augmented]),
+          np.concatenate([y, np.full(len(augmented), TRANSFER_LABEL, np.int32)]).astype(np.int32))
