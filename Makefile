@@ -22,8 +22,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 demo: setup
 	$(PY) -m tfkd.train --config=configs/cifar10_quick.py --workdir=$(WORKDIR) --config.data.path=$(DATA)
 
+# Two test processes (pytest-xdist): much of the suite is single-threaded (TFLite conversion,
+# TFLM runs, subprocess start-up); on 2 cores two processes took it from 10.0 to 5.9 minutes.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 clean:
 	rm -rf runs .pytest_cache

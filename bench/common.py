@@ -1,9 +1,11 @@
-"""What every benchmark prints and saves beside its numbers: command, date, machine."""
+"""What the benchmarks share: the provenance printed beside their numbers, and a step timer."""
 
 import datetime
 import os
 import platform
 import sys
+import time
+from typing import Dict, List, Mapping
 
 
 def provenance(module: str) -> dict:
@@ -28,3 +30,27 @@ def header(meta: dict) -> str:
   return (f"- date: {meta['date']}\n- machine: {meta['cpu_count']} CPU cores ({meta['machine']}), "
           f"Python {meta['python']}, TensorFlow {meta['tensorflow']}\n"
           f"- command: `{meta['command']}`\n")
+
+
+def time_variants(variants: Mapping[str, tuple], steps: int,
+                  warmup_steps: int) -> Dict[str, List[float]]:
+  """Seconds of each training step of each variant, the variants' steps interleaved.
+
+  Args:
+    variants: {name: (compiled model, batches)}; step i trains on batch i mod len(batches).
+    steps: timed steps per variant.
+    warmup_steps: untimed steps per variant first (tracing, XLA compilation).
+
+  Returns:
+    {name: [seconds of each timed step]}.
+  """
+  seconds = {name: [] for name in variants}
+  for step in range(warmup_steps + steps):
+    # A B C … A B C …: a burst of background load slows every variant alike.
+    for name, (model, batches) in variants.items():
+      features, labels = batches[step % len(batches)]
+      start = time.perf_counter()
+      model.train_on_batch(features, labels)   # returns numbers: the step has finished
+      if step >= warmup_steps:
+        seconds[name].append(time.perf_counter() - start)
+  return seconds

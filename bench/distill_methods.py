@@ -30,7 +30,7 @@ import tf_keras
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import data, from_config, teacher_cache, training
+from tfkd import data, from_config, teacher_cache, training, views
 from tflite import convert, files, interpreter
 
 _TEACHER = flags.DEFINE_string("teacher", "runs/cifar10_resnet/teacher/model.keras",
@@ -107,10 +107,10 @@ def train_methods(config, splits, teachers, teacher_weights):
   test_ds = data.eval_dataset(*splits.test, 500)
   for name in _METHODS.value:
     trainer, student = make_trainer(name, config, splits, teachers, teacher_weights, steps)
-    train_ds = data.train_dataset(*splits.train, batch_size=config.train.batch_size,
-                                  augment=True, seed=config.seed)
+    train_ds = views.train_dataset(*splits.train, batch_size=config.train.batch_size,
+                                   augment=True, seed=config.seed)
     start = time.time()
-    trainer.fit(train_ds, epochs=config.train.epochs, verbose=0,
+    trainer.fit(train_ds, epochs=config.train.epochs, verbose=0, steps_per_epoch=steps,
                 callbacks=[training.EpochProgress(name, config.train.epochs)])
     seconds = time.time() - start
     student.compile(metrics=["accuracy"])
@@ -168,18 +168,7 @@ def time_steps(config, splits, teachers, teacher_weights) -> dict:
       "multi-teacher, live teachers": (distiller("multi-teacher", teachers), batches()),
       "multi-teacher, cached logits": (distiller("multi-teacher", None), batches(ensemble)),
   }
-  for model, batch_list in variants.values():   # trace and warm up
-    for features, labels in batch_list[:2]:
-      model.train_on_batch(features, labels)
-  # Steps alternate between methods (A B C … A B C …), so a burst of background
-  # load slows every method alike; medians ignore the bursts.
-  seconds = {name: [] for name in variants}
-  for step in range(_TIMING_STEPS.value):
-    for name, (model, batch_list) in variants.items():
-      features, labels = batch_list[step % count]
-      start = time.perf_counter()
-      model.train_on_batch(features, labels)   # returns numbers: the step has finished
-      seconds[name].append(time.perf_counter() - start)
+  seconds = common.time_variants(variants, _TIMING_STEPS.value, warmup_steps=2)
   plain = float(np.median(seconds[next(iter(variants))]))
   return {name: {"seconds_per_step": s, "median_seconds_per_step": float(np.median(s)),
                  "ratio": float(np.median(s)) / plain}

@@ -86,8 +86,17 @@ def _distill():
   distill.contrastive_temperature = 0.1      # contrastive: τ
   distill.extra_teachers = ()                # more teacher .keras paths; logits averaged with the teacher's
   distill.teacher_weights = ()               # weights of (teacher, *extra_teachers); () = equal
-  distill.cached_teacher = False             # teacher logits computed once; needs data.augment=False
-  distill.teacher_logits_path = ""           # .npy [train examples, classes] in tfkd's train order; implies cached
+  # The teacher's cost paid once: its logits for cache_epochs epochs of training views (augmented
+  # or not) computed by the 'teacher_views' stage into workdir/teacher_views/, and read by the
+  # distill, prune, qat and prune_qat stages instead of running the teacher (docs/distillation.md).
+  distill.cached_teacher = False
+  distill.cache_epochs = 1                   # E; a longer run cycles them (epoch e reads e mod E)
+  distill.cache_storage = "float16"          # 'float16' (every logit) or 'top_k' (many classes)
+  distill.cache_top_k = 5                    # top_k storage: classes kept per view
+  distill.cache_batch_size = 1024            # teacher inference batch while filling the cache
+  # Logits from another framework's teacher: .npy [train examples, classes] (un-augmented) or
+  # [E, examples, classes] for the views tfkd.views makes; implies cached_teacher.
+  distill.teacher_logits_path = ""
   return distill
 
 
@@ -115,7 +124,8 @@ def _compress():
 def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0                 # weights, shuffling and augmentation
-  # Stages run in order; also: 'prune', 'qat', 'prune_qat' (before 'report').
+  # Stages run in order; also: 'teacher_views' (after 'teacher', with distill.cached_teacher)
+  # and 'prune', 'qat', 'prune_qat' (before 'report').
   config.stages = ("teacher", "scratch", "distill", "export", "report")
   # '' = one device; 'mirrored' = all local GPUs/CPUs; 'multiworker' = the TF_CONFIG cluster.
   config.distribute = ""

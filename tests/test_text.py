@@ -469,10 +469,12 @@ def test_pipeline_end_to_end_on_a_tiny_tsv(tmp_path):
   assert rows["distilled student, int8 TFLite"]["file_bytes"] < 20_000
   assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
   # The distill stage trained on train + transfer set with as many batches as scratch did.
+  # The stream is endless; fit takes steps_per_epoch batches of it per epoch.
   run = Run(config, workdir)
-  train, _ = run.datasets(32, distillation=True)
-  labels = np.concatenate([y.numpy() for _, y in train])
+  train, _ = run.datasets(32, "distill", distillation=True)
+  labels = np.concatenate([y.numpy() for _, y in train.take(run.steps_per_epoch(32))])
   assert len(labels) == run.steps_per_epoch(32) * 32 and (labels == -1).any()
+  assert run.steps_per_epoch(32) == len(run.splits.train[1]) // 32   # the scratch stage's count
 
 
 def test_text_ensemble_averages_its_members_and_refuses_unknown_members():

@@ -1,7 +1,7 @@
 """Compression stages: prune, qat and prune_qat, each under distillation.
 
 Each fine-tunes a compressed copy of the distilled student inside a `Distiller`,
-the teacher guiding it as in the distill stage, and exports it to full-integer
+the teacher guiding it as in the distill stage (live, or from the cached views), and exports it to full-integer
 int8; `report_labels` names their rows in the report (`tfkd.report_stage`). Stages skip when
 done and resume like the others (see `tfkd.pipeline`). See docs/compression.md.
 
@@ -45,7 +45,8 @@ def finetune_with_teacher(run: Run, stage: str, start: str, wrap_student,
   """
   train_config = from_config.stage_train_config(run.config, stage)
   start_path = compressed_model_path(run, start)
-  teacher_paths = run.teacher_paths()
+  logits = run.teacher_view_logits()  # None: the teachers run live
+  teacher_paths = run.teacher_paths() if logits is None else []
   run.require([start_path] + teacher_paths, stage)
   steps = run.steps_per_epoch(train_config.batch_size)
   with run.strategy.scope():
@@ -55,8 +56,8 @@ def finetune_with_teacher(run: Run, stage: str, start: str, wrap_student,
     distiller.compile(optimizer=from_config.optimizer(train_config, steps), metrics=["accuracy"])
   logging.info("[%s] fine-tuning %s with the teacher: %d epochs, learning rate %g.", stage, start_path,
                train_config.epochs, train_config.learning_rate)
-  training.fit_resumable(distiller, *run.datasets(train_config.batch_size, distillation=True),
-                         train_config.epochs, run.path(stage), callbacks=list(callbacks))
+  run.fit(distiller, stage, train_config, distillation=True, teacher_logits=logits,
+          callbacks=callbacks)
   return student
 
 

@@ -1,4 +1,4 @@
-"""Image datasets as in-memory splits (class folders, TFDS) and the `tf.data` pipelines of every stage.
+"""Image datasets as in-memory splits (class folders, TFDS), and evaluation batches.
 
 Every source ends, through `tfkd.from_config.splits`, as the same
 `tfkd.splits.Splits`: uint8 images (or int32 token ids) and int labels for
@@ -14,9 +14,11 @@ input quantisation is exact for 8-bit images.
 A run config's `data` block becomes these calls in `tfkd.from_config.splits`
 (text goes to `tfkd.text_data`).
 
+Training batches (shuffled, augmented) are made by `tfkd.views.train_dataset`.
+
 Example:
   (train_x, train_y), (test_x, test_y), classes = load_image_folder("data/cifar10", (32, 32))
-  train_ds = train_dataset(train_x, train_y, batch_size=128, augment=True, seed=0)
+  test_ds = eval_dataset(test_x, test_y, batch_size=500)
 """
 
 import os
@@ -145,55 +147,6 @@ def load_tfds(name: str, data_dir: Optional[str] = None, train_split="train", te
 
   class_names = builder.info.features["label"].names
   return to_arrays(train_split), to_arrays(test_split), list(class_names)
-
-
-def augment_batch(images, seed=None):
-  """Standard CIFAR augmentation on a batch: 4-pixel pad, random crop, random flip.
-
-  Vectorised over the batch (one gather per axis) rather than mapped per image,
-  so augmentation costs a small fraction of a training step on CPU.
-  """
-  shape = tf.shape(images)
-  batch, height, width = shape[0], shape[1], shape[2]
-  padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
-  offsets = tf.random.uniform([2, batch], 0, 9, dtype=tf.int32, seed=seed)
-  rows = offsets[0][:, None] + tf.range(height)[None, :]
-  cols = offsets[1][:, None] + tf.range(width)[None, :]
-  cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
-  flip = tf.random.uniform([batch, 1, 1, 1], seed=seed) < 0.5
-  return tf.where(flip, tf.reverse(cropped, axis=[2]), cropped)
-
-
-def train_dataset(x, y, batch_size: int, augment: bool = True, seed: int = 0,
-                  extra: Optional[np.ndarray] = None) -> tf.data.Dataset:
-  """Shuffled, augmented, batched and prefetched training data.
-
-  Args:
-    x, y: features and labels.
-    batch_size: global batch size.
-    augment: apply `augment_batch` (images only).
-    seed: shuffle and augmentation seed.
-    extra: optional per-example array (e.g. cached teacher logits) carried with
-      each example: batches are then ((x, extra), y).
-
-  Returns:
-    A `tf.data.Dataset` of float32 batches.
-  """
-  items = (x, y) if extra is None else (x, y, extra)
-  ds = tf.data.Dataset.from_tensor_slices(items)
-  ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
-
-  def prepare(*batch):
-    features = batch[0]
-    if features.dtype == tf.uint8:  # images; token ids stay integers
-      features = tf.cast(features, tf.float32)
-    if augment:
-      features = augment_batch(features)
-    if extra is None:
-      return features, batch[1]
-    return (features, batch[2]), batch[1]
-
-  return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(x, y, batch_size: int) -> tf.data.Dataset:

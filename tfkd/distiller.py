@@ -266,7 +266,9 @@ class Distiller(tf_keras.Model):
     logits = self.teacher_weights[0] * tf.cast(first[0], tf.float32)
     for model, weight in zip(self.teachers[1:], self.teacher_weights[1:]):
       logits += weight * tf.cast(model(x, training=False), tf.float32)
-    return [logits] + first[1:]
+    # Frozen teachers: without this the gradient graph still backpropagates through every
+    # teacher layer (30 filter-gradient convolutions for a ResNet-20), for nothing.
+    return [tf.stop_gradient(t) for t in [logits] + first[1:]]
 
   def _compute_losses(self, x, y, training, cached_logits=None):
     """Per-example total, hard-label and distillation losses, the student's logits, label mask."""

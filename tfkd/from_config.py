@@ -26,7 +26,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from configs import defaults
-from tfkd import compress, data, models, text_augment, text_data, training
+from tfkd import compress, data, models, text_augment, text_data, training, view_cache
 from tfkd.distiller import Distiller
 from tfkd.errors import ConfigError, TfkdError
 from tfkd.splits import Splits, split_validation
@@ -267,14 +267,17 @@ def distiller(distill_config, teachers: Sequence[tf_keras.Model],
 
   Args:
     distill_config: `config.distill`.
-    teachers: the teacher models (empty or None: cached logits come with the data).
+    teachers: the live teacher models (empty or None: cached logits come with the data).
     student: the model to train.
   """
   losses, weights = distillation_losses(distill_config)
+  teachers = list(teachers or [])
+  # Cached logits are already the weighted ensemble: the weights apply to live teachers only.
+  teacher_weights = (tuple(distill_config.teacher_weights) or None) if teachers else None
   with reading("distill"):
-    return Distiller(list(teachers or []) or None, student, losses, weights,
+    return Distiller(teachers or None, student, losses, weights,
                      student_loss_weight=distill_config.student_loss_weight,
-                     teacher_weights=tuple(distill_config.teacher_weights) or None)
+                     teacher_weights=teacher_weights)
 
 
 def with_transfer_set(data_config, x, y):
@@ -301,3 +304,20 @@ def pruned_model(compress_config, model: tf_keras.Model, total_steps: int) -> tf
     schedule = None if m_by_n else compress.pruning_schedule(
         prune.sparsity, total_steps, prune.end_fraction, prune.frequency)
     return compress.prune(model, schedule, m_by_n, compress_config.unsupported)
+
+
+def view_cache_fingerprint(config, teacher_files: Sequence[str], x, y, imported_epochs: int = 0) -> dict:
+  """What the run's teacher-logit cache depends on (`tfkd.view_cache.make_fingerprint`).
+
+  Args:
+    config: the run config (`distill.cache_*`, `distill.teacher_weights`, `data.augment`, `seed`).
+    teacher_files: the teachers' `.keras` files, or the one logits file logits are imported from.
+    x, y: the training split.
+    imported_epochs: for an imported logits file, its epochs (its teachers are already weighted).
+  """
+  d = config.distill
+  weights = None if imported_epochs else tuple(d.teacher_weights) or None
+  with reading("distill"):
+    return view_cache.make_fingerprint(
+        teacher_files, weights, x, y, augment=config.data.augment, seed=config.seed,
+        epochs=imported_epochs or d.cache_epochs, storage=d.cache_storage, top_k=d.cache_top_k)

@@ -6,8 +6,13 @@ returns logits from a Dense layer named `logits`. Named intermediate layers
 All layers are ones TFLite converts to full-integer int8 and TFLite Micro runs
 (Conv2D, DepthwiseConv2D, Add, ReLU, AveragePooling2D, Dense, Sub/Mul).
 
+The image builders take the Keras namespace to build with (`keras_module`,
+default `tf_keras`), so the same architecture can be built in Keras 3 for a
+like-for-like comparison (`bench/distill_speed.py`); tfkd itself trains Keras 2.
+
 Example:
   model = build_model("resnet8", num_classes=10, input_shape=(32, 32, 3))
+  keras3_model = build_model("resnet8", 10, (32, 32, 3), keras_module=keras)
 """
 
 from typing import Optional, Sequence
@@ -20,41 +25,44 @@ from tfkd.text_models import TEXT_MODELS
 layers = tf_keras.layers
 
 
-def _conv_bn(x, filters, kernel_size, strides, name, relu=True):
+def _conv_bn(x, filters, kernel_size, strides, name, relu=True, keras_module=tf_keras):
+  layers = keras_module.layers
   x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
                     kernel_initializer="he_normal", name=f"{name}_conv")(x)
   x = layers.BatchNormalization(name=f"{name}_bn")(x)
   return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def _residual_block(x, filters, strides, name):
+def _residual_block(x, filters, strides, name, keras_module=tf_keras):
   """Basic block of He et al. (2016): two 3x3 convs and a shortcut, 1x1 conv if shapes change."""
+  layers = keras_module.layers
   shortcut = x
-  y = _conv_bn(x, filters, 3, strides, f"{name}_a")
-  y = _conv_bn(y, filters, 3, 1, f"{name}_b", relu=False)
+  y = _conv_bn(x, filters, 3, strides, f"{name}_a", keras_module=keras_module)
+  y = _conv_bn(y, filters, 3, 1, f"{name}_b", relu=False, keras_module=keras_module)
   if strides != 1 or x.shape[-1] != filters:
-    shortcut = _conv_bn(x, filters, 1, strides, f"{name}_proj", relu=False)
+    shortcut = _conv_bn(x, filters, 1, strides, f"{name}_proj", relu=False,
+                        keras_module=keras_module)
   return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
-def _stem(input_shape, normalization, name):
-  inputs = tf_keras.Input(shape=input_shape, name="pixels")
+def _stem(input_shape, normalization, name, keras_module=tf_keras):
+  inputs = keras_module.Input(shape=input_shape, name="pixels")
   x = inputs
   if normalization is not None:
     mean, variance = normalization
-    x = layers.Normalization(mean=mean, variance=variance, name="normalize")(x)
+    x = keras_module.layers.Normalization(mean=mean, variance=variance, name="normalize")(x)
   return inputs, x
 
 
-def _head(inputs, x, num_classes, name):
-  x = layers.GlobalAveragePooling2D(name="features")(x)
-  logits = layers.Dense(num_classes, name="logits")(x)
-  return tf_keras.Model(inputs, logits, name=name)
+def _head(inputs, x, num_classes, name, keras_module=tf_keras):
+  x = keras_module.layers.GlobalAveragePooling2D(name="features")(x)
+  logits = keras_module.layers.Dense(num_classes, name="logits")(x)
+  return keras_module.Model(inputs, logits, name=name)
 
 
 def resnet(depth: int, num_classes: int, input_shape: Sequence[int],
            filters: Sequence[int] = (16, 32, 64), normalization=None,
-           name: Optional[str] = None) -> tf_keras.Model:
+           name: Optional[str] = None, keras_module=tf_keras) -> tf_keras.Model:
   """CIFAR ResNet of depth 6n+2 (He et al. 2016; ResNet-8 as in MLPerf Tiny).
 
   Args:
@@ -64,26 +72,27 @@ def resnet(depth: int, num_classes: int, input_shape: Sequence[int],
     filters: filters of the three stages.
     normalization: (mean, variance) per channel, or None for no normalisation layer.
     name: model name; defaults to f"resnet{depth}".
+    keras_module: the Keras namespace to build with: `tf_keras` or Keras 3's `keras`.
 
   Returns:
-    A functional `tf_keras.Model` mapping pixels to logits.
+    A functional `keras_module.Model` mapping pixels to logits.
   """
   if (depth - 2) % 6:
     raise ValueError(f"ResNet depth={depth} is not 6n+2: use 8, 20, 32, 44, 56 or 110.")
   blocks = (depth - 2) // 6
-  inputs, x = _stem(input_shape, normalization, name)
-  x = _conv_bn(x, filters[0], 3, 1, "stem")
+  inputs, x = _stem(input_shape, normalization, name, keras_module)
+  x = _conv_bn(x, filters[0], 3, 1, "stem", keras_module=keras_module)
   for stage, stage_filters in enumerate(filters):
     for block in range(blocks):
       strides = 2 if stage > 0 and block == 0 else 1
-      x = _residual_block(x, stage_filters, strides, f"s{stage + 1}b{block + 1}")
-    x = layers.Activation("linear", name=f"stage{stage + 1}")(x)
-  return _head(inputs, x, num_classes, name or f"resnet{depth}")
+      x = _residual_block(x, stage_filters, strides, f"s{stage + 1}b{block + 1}", keras_module)
+    x = keras_module.layers.Activation("linear", name=f"stage{stage + 1}")(x)
+  return _head(inputs, x, num_classes, name or f"resnet{depth}", keras_module)
 
 
 def ds_cnn(num_classes: int, input_shape: Sequence[int],
            filters: Sequence[int] = (32, 64, 128, 128), strides: Sequence[int] = (1, 2, 2, 1),
-           normalization=None, name: str = "ds_cnn") -> tf_keras.Model:
+           normalization=None, name: str = "ds_cnn", keras_module=tf_keras) -> tf_keras.Model:
   """Mobile-style student: a conv stem then depthwise-separable blocks (MobileNet v1 style).
 
   Args:
@@ -93,22 +102,24 @@ def ds_cnn(num_classes: int, input_shape: Sequence[int],
     strides: depthwise stride of each block.
     normalization: (mean, variance) per channel, or None.
     name: model name.
+    keras_module: the Keras namespace to build with: `tf_keras` or Keras 3's `keras`.
 
   Returns:
-    A functional `tf_keras.Model` mapping pixels to logits.
+    A functional `keras_module.Model` mapping pixels to logits.
   """
-  inputs, x = _stem(input_shape, normalization, name)
-  x = _conv_bn(x, filters[0], 3, 1, "stem")
+  layers = keras_module.layers
+  inputs, x = _stem(input_shape, normalization, name, keras_module)
+  x = _conv_bn(x, filters[0], 3, 1, "stem", keras_module=keras_module)
   for i, (f, s) in enumerate(zip(filters, strides)):
     x = layers.DepthwiseConv2D(3, strides=s, padding="same", use_bias=False,
                                name=f"ds{i + 1}_dw")(x)
     x = layers.BatchNormalization(name=f"ds{i + 1}_dw_bn")(x)
     x = layers.ReLU(name=f"ds{i + 1}_dw_relu")(x)
-    x = _conv_bn(x, f, 1, 1, f"ds{i + 1}_pw")
+    x = _conv_bn(x, f, 1, 1, f"ds{i + 1}_pw", keras_module=keras_module)
     # Stage marks match the ResNets' so feature hints can name the same layers.
     if i >= 1:
       x = layers.Activation("linear", name=f"stage{i}")(x)
-  return _head(inputs, x, num_classes, name)
+  return _head(inputs, x, num_classes, name, keras_module)
 
 
 MODELS = {
@@ -121,7 +132,7 @@ MODELS = {
 
 
 def build_model(name: str, num_classes: int, input_shape: Sequence[int], normalization=None,
-                **kwargs) -> tf_keras.Model:
+                keras_module=tf_keras, **kwargs) -> tf_keras.Model:
   """Builds a registered model by name (see `MODELS`).
 
   Args:
@@ -129,13 +140,21 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], normali
     num_classes: size of the logits.
     input_shape: input shape without the batch dimension.
     normalization: (mean, variance) for the first layer, or None.
+    keras_module: the Keras namespace to build with: `tf_keras` (what tfkd trains) or
+      Keras 3's `keras` (image models only).
     **kwargs: passed to the builder (e.g. `filters`).
 
   Returns:
-    An uncompiled `tf_keras.Model`.
+    An uncompiled `keras_module.Model`.
   """
   builders = {**MODELS, **TEXT_MODELS}  # text models take int32 token ids, ignore normalization
   if name not in builders:
     raise ValueError(f"Unknown model name={name!r}: choose one of {sorted(builders)}.")
+  if name in MODELS:
+    kwargs["keras_module"] = keras_module
+  elif keras_module is not tf_keras:
+    # Their custom layers are tf_keras layers.
+    raise ValueError(f"Text model {name!r} builds with tf_keras only, not keras_module="
+                     f"{getattr(keras_module, '__name__', keras_module)}.")
   return builders[name](num_classes=num_classes, input_shape=tuple(input_shape),
                         normalization=normalization, **kwargs)

@@ -17,7 +17,7 @@ import time
 import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, from_config, report_stage, teacher_cache, training
+from tfkd import compression_stages, from_config, report_stage, training
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run
 from tflite import convert, files
@@ -36,8 +36,7 @@ def train_supervised(run: Run, stage: str, model_config) -> None:
                   metrics=["accuracy"])
   logging.info("[%s] %s, %d parameters, %d epochs.", stage, model_config.model,
                model.count_params(), train_config.epochs)
-  training.fit_resumable(model, *run.datasets(train_config.batch_size), train_config.epochs,
-                         run.path(stage))
+  run.fit(model, stage, train_config)
   training.save_model_atomic(model, run.model_path(stage))
 
 
@@ -49,20 +48,10 @@ def stage_scratch(run: Run) -> None:
   train_supervised(run, "scratch", run.config.student)
 
 
-def _cached_teacher_batches(run: Run, teachers, distiller, batch_size: int):
-  """Training batches `((x, teacher_logits), y)`: logits read from a file or computed once."""
-  cfg = run.config.distill
-  teacher_cache.check_cacheable(distiller.distillation_losses, augment=run.config.data.augment)
-  train_x, train_y = run.splits.train
-  path = cfg.teacher_logits_path or run.path("distill", "teacher_logits.npy")
-  if not cfg.teacher_logits_path and not os.path.exists(path):
-    teacher_cache.save_teacher_logits(path, teacher_cache.compute_teacher_logits(
-        teachers, train_x, distiller.teacher_weights))
-  logits = teacher_cache.load_teacher_logits(path, len(train_y), run.splits.num_classes)
-  logging.info("[distill] cached teacher logits agree with %.1f%% of the training labels.",
-               100 * teacher_cache.label_agreement(logits, train_y))
-  return teacher_cache.cached_train_dataset(train_x, train_y, logits, batch_size,
-                                            seed=run.config.seed)
+def stage_teacher_views(run: Run) -> None:
+  """Labels `distill.cache_epochs` epochs of training views with the teachers, once."""
+  if run.teacher_view_logits() is None:
+    logging.info("[teacher_views] distill.cached_teacher is off: the teacher runs live.")
 
 
 def stage_distill(run: Run) -> None:
@@ -70,23 +59,21 @@ def stage_distill(run: Run) -> None:
 
   `distill.extra_teachers` (paths of `.keras` models) join the trained teacher;
   their logits are averaged with `distill.teacher_weights`. With
-  `distill.cached_teacher` the teachers' logits on the training split are
-  computed once (kept in `distill/teacher_logits.npy`), and with
-  `distill.teacher_logits_path` they are read from a file; the training epochs
-  then run the student alone. See docs/distillation.md.
+  `distill.cached_teacher` (or `distill.teacher_logits_path`) the teachers'
+  logits for the training views come from the cache and the training epochs
+  run the student alone (`Run.teacher_view_logits`). See
+  docs/distillation.md.
   """
   cfg, train_config = run.config.distill, from_config.stage_train_config(run.config, "distill")
   if run.done("distill", run.model_path("distill"), train_config.epochs):
     return
-  cached = cfg.cached_teacher or bool(cfg.teacher_logits_path)
-  teacher_paths = run.teacher_paths()
-  if cfg.teacher_logits_path and not os.path.exists(teacher_paths[0]):
-    teacher_paths = teacher_paths[1:]  # an offline teacher: its logits are all there is
-  run.require(teacher_paths, "distill")
-  if cached and run.config.data.transfer_set.copies:
+  if (cfg.cached_teacher or cfg.teacher_logits_path) and run.config.data.transfer_set.copies:
     raise ConfigError("Cached teacher logits cover the training split only, but "
                       "data.transfer_set adds inputs the teacher must label live: turn off "
                       "distill.cached_teacher or set data.transfer_set.copies=0.")
+  logits = run.teacher_view_logits()
+  teacher_paths = [] if logits is not None else run.teacher_paths()
+  run.require(teacher_paths, "distill")
   with run.strategy.scope():
     teachers = [tf_keras.models.load_model(path) for path in teacher_paths]
     student = run.build(run.config.student, "student")
@@ -94,15 +81,12 @@ def stage_distill(run: Run) -> None:
     distiller.compile(
         optimizer=from_config.optimizer(train_config, run.steps_per_epoch(train_config.batch_size)),
         metrics=["accuracy"])
-  logging.info("[distill] %s → %s, method=%s, %d teacher(s)%s, α=%.2f, %d epochs.",
-               [os.path.basename(os.path.dirname(p)) for p in teacher_paths],
-               run.config.student.model, cfg.method, len(teacher_paths),
-               ", cached logits" if cached else "", cfg.student_loss_weight, train_config.epochs)
-  train, val = run.datasets(train_config.batch_size, distillation=True)
-  if cached:
-    with from_config.reading("distill"):
-      train = _cached_teacher_batches(run, teachers, distiller, train_config.batch_size)
-  training.fit_resumable(distiller, train, val, train_config.epochs, run.path("distill"))
+  logging.info("[distill] %s → %s, method=%s, %s, α=%.2f, %d epochs.",
+               [os.path.basename(os.path.dirname(p)) for p in run.teacher_paths()],
+               run.config.student.model, cfg.method,
+               f"{len(logits)} cached epochs of teacher logits" if logits is not None
+               else f"{len(teachers)} live teacher(s)", cfg.student_loss_weight, train_config.epochs)
+  run.fit(distiller, "distill", train_config, distillation=True, teacher_logits=logits)
   training.save_model_atomic(distiller.student, run.model_path("distill"))
 
 
@@ -139,6 +123,7 @@ def export_model(run: Run, name: str, mode: str) -> str:
 
 STAGE_FUNCTIONS = {
     "teacher": stage_teacher,
+    "teacher_views": stage_teacher_views,
     "scratch": stage_scratch,
     "distill": stage_distill,
     "export": stage_export,

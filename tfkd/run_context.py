@@ -2,19 +2,20 @@
 
 Example:
   run = Run(config, "runs/cifar10")
-  train_ds, val_ds = run.datasets(batch_size=128)
+  train_ds, val_ds = run.datasets(batch_size=128, stage="scratch")
   run.model_path("distill")           # runs/cifar10/distill/model.keras
   run.tflite_path("distill", "int8")  # runs/cifar10/export/distill_int8.tflite
 """
 
 import os
+import time
 from typing import Optional
 
 import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import data, from_config, training
+from tfkd import data, from_config, teacher_cache, training, view_cache, views
 from tfkd.errors import ConfigError
 
 
@@ -72,28 +73,78 @@ class Run:
                if producer else "fix distill.extra_teachers, or train that model first")
         raise ConfigError(f"The {stage} stage needs {path}: {fix}.")
 
+  def teacher_view_logits(self):
+    """The teachers' logits for every cached epoch of the run's training views, [E, N, classes].
+
+    Fills `workdir/teacher_views/` first when it is incomplete (resumably): from
+    the teachers, or from `distill.teacher_logits_path`. Returns None when the
+    run distils from a live teacher (`distill.cached_teacher` off and no file).
+    """
+    cfg = self.config.distill
+    if not (cfg.cached_teacher or cfg.teacher_logits_path):
+      return None
+    x, y = self.splits.train
+    cache_dir = self.path("teacher_views")
+    with from_config.reading("distill"):
+      teacher_cache.check_cacheable(from_config.distillation_losses(cfg)[0])
+    if cfg.teacher_logits_path:
+      imported = teacher_cache.load_teacher_logits(cfg.teacher_logits_path, len(y),
+                                                   self.splits.num_classes, self.config.data.augment)
+      fingerprint = from_config.view_cache_fingerprint(
+          self.config, [cfg.teacher_logits_path], x, y, imported_epochs=len(imported))
+      if not view_cache.is_complete(cache_dir, fingerprint):
+        view_cache.import_logits(cache_dir, fingerprint, imported)
+    else:
+      teacher_paths = self.teacher_paths()
+      self.require(teacher_paths, "teacher_views")
+      fingerprint = from_config.view_cache_fingerprint(self.config, teacher_paths, x, y)
+      if not view_cache.is_complete(cache_dir, fingerprint):
+        start = time.time()
+        teachers = [tf_keras.models.load_model(path) for path in teacher_paths]
+        view_cache.build(cache_dir, fingerprint, teachers, x, cfg.cache_batch_size)
+        logging.info("[teacher_views] %d epochs of views labelled in %.0fs.", fingerprint["epochs"],
+                     time.time() - start)
+    logits = view_cache.load(cache_dir, fingerprint, self.splits.num_classes)
+    logging.info("[teacher_views] %d cached epochs; the teacher agrees with %.1f%% of the labels "
+                 "on epoch 0's views.", len(logits), 100 * teacher_cache.label_agreement(logits[0], y))
+    return logits
+
   def build(self, model_config, name: str) -> tf_keras.Model:
     """A fresh model as `config.teacher` / `config.student` describes, for this run's data."""
     return from_config.model(model_config, self.splits, name)
 
-  def datasets(self, batch_size: int, distillation: bool = False):
-    """(train, val) `tf.data` pipelines; `distillation` marks the distill stage's data.
+  def datasets(self, batch_size: int, stage: str, distillation: bool = False,
+               teacher_logits=None):
+    """(train, val) `tf.data` pipelines of a training stage.
+
+    Training batches are endless and keyed by (seed, epoch, example index)
+    (`tfkd.views`); a resumed stage continues at its next epoch. With
+    `teacher_logits` (the cached views' logits, `tfkd.view_cache`) each batch
+    carries the teacher's logits for exactly its views.
 
     In the distill stage a configured transfer set (`config.data.transfer_set`:
     augmented token ids, see `tfkd.text_augment`) joins the training data, labelled -1 so
-    the student learns it from the teacher alone. Its epochs keep the other
-    stages' number of batches, drawn afresh each epoch from the shuffled union,
-    so the learning-rate schedule and the step budget match the scratch baseline.
+    the student learns it from the teacher alone. Epochs keep the other stages'
+    number of batches (`steps_per_epoch`), drawn from the shuffled union, so the
+    learning-rate schedule and the step budget match the scratch baseline.
     """
     x, y = self.splits.train
     if distillation:
       x, y = from_config.with_transfer_set(self.config.data, x, y)
-    train = data.train_dataset(x, y, batch_size=batch_size,
-                               augment=self.config.data.augment, seed=self.config.seed)
-    if len(y) > len(self.splits.train[1]):
-      train = train.take(self.steps_per_epoch(batch_size))
+    train = views.train_dataset(x, y, batch_size=batch_size, augment=self.config.data.augment,
+                                seed=self.config.seed,
+                                start_epoch=training.trained_epochs(self.path(stage)) or 0,
+                                teacher_logits=teacher_logits)
     val = data.eval_dataset(*self.splits.val, batch_size) if self.splits.val else None
     return train, val
+
+  def fit(self, model: tf_keras.Model, stage: str, train_config, distillation: bool = False,
+          teacher_logits=None, callbacks=()):
+    """Trains `model` for a stage, resumably, on this run's data (see `datasets`)."""
+    train, val = self.datasets(train_config.batch_size, stage, distillation, teacher_logits)
+    return training.fit_resumable(model, train, val, train_config.epochs, self.path(stage),
+                                  callbacks=list(callbacks),
+                                  steps_per_epoch=self.steps_per_epoch(train_config.batch_size))
 
   def steps_per_epoch(self, batch_size: int) -> int:
     return len(self.splits.train[1]) // batch_size

@@ -1,28 +1,27 @@
-"""Offline teachers: teacher logits computed once, then read with the training data.
+"""Teacher logits computed once or read from a file, and the checks that make them valid.
 
 A live teacher runs a forward pass on every training batch, which can cost as
-much as the student's whole training step. Caching runs the teachers once over
-the training set (or reads logits any framework wrote to a `.npy` file) and
-feeds `((x, teacher_logits), y)` batches to the `Distiller`, which then skips
-the teachers: a distillation epoch costs about one student epoch.
+much as the student's whole training step. tfkd can instead compute the
+teachers' logits once (`compute_teacher_logits`; for augmented views of many
+epochs, `tfkd.view_cache`) or read logits any framework wrote to a `.npy` file
+(`load_teacher_logits`), and feed `((x, teacher_logits), y)` batches to the
+`Distiller`, which then skips the teachers: a distillation epoch costs about
+one student epoch.
 
-When caching is valid: the cached logits must be the teachers' output for
-exactly the inputs the student trains on. So
-  - no random augmentation: with `augment=True` every epoch sees new crops
-    and flips that the teacher never labelled (caching would need every
-    augmented view cached as well, which tfkd does not do);
-  - only losses that read logits: feature, attention, contrastive and relational
-    losses read teacher layers that the cache does not hold;
-  - one row per training example, in the order of the training split tfkd
-    loads (`Run.splits.train`), for the teacher(s) and
-    teacher weights of the run.
-Each of these is checked and refused with an error that says what to change.
+Cached logits are valid when
+  - they are the teachers' output for exactly the inputs the student trains on:
+    one row per training example in the order of the training split tfkd loads
+    (`Run.splits.train`), and for augmented training one such array per epoch
+    of views (`tfkd.views` keys every view by seed, epoch and example);
+  - the losses read logits only: feature, attention, contrastive and relational
+    losses read teacher layers that a cache does not hold.
+Each is checked and refused with an error that says what to change.
 
 Example:
-  logits = compute_teacher_logits([teacher], train_x)
+  logits = compute_teacher_logits([teacher], train_x)            # [N, classes]
   save_teacher_logits("teacher_logits.npy", logits)
-  train_ds = cached_train_dataset(train_x, train_y, logits, batch_size=128)
-  distiller.fit(train_ds, epochs=30)          # the teacher is not run
+  train_ds = views.train_dataset(train_x, train_y, 128, augment=False, teacher_logits=logits[None])
+  distiller.fit(train_ds, steps_per_epoch=len(train_y) // 128, epochs=30)   # the teacher is not run
 """
 
 import io
@@ -30,7 +29,6 @@ import os
 from typing import Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 import tf_keras
 
 from tfkd import data
@@ -69,16 +67,21 @@ def save_teacher_logits(path: str, logits: np.ndarray) -> None:
   write_atomic(path, buffer.getvalue())
 
 
-def load_teacher_logits(path: str, num_examples: int, num_classes: int) -> np.ndarray:
-  """Reads and checks a `.npy` file of teacher logits, one row per training example.
+def load_teacher_logits(path: str, num_examples: int, num_classes: int,
+                        augmented: bool = False) -> np.ndarray:
+  """Reads and checks a `.npy` file of teacher logits for the training views.
 
   Args:
-    path: `.npy` file holding a float array [num_examples, num_classes].
+    path: `.npy` file holding a float array [num_examples, num_classes] (the
+      un-augmented training split), or [epochs, num_examples, num_classes] (row
+      [e, i]: the view `tfkd.views.epoch_views` makes of example i in epoch e).
     num_examples: rows expected (the training split's size).
     num_classes: columns expected.
+    augmented: whether training augments its inputs; a 2-D file (logits of the
+      un-augmented inputs) is then refused.
 
   Returns:
-    float32 array [num_examples, num_classes].
+    float32 array [epochs, num_examples, num_classes] (epochs = 1 for a 2-D file).
 
   Raises:
     DatasetError: the file is missing or unreadable, or has the wrong shape or non-finite values.
@@ -91,14 +94,22 @@ def load_teacher_logits(path: str, num_examples: int, num_classes: int) -> np.nd
     logits = np.load(path, allow_pickle=False)
   except (OSError, ValueError) as e:
     raise DatasetError(f"Teacher logits file {path!r} is not a readable .npy array ({e}): {how}.") from e
-  if logits.ndim != 2:
+  if logits.ndim == 2 and augmented:
+    raise DatasetError(
+        f"Teacher logits file {path!r} holds one row per training example, the teacher's logits "
+        "for the un-augmented inputs, but training augments them (augment=True): write "
+        "[epochs, examples, classes] for the views tfkd.views.epoch_views makes, or train "
+        "without augmentation (config: data.augment=False).")
+  if logits.ndim == 2:
+    logits = logits[None]
+  if logits.ndim != 3:
     raise DatasetError(f"Teacher logits file {path!r} holds an array of shape {logits.shape}, "
-                       f"not [examples, classes]: {how}.")
-  if len(logits) != num_examples:
-    raise DatasetError(f"Teacher logits file {path!r} has {len(logits)} rows but the training "
+                       f"not [examples, classes] or [epochs, examples, classes]: {how}.")
+  if logits.shape[1] != num_examples:
+    raise DatasetError(f"Teacher logits file {path!r} has {logits.shape[1]} rows but the training "
                        f"split has {num_examples} examples: {how}.")
-  if logits.shape[1] != num_classes:
-    raise DatasetError(f"Teacher logits file {path!r} has {logits.shape[1]} columns but the "
+  if logits.shape[2] != num_classes:
+    raise DatasetError(f"Teacher logits file {path!r} has {logits.shape[2]} columns but the "
                        f"dataset has {num_classes} classes: {how}.")
   if not np.all(np.isfinite(logits)):
     raise DatasetError(f"Teacher logits file {path!r} holds NaN or infinite values: "
@@ -119,45 +130,15 @@ def label_agreement(logits: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(np.argmax(logits[labelled], axis=-1) == labels[labelled]))
 
 
-def check_cacheable(distillation_losses: Sequence[DistillationLoss], augment: bool) -> None:
-  """Raises `ValueError` unless cached teacher logits are valid for this training.
+def check_cacheable(distillation_losses: Sequence[DistillationLoss]) -> None:
+  """Raises `ValueError` unless cached teacher logits can serve these losses.
 
   Args:
     distillation_losses: the losses the Distiller will train with.
-    augment: whether training batches are randomly augmented.
   """
-  if augment:
-    raise ValueError(
-        "Cached teacher logits are the teacher's outputs on the un-augmented training inputs, "
-        "but random augmentation (augment=True) shows the student different inputs every "
-        "epoch: train without augmentation (config: data.augment=False), or run the teacher "
-        "live (config: distill.cached_teacher=False and no distill.teacher_logits_path).")
   layer_losses = [type(l).__name__ for l in distillation_losses if l.teacher_layer_name is not None]
   if layer_losses:
     raise ValueError(
         f"Cached teacher logits hold logits only, but {layer_losses} read teacher layers: "
         "use logit losses (config: distill.method='soft') with a cached teacher, or run the "
         "teacher live.")
-
-
-def cached_train_dataset(x: np.ndarray, y: np.ndarray, logits: np.ndarray, batch_size: int,
-                         augment: bool = False, seed: int = 0) -> tf.data.Dataset:
-  """Shuffled training batches `((x, teacher_logits), y)` for the `Distiller`.
-
-  Args:
-    x, y: training features and labels.
-    logits: teacher logits aligned with `x` (e.g. from `compute_teacher_logits`).
-    batch_size: global batch size.
-    augment: must be False (see the module docstring); given so the check lives here.
-    seed: shuffle seed.
-
-  Returns:
-    A `tf.data.Dataset`.
-  """
-  if augment:
-    check_cacheable([], augment)
-  if len(logits) != len(y):
-    raise DatasetError(f"{len(logits)} rows of teacher logits for {len(y)} training examples: "
-                       "compute or load one row per training example.")
-  return data.train_dataset(x, y, batch_size, augment=False, seed=seed,
-                            extra=np.asarray(logits, np.float32))

@@ -144,12 +144,22 @@ def trained_epochs(stage_dir: str) -> Optional[int]:
 
 
 def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_dir: str,
-                  callbacks=()):
+                  callbacks=(), steps_per_epoch: Optional[int] = None):
   """`model.fit` that resumes from its last finished epoch after an interruption.
 
   `BackupAndRestore` checkpoints model and optimizer each epoch under
   `stage_dir/backup` and restores them when the same call runs again; the
   backup is deleted when training finishes. History goes to `stage_dir/history.csv`.
+
+  Args:
+    model: a compiled model.
+    train_ds: training batches: a finite dataset (one epoch, repeated here) or an
+      endless one such as `tfkd.views.train_dataset`, which needs `steps_per_epoch`.
+    val_ds: validation batches, or None.
+    epochs: epochs in all (a resumed run trains only the missing ones).
+    stage_dir: folder of the backup and `history.csv`.
+    callbacks: more Keras callbacks.
+    steps_per_epoch: batches in an epoch; default: the cardinality of `train_ds`.
 
   Returns:
     The Keras `History`.
@@ -166,11 +176,13 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
   ]
   # One endless iterator for the whole run: Keras otherwise rebuilds the input
   # iterator every epoch, which stalled training for up to half a minute here.
-  steps = int(tf.data.experimental.cardinality(train_ds))
-  if steps > 0:
+  steps = steps_per_epoch or int(tf.data.experimental.cardinality(train_ds))
+  if steps <= 0:
+    raise ValueError("train_ds is endless or of unknown length: pass steps_per_epoch.")
+  if tf.data.experimental.cardinality(train_ds) != tf.data.INFINITE_CARDINALITY:
     train_ds = train_ds.repeat()
   history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                      verbose=0, steps_per_epoch=steps if steps > 0 else None)
+                      verbose=0, steps_per_epoch=steps)
   if os.path.isdir(backup_dir) and not os.listdir(backup_dir):
     os.rmdir(backup_dir)  # Keras deletes the checkpoint but leaves its empty folder
   return history
