@@ -189,3 +189,14 @@ def test_the_pipeline_labels_views_once_and_every_distilling_stage_reads_them(im
   os.remove(os.path.join(training_dir, "model.keras"))
   with pytest.raises(DatasetError, match=r"other \['epochs'\]"):
     pipeline.run_pipeline(config, workdir)
+
+
+def test_a_batch_larger_than_the_training_split_is_a_config_error(image_folder, tmp_path):
+  from configs import cifar10_quick
+  from tfkd import pipeline
+  from tfkd.errors import ConfigError
+  config = cifar10_quick.get_config()
+  config.data.path, config.data.image_size, config.data.val_size = image_folder, (16, 16), 12
+  config.train.batch_size, config.stages = 512, ("scratch",)
+  with pytest.raises(ConfigError, match=r"config.train: batch_size=512 is larger than the 108"):
+    pipeline.run_pipeline(config, str(tmp_path / "run"))

@@ -141,7 +141,8 @@ class Run:
   def fit(self, model: tf_keras.Model, stage: str, train_config, distillation: bool = False,
           teacher_logits=None, callbacks=()):
     """Trains `model` for a stage, resumably, on this run's data (see `datasets`)."""
-    train, val = self.datasets(train_config.batch_size, stage, distillation, teacher_logits)
+    with from_config.reading("train"):  # e.g. a batch larger than the training split
+      train, val = self.datasets(train_config.batch_size, stage, distillation, teacher_logits)
     return training.fit_resumable(model, train, val, train_config.epochs, self.path(stage),
                                   callbacks=list(callbacks),
                                   steps_per_epoch=self.steps_per_epoch(train_config.batch_size))
