@@ -14,7 +14,7 @@ import tf_keras
 
 from configs import cifar10_compress
 from tests.conftest import make_image
-from tests.test_tflite_sparsity import assert_exported_sparsity
+from tests.test_tflite_sparsity import assert_exported_2_by_4, assert_exported_sparsity
 from tfkd import compress, losses, models, pipeline, training
 from tfkd.distiller import Distiller
 from tfkd.errors import ConfigError
@@ -122,12 +122,7 @@ def test_2_by_4_pattern_is_in_the_exported_kernels(setup, dense_int8):
   distill(setup["teacher"], student, setup["x"][:64], setup["y"][:64], epochs=1,
           callbacks=compress.pruning_callbacks())
   int8 = convert.convert(compress.strip_pruning(student), "int8", setup["x"][:32])
-  measured = sparsity.tflite_sparsity(int8)
-  assert measured["m_by_n_2_4"] == 1.0
-  for kernel in sparsity.tflite_kernels(int8, sparsity.PRUNABLE_OPS):
-    assert sparsity.m_by_n_fraction(kernel.values, 2, 4) == 1.0, kernel.name
-  assert 0.45 < measured["sparsity"] <= 0.5  # the 3-channel stem keeps 2 of 3
-  assert sparsity.tflite_sparsity(dense_int8)["m_by_n_2_4"] < 0.2
+  assert_exported_2_by_4(int8, dense_int8)
 
 
 def output_range(wrapper):

@@ -129,14 +129,22 @@ def test_unknown_op_names_are_refused(dense_int8):
   assert isinstance(error.value, TfliteError)
 
 
-def test_2_by_4_pattern_is_in_the_exported_kernels(dense_model, dense_int8):
-  int8 = convert.convert(pruned_copy(dense_model, two_of_four_pruned), "int8", CALIBRATION)
+def assert_exported_2_by_4(int8: bytes, dense_int8: bytes) -> None:
+  """Every exported conv/dense kernel of a 2:4-pruned ResNet-8 keeps the pattern.
+
+  Shared with tests/test_compress.py, which prunes with tfmot instead of by hand.
+  """
   measured = sparsity.tflite_sparsity(int8)
   assert measured["m_by_n_2_4"] == 1.0
   for kernel in sparsity.tflite_kernels(int8, sparsity.PRUNABLE_OPS):
     assert sparsity.m_by_n_fraction(kernel.values, 2, 4) == 1.0, kernel.name
   assert 0.45 < measured["sparsity"] <= 0.5  # the 3-channel stem keeps 2 of 3
   assert sparsity.tflite_sparsity(dense_int8)["m_by_n_2_4"] < 0.2
+
+
+def test_2_by_4_pattern_is_in_the_exported_kernels(dense_model, dense_int8):
+  assert_exported_2_by_4(
+      convert.convert(pruned_copy(dense_model, two_of_four_pruned), "int8", CALIBRATION), dense_int8)
 
 
 def test_kernels_include_depthwise_weights_by_default(dense_int8):
