@@ -32,6 +32,7 @@ class Run:
     self.workdir = workdir
     self.strategy = from_config.strategy(config.distribute)
     self.splits = from_config.splits(config.data, workdir)  # text keeps workdir/vocab.txt
+    self._teacher_view_logits = None  # filled by teacher_view_logits()
 
   def path(self, *parts) -> str:
     return os.path.join(self.workdir, *parts)
@@ -79,10 +80,17 @@ class Run:
     Fills `workdir/teacher_views/` first when it is incomplete (resumably): from
     the teachers, or from `distill.teacher_logits_path`. Returns None when the
     run distils from a live teacher (`distill.cached_teacher` off and no file).
+    Checked and loaded once per run: every distilling stage after the first reuses it.
     """
     cfg = self.config.distill
     if not (cfg.cached_teacher or cfg.teacher_logits_path):
       return None
+    if self._teacher_view_logits is None:
+      self._teacher_view_logits = self._load_teacher_views()
+    return self._teacher_view_logits
+
+  def _load_teacher_views(self):
+    cfg = self.config.distill
     x, y = self.splits.train
     cache_dir = self.path("teacher_views")
     with from_config.reading("distill"):

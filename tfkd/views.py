@@ -114,16 +114,19 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
   logits_all = None if teacher_logits is None else tf.constant(teacher_logits)
 
   def epoch_batches(epoch):
-    order = tf.reshape(epoch_order(seed, epoch, num_examples)[:steps * batch_size], [steps, batch_size])
-    epochs = tf.fill([steps], epoch)
-    return tf.data.Dataset.from_tensor_slices((epochs, order))
-
-  def make_batch(epoch, indices):
-    # With E cached epochs, epoch e shows the views of epoch e mod E (in a new order), so the
+    # With E cached epochs, epoch e shows the views of epoch e mod E (in e's own order), so the
     # cached logits always label exactly the views shown.
     view_epoch = epoch if logits_all is None else tf.math.floormod(
         epoch, tf.cast(tf.shape(logits_all)[0], epoch.dtype))
-    params = tf.gather(view_params(seed, view_epoch, num_examples), indices) if augment else None
+    order = epoch_order(seed, epoch, num_examples)[:steps * batch_size]
+    # One draw of the epoch's views here, not one per batch (that would be O(examples) each).
+    params = (tf.gather(view_params(seed, view_epoch, num_examples), order) if augment
+              else tf.zeros([steps * batch_size, 3], tf.int32))
+    return tf.data.Dataset.from_tensor_slices((
+        tf.fill([steps], view_epoch), tf.reshape(order, [steps, batch_size]),
+        tf.reshape(params, [steps, batch_size, 3])))
+
+  def make_batch(view_epoch, indices, params):
     features = _features(tf.gather(x_all, indices), params, augment)
     labels = tf.gather(y_all, indices)
     if logits_all is None:
