@@ -121,6 +121,44 @@ def _compress():
   return compress
 
 
+def _search():
+  search = ml_collections.ConfigDict()
+  # python -m tfkd.search: students drawn from `space`, measured int8 on LiteRT/TFLM, those that
+  # do not fit the device rejected untrained, the rest trained `epochs` each (weak ones stopped).
+  search.devices = ("mlperf_tiny",)        # names in search.profiles; one study per device and mode
+  search.modes = ("distill", "scratch")    # 'distill' (from the teacher's cached views), 'scratch'
+  search.trials = 30                       # trained trials per study (rejected ones do not count)
+  search.max_rejected = 200                # give up after this many candidates that do not fit
+  search.epochs = 15                       # epochs per trial (weak trials stop earlier)
+  search.final_epochs = 0                  # the winner's full retrain; 0 = train.epochs
+  search.storage = ""                      # Optuna storage URL; '' = sqlite in workdir/search/
+  search.seed = 0                          # the sampler's seed
+  search.min_epochs = 2                    # Hyperband: epochs before a trial can be stopped
+  search.reduction_factor = 3              # Hyperband: keep about 1/this of trials per rung
+  search.latency_runs = 50                 # timed LiteRT invokes per candidate
+  # Device budgets: flash for the int8 .tflite and TFLM arena in bytes; latency (LiteRT ms on this
+  # machine, 1 thread) and MACs are optional limits (0 = none).
+  search.profiles = ml_collections.ConfigDict(dict(
+      mlperf_tiny=ml_collections.ConfigDict(dict(
+          flash_bytes=100 * 1024, arena_bytes=64 * 1024, latency_ms=0.0, macs=0)),
+      small_mcu=ml_collections.ConfigDict(dict(
+          flash_bytes=64 * 1024, arena_bytes=32 * 1024, latency_ms=0.0, macs=0))))
+  search.space = ml_collections.ConfigDict()
+  search.space.families = ("resnet", "ds_cnn", "mobilenet_v2")
+  search.space.resolutions = ()            # square input sizes to try; () = the data's own size
+  search.space.resnet = ml_collections.ConfigDict(dict(
+      blocks=(1, 2),                       # residual blocks per stage (3 stages), inclusive range
+      widths=(8, 16, 24, 32, 48, 64)))     # filters of each stage, drawn per stage
+  search.space.ds_cnn = ml_collections.ConfigDict(dict(
+      blocks=(3, 6),                       # separable blocks, inclusive range
+      widths=(16, 24, 32, 48, 64)))        # first block's filters (doubled at stride-2 blocks)
+  search.space.mobilenet_v2 = ml_collections.ConfigDict(dict(
+      blocks=(1, 3),                       # inverted residual blocks per stage (3 stages)
+      width_multipliers=(0.25, 0.35, 0.5, 0.75, 1.0),
+      expansions=(2, 3, 4, 6)))
+  return search
+
+
 def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0                 # weights, shuffling and augmentation
@@ -135,6 +173,7 @@ def get_config():
   config.train = _train()              # the teacher, scratch and distill stages
   config.distill = _distill()
   config.compress = _compress()
+  config.search = _search()                # python -m tfkd.search only
 
   config.export = ml_collections.ConfigDict()
   config.export.modes = ("float32", "int8")  # tflite.convert.MODES

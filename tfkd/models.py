@@ -79,15 +79,45 @@ def resnet(depth: int, num_classes: int, input_shape: Sequence[int],
   """
   if (depth - 2) % 6:
     raise ValueError(f"ResNet depth={depth} is not 6n+2: use 8, 20, 32, 44, 56 or 110.")
-  blocks = (depth - 2) // 6
+  return resnet_stages(num_classes, input_shape, blocks=[(depth - 2) // 6] * len(filters),
+                       filters=filters, normalization=normalization,
+                       name=name or f"resnet{depth}", keras_module=keras_module)
+
+
+def resnet_stages(num_classes: int, input_shape: Sequence[int],
+                  blocks: Sequence[int] = (1, 1, 1), filters: Sequence[int] = (16, 32, 64),
+                  normalization=None, name: str = "resnet",
+                  keras_module=tf_keras) -> tf_keras.Model:
+  """CIFAR ResNet with its own number of blocks and filters per stage (the search's family).
+
+  Stage s > 1 starts with a stride-2 block; `resnet(8)` is `blocks=(1, 1, 1)`.
+
+  Args:
+    num_classes: size of the logits.
+    input_shape: (height, width, channels).
+    blocks: residual blocks of each stage (each at least 1).
+    filters: filters of each stage (as many as `blocks`); the stem has the first stage's.
+    normalization: (mean, variance) per channel, or None.
+    name: model name.
+    keras_module: the Keras namespace to build with.
+
+  Returns:
+    A functional `keras_module.Model` mapping pixels to logits.
+
+  Example:
+    resnet_stages(10, (32, 32, 3), blocks=(1, 2, 1), filters=(16, 24, 48))
+  """
+  if len(blocks) != len(filters) or min(blocks) < 1:
+    raise ValueError(f"resnet_stages needs one block count (>= 1) per stage: blocks={blocks}, "
+                     f"filters={filters}.")
   inputs, x = _stem(input_shape, normalization, name, keras_module)
   x = _conv_bn(x, filters[0], 3, 1, "stem", keras_module=keras_module)
-  for stage, stage_filters in enumerate(filters):
-    for block in range(blocks):
+  for stage, (stage_blocks, stage_filters) in enumerate(zip(blocks, filters)):
+    for block in range(stage_blocks):
       strides = 2 if stage > 0 and block == 0 else 1
       x = _residual_block(x, stage_filters, strides, f"s{stage + 1}b{block + 1}", keras_module)
     x = keras_module.layers.Activation("linear", name=f"stage{stage + 1}")(x)
-  return _head(inputs, x, num_classes, name or f"resnet{depth}", keras_module)
+  return _head(inputs, x, num_classes, name, keras_module)
 
 
 def ds_cnn(num_classes: int, input_shape: Sequence[int],
@@ -122,12 +152,72 @@ def ds_cnn(num_classes: int, input_shape: Sequence[int],
   return _head(inputs, x, num_classes, name, keras_module)
 
 
+def _inverted_residual(x, filters, expansion, strides, name, keras_module=tf_keras):
+  """MobileNetV2 block (Sandler et al. 2018): 1x1 expand, 3x3 depthwise, linear 1x1 project."""
+  layers = keras_module.layers
+  y = x
+  if expansion != 1:
+    y = _conv_bn(y, x.shape[-1] * expansion, 1, 1, f"{name}_expand", keras_module=keras_module)
+  y = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
+                             name=f"{name}_dw")(y)
+  y = layers.BatchNormalization(name=f"{name}_dw_bn")(y)
+  y = layers.ReLU(name=f"{name}_dw_relu")(y)
+  y = _conv_bn(y, filters, 1, 1, f"{name}_project", relu=False, keras_module=keras_module)
+  if strides == 1 and x.shape[-1] == filters:
+    y = layers.Add(name=f"{name}_add")([x, y])
+  return y
+
+
+def mobilenet_v2(num_classes: int, input_shape: Sequence[int], width_multiplier: float = 1.0,
+                 expansion: int = 6, blocks: Sequence[int] = (1, 2, 2),
+                 filters: Sequence[int] = (16, 32, 64), normalization=None,
+                 name: str = "mobilenet_v2", keras_module=tf_keras) -> tf_keras.Model:
+  """MobileNetV2-style student for small images: inverted residual stages, width multiplier.
+
+  A stride-1 3x3 stem, then one stage per entry of `blocks`, the first of each
+  stage after the first with stride 2 (CIFAR-size inputs keep their resolution
+  early, as in the CIFAR variants of MobileNetV2).
+
+  Args:
+    num_classes: size of the logits.
+    input_shape: (height, width, channels).
+    width_multiplier: scales every stage's filters (rounded to a multiple of 8, at least 8).
+    expansion: channel expansion inside each block.
+    blocks: inverted residual blocks of each stage.
+    filters: output filters of each stage before `width_multiplier`.
+    normalization: (mean, variance) per channel, or None.
+    name: model name.
+    keras_module: the Keras namespace to build with.
+
+  Returns:
+    A functional `keras_module.Model` mapping pixels to logits.
+
+  Example:
+    mobilenet_v2(10, (32, 32, 3), width_multiplier=0.5, expansion=4, blocks=(1, 2, 2))
+  """
+  if len(blocks) != len(filters) or min(blocks) < 1:
+    raise ValueError(f"mobilenet_v2 needs one block count (>= 1) per stage: blocks={blocks}, "
+                     f"filters={filters}.")
+  scaled = [max(8, int(round(f * width_multiplier / 8)) * 8) for f in filters]
+  inputs, x = _stem(input_shape, normalization, name, keras_module)
+  x = _conv_bn(x, scaled[0], 3, 1, "stem", keras_module=keras_module)
+  for stage, (stage_blocks, stage_filters) in enumerate(zip(blocks, scaled)):
+    for block in range(stage_blocks):
+      strides = 2 if stage > 0 and block == 0 else 1
+      x = _inverted_residual(x, stage_filters, expansion, strides, f"s{stage + 1}b{block + 1}",
+                             keras_module)
+    x = keras_module.layers.Activation("linear", name=f"stage{stage + 1}")(x)
+  return _head(inputs, x, num_classes, name, keras_module)
+
+
 MODELS = {
     "resnet8": lambda **kw: resnet(8, **kw),
     "resnet20": lambda **kw: resnet(20, **kw),
     "resnet32": lambda **kw: resnet(32, **kw),
     "resnet56": lambda **kw: resnet(56, **kw),
+    "resnet": resnet_stages,
     "ds_cnn": ds_cnn,
+    "mobilenet_v2": mobilenet_v2,
 }
 
 

@@ -1,0 +1,179 @@
+"""The budget search: its space, cost-before-training, Pareto front, and a shared study."""
+
+import os
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import optuna
+import pytest
+
+from configs import defaults
+from tests.conftest import write_image_folder
+from tfkd import candidate_cost, from_config, search, search_report, search_space, search_trial
+from tfkd.errors import ConfigError
+from tflite import convert, files, micro
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_space():
+  space = defaults.get_config().search.space
+  space.resnet.blocks, space.resnet.widths = (1, 2), (4, 8, 12)
+  space.ds_cnn.blocks, space.ds_cnn.widths = (2, 3), (8, 16)
+  space.mobilenet_v2.blocks = (1, 1)
+  space.mobilenet_v2.width_multipliers, space.mobilenet_v2.expansions = (0.25, 0.5), (2,)
+  return space
+
+
+def _budget(flash=100_000, arena=64 * 1024, latency=0.0, macs=0):
+  return ml_collections.ConfigDict(dict(flash_bytes=flash, arena_bytes=arena,
+                                        latency_ms=latency, macs=macs))
+
+
+def _search_config(data_path, **search):
+  config = defaults.get_config()
+  config.data.path, config.data.image_size, config.data.val_size = data_path, (16, 16), 24
+  config.train.batch_size, config.train.learning_rate = 16, 0.05
+  config.export.representative_size = 16
+  config.report.latency_runs, config.report.parity_samples = 5, 8
+  config.search.space = _tiny_space()
+  config.search.space.families = ("resnet",)
+  config.search.modes, config.search.epochs, config.search.min_epochs = ("scratch",), 1, 1
+  config.search.final_epochs, config.search.latency_runs = 1, 5
+  config.search.update(search)
+  return config
+
+
+def test_suggest_draws_every_family_and_each_candidate_runs_int8_on_tflm():
+  space = _tiny_space()
+  space.resolutions = (16, 12)
+  study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+  seen = {}
+  for _ in range(30):
+    cand = search_space.suggest(study.ask(), space, data_size=16)
+    seen.setdefault(cand["family"], cand)
+  assert sorted(seen) == sorted(search_space.FAMILIES)
+  for cand in seen.values():
+    model = search_space.build_candidate(cand, 3, 3, normalization=([100.0] * 3, [900.0] * 3))
+    size = cand["resolution"]
+    assert model.input_shape == (None, size, size, 3) and model.output_shape == (None, 3)
+    x = np.random.default_rng(0).integers(0, 256, (8, size, size, 3)).astype(np.float32)
+    model_bytes = convert.convert(model, "int8", x)
+    assert micro.check_ops(model_bytes).runs, search_space.describe(cand)
+    assert micro.parity(model_bytes, x[:4])["argmax_agreement"] == 1.0
+
+
+def test_ds_cnn_filters_double_at_stride_two_and_keys_are_stable():
+  cand = search_space.candidate("ds_cnn", 32, blocks=5, width=16)
+  assert cand["kwargs"] == {"filters": [16, 32, 64, 64, 64], "strides": [1, 2, 2, 1, 1]}
+  same = search_space.candidate("ds_cnn", 32, blocks=5, width=16)
+  assert search_space.candidate_key(cand) == search_space.candidate_key(same)
+  assert search_space.candidate_key(cand) != search_space.candidate_key(
+      search_space.candidate("ds_cnn", 24, blocks=5, width=16))
+
+
+def test_empty_or_inverted_space_is_refused():
+  space = _tiny_space()
+  space.families = ()
+  with pytest.raises(ConfigError, match="families is empty"):
+    search_space.smallest_candidates(space, 32)
+  space = _tiny_space()
+  space.resnet.blocks = (3, 1)
+  with pytest.raises(ConfigError, match=r"resnet.blocks=\(3, 1\)"):
+    search_space.check_space(space)
+  with pytest.raises(ConfigError, match="outside 8..16"):
+    search_space.resolutions(ml_collections.ConfigDict(dict(resolutions=(32,))), 16)
+
+
+def test_cost_rejects_before_tflm_and_a_looser_budget_completes_the_cached_measurement(tmp_path):
+  cand = search_space.candidate("resnet", 16, blocks=[1, 1, 1], widths=[8, 8, 8])
+  built = []
+
+  def build(c):
+    built.append(c)
+    return search_space.build_candidate(c, 3, 3)
+
+  x = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)).astype(np.float32)
+  tight = candidate_cost.measure(cand, build, x, str(tmp_path), _budget(flash=1000), 5)
+  assert tight["rejected"].startswith(f"flash {tight['flash_bytes']:,} B > 1,000 B")
+  assert tight["arena_bytes"] is None and tight["latency_ms"] is None  # TFLM never ran
+  again = candidate_cost.measure(cand, build, x, str(tmp_path), _budget(flash=2000), 5)
+  assert len(built) == 1 and again["flash_bytes"] == tight["flash_bytes"]  # read from the cache
+  loose = candidate_cost.measure(cand, build, x, str(tmp_path), _budget(), 5)
+  assert len(built) == 2 and loose["rejected"] == ""
+  assert loose["arena_bytes"] == micro.find_arena_size(convert.convert(
+      candidate_cost.like_trained(build(cand)), "int8", x)).size
+  assert loose["arena_bytes"] >= loose["peak_activation_bytes"] and loose["latency_ms"] > 0
+  small_ram = candidate_cost.measure(cand, build, x, str(tmp_path),
+                                     _budget(arena=loose["arena_bytes"] - 16), 5)
+  assert small_ram["rejected"] == (f"TFLM arena {loose['arena_bytes']:,} B > "
+                                   f"{loose['arena_bytes'] - 16:,} B")
+
+
+def test_pareto_front_matches_brute_force():
+  rng = np.random.default_rng(0)
+  points = [tuple(p) for p in rng.integers(0, 20, (40, 2))]
+  front = set(search_report.pareto_front(points))
+  dominated = {p for p in points
+               if any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in points)}
+  assert front == set(points) - dominated
+
+
+def test_device_that_nothing_fits_names_the_smallest_candidates_needs(tmp_path):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  config = from_config.with_defaults(_search_config(data))
+  config.search.profiles.tiny = _budget(flash=2000, arena=1024)
+  config.search.devices = ("tiny",)
+  with pytest.raises(ConfigError, match=r"No candidate of search.space fits device 'tiny'.*"
+                                        r"resnet blocks=\[1, 1, 1\] filters=\[4, 4, 4\] @16: flash"):
+    search.Search(config, str(tmp_path / "run")).check_device("tiny")
+
+
+def _worker(data, workdir, trials_only):
+  overrides = [f"--config.data.path={data}", "--config.data.image_size=(16,16)",
+               "--config.data.val_size=24", "--config.train.batch_size=16",
+               "--config.export.representative_size=16", "--config.report.latency_runs=5",
+               "--config.report.parity_samples=8", "--config.search.space.families=('resnet',)",
+               "--config.search.space.resnet.widths=(4,8,12)", "--config.search.modes=('scratch',)",
+               "--config.search.trials=3", "--config.search.epochs=1",
+               "--config.search.min_epochs=1", "--config.search.final_epochs=1",
+               "--config.search.latency_runs=5"]
+  return subprocess.Popen(
+      [sys.executable, "-m", "tfkd.search", "--config=configs/defaults.py", f"--workdir={workdir}",
+       *overrides] + (["--trials_only"] if trials_only else []),
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_workers_share_one_study_and_the_winner_is_verified(tmp_path):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  workdir = str(tmp_path / "run")
+  workers = [_worker(data, workdir, trials_only=False), _worker(data, workdir, trials_only=True)]
+  logs = [w.communicate(timeout=600)[0] for w in workers]
+  for worker, log in zip(workers, logs):
+    assert worker.returncode == 0, log[-3000:]
+  study = optuna.load_study(study_name="mlperf_tiny_scratch",
+                            storage=f"sqlite:///{workdir}/search/studies.db")
+  trials = study.get_trials()
+  assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+  trained = [t for t in trials if t.user_attrs.get("status") in ("trained", "stopped")]
+  assert 3 <= len(trained) <= 4  # the second worker may finish one trial in flight
+  # None run twice: each architecture's epochs were trained once, in one folder.
+  folders = [search_trial.trial_dir(workdir, t.user_attrs["candidate"], "scratch", 1)
+             for t in trained]
+  assert len(set(folders)) == len(folders)
+  for folder in folders:
+    with open(os.path.join(folder, "history.csv")) as f:
+      assert [line.split(",")[0] for line in f.read().split()[1:]] == ["0"]
+  winners = files.read_json(os.path.join(workdir, "search", "winners.json"))
+  winner = winners["mlperf_tiny/scratch"]
+  assert winner["fits"] == "yes" and winner["edge"]["micro"]["arena_bytes"] <= 64 * 1024
+  assert winner["edge"]["micro"]["parity_reference_kernels"]["argmax_agreement"] >= 0.875
+  assert 0.0 <= winner["int8_test_accuracy"] <= 1.0
+  assert all(os.path.exists(p) for p in winner["c_files"])
+  with open(os.path.join(workdir, "search", "report.md")) as f:
+    report = f.read()
+  assert report.count("| mlperf_tiny | scratch |") >= len(trained) + 1
+  assert os.path.getsize(os.path.join(workdir, "search", "pareto.png")) > 0
+  assert all(t.user_attrs["worker"] for t in trained)

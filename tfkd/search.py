@@ -1,0 +1,255 @@
+r"""The most accurate student that fits a device: a budget search over students, on Optuna.
+
+  python -m tfkd.search --config=configs/cifar10_search.py --workdir=runs/search \
+      [--config.search.devices='("small_mcu",)'] [--config.search.modes='("distill",)']
+
+For each device profile (`search.profiles`: flash, TFLM arena, optional latency
+and MACs) and each mode (distilled from the teacher's cached views, or from
+scratch) one Optuna study draws candidates from `search.space`
+(`tfkd.search_space`). Each candidate is converted to int8 and measured on the
+real tools before training (`tfkd.candidate_cost`); one that does not fit is
+rejected untrained, with the reason. The others train `search.epochs` epochs
+(`tfkd.search_trial`), reporting validation accuracy each epoch to a Hyperband
+pruner that stops weak trials. The best trial of each study is then retrained
+for the full schedule, exported int8 and as a C array, and verified on LiteRT
+and TFLite Micro; the report (`tfkd.search_report`) holds every trial and the
+Pareto plots.
+
+The teacher is trained (or reused) in `workdir/teacher/` and labels
+`distill.cache_epochs` epochs of training views once (`workdir/teacher_views/`):
+a distilled candidate's epoch costs about a plain student epoch.
+
+Resuming and several machines: the studies live in Optuna storage, an SQLite
+file `workdir/search/studies.db` by default, so rerunning the command continues
+where it stopped (a trial killed mid-training is retried, resuming its epochs).
+For several machines give every worker the same `--workdir` on a shared
+filesystem and one database server:
+
+  # every machine (the first one also retrains the winners and writes the report):
+  python -m tfkd.search --config=configs/cifar10_search.py --workdir=/shared/search \
+      --config.search.storage=postgresql://user:pass@dbhost/tfkd [--trials_only]
+"""
+
+import collections
+import os
+import time
+
+import optuna
+import sqlalchemy
+from absl import flags, logging
+from ml_collections import config_flags
+
+from tfkd import candidate_cost, cli, from_config, pipeline, search_report, search_space
+from tfkd import search_trial
+from tfkd.errors import ConfigError
+from tfkd.run_context import Run
+
+MODES = ("distill", "scratch")
+# A worker that stops sending heartbeats this long has its running trial retried.
+HEARTBEAT_SECONDS, GRACE_SECONDS = 60, 300
+
+
+def storage(search_config, workdir: str):
+  """The Optuna storage of a search: `search.storage`, or SQLite in `workdir/search/`."""
+  url = search_config.storage
+  if not url:
+    os.makedirs(os.path.join(workdir, "search"), exist_ok=True)
+    url = "sqlite:///" + os.path.abspath(os.path.join(workdir, "search", "studies.db"))
+  # SQLite: wait for another worker's write instead of failing at once ("database is locked").
+  engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+  for attempt in range(5):
+    try:
+      return optuna.storages.RDBStorage(
+          url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+          grace_period=GRACE_SECONDS,
+          failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+    except sqlalchemy.exc.SQLAlchemyError:
+      # Workers starting together race to create the schema; the loser finds it made.
+      if attempt == 4:
+        raise
+      time.sleep(1 + attempt)
+
+
+def study(search_config, workdir: str, device: str, mode: str, seeded: bool = True) -> optuna.Study:
+  """The study of one device and mode, created or continued.
+
+  Args:
+    search_config: `config.search`.
+    workdir: the search's folder (the default SQLite storage lives there).
+    device, mode: the study's device profile and mode; its name is f"{device}_{mode}".
+    seeded: seed the sampler with `search.seed`. Extra workers of a shared study are not
+      seeded: with one seed they would all propose the same candidates.
+  """
+  return optuna.create_study(
+      storage=storage(search_config, workdir), study_name=f"{device}_{mode}", direction="maximize",
+      load_if_exists=True,
+      sampler=optuna.samplers.TPESampler(seed=search_config.seed if seeded else None,
+                                         multivariate=True, group=True),
+      pruner=optuna.pruners.HyperbandPruner(min_resource=search_config.min_epochs,
+                                            max_resource=search_config.epochs,
+                                            reduction_factor=search_config.reduction_factor))
+
+
+def counts(st: optuna.Study) -> dict:
+  """Finished trials of a study by status: trained, stopped, rejected, repeated."""
+  tally = {"trained": 0, "stopped": 0, "rejected": 0, "repeated": 0}
+  for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                 optuna.trial.TrialState.PRUNED)):
+    status = t.user_attrs.get("status")
+    if status in tally:
+      tally[status] += 1
+  return tally
+
+
+class Search:
+  """One search run: the data, the teacher's cached views, and the config's budgets.
+
+  Args:
+    config: a config with every key (`from_config.with_defaults`).
+    workdir: the search's folder (teacher, cached views, trials, studies, report).
+  """
+
+  def __init__(self, config, workdir: str):
+    self.config, self.workdir = config, workdir
+    self.run = Run(config, workdir)
+    if len(self.run.splits.input_shape) != 3:
+      raise ConfigError("tfkd.search searches image students: data.source must give images.")
+    self.data_size = self.run.splits.input_shape[0]
+    self.train_config = config.train.copy_and_resolve_references()
+    self.train_config.epochs = config.search.epochs
+    self.teacher_logits = None
+
+  def budget(self, device: str):
+    if device not in self.config.search.profiles:
+      raise ConfigError(f"Unknown device {device!r} in search.devices: the profiles are "
+                        f"{sorted(self.config.search.profiles)}. Fix: name one of them, or add a "
+                        "profile (flash_bytes, arena_bytes, latency_ms, macs) to search.profiles.")
+    return self.config.search.profiles[device]
+
+  def cost(self, cand: dict, device: str) -> dict:
+    return candidate_cost.measure(
+        cand, lambda c: search_trial.build(self.run, c),
+        search_trial.representative_inputs(self.run, cand["resolution"]),
+        os.path.join(self.workdir, "search", "costs"), self.budget(device),
+        self.config.search.latency_runs)
+
+  def check_device(self, device: str) -> None:
+    """Raises `ConfigError` when not even the space's smallest candidates fit the device."""
+    smallest = [(self.cost(c, device), c)
+                for c in search_space.smallest_candidates(self.config.search.space, self.data_size)]
+    if all(cost["rejected"] for cost, _ in smallest):
+      needs = "; ".join(f"{search_space.describe(c)}: {cost['rejected']}" for cost, c in smallest)
+      raise ConfigError(f"No candidate of search.space fits device {device!r}: even the smallest "
+                        f"ones do not ({needs}). Fix: allow smaller models (fewer blocks, narrower "
+                        "widths, lower search.space.resolutions) or a larger budget.")
+
+  def objective(self, trial, device: str, mode: str) -> float:
+    cand = search_space.suggest(trial, self.config.search.space, self.data_size)
+    trial.set_user_attr("candidate", cand)
+    trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
+    cost = self.cost(cand, device)
+    trial.set_user_attr("cost", {k: v for k, v in cost.items() if k != "rejected"})
+    if cost["rejected"]:
+      trial.set_user_attr("status", "rejected")
+      trial.set_user_attr("reason", cost["rejected"])
+      raise optuna.TrialPruned(cost["rejected"])
+    folder = search_trial.trial_dir(self.workdir, cand, mode, self.train_config.epochs)
+    repeated = os.path.exists(os.path.join(folder, "result.json"))
+    result = search_trial.train_candidate(self.run, cand, mode, self.train_config, trial,
+                                          self.teacher_logits if mode == "distill" else None,
+                                          folder)
+    trial.set_user_attr("result", result)
+    trial.set_user_attr("status", "repeated" if repeated else result["status"])
+    if result["status"] == "stopped":
+      raise optuna.TrialPruned(f"stopped after {result['epochs']} epochs")
+    return result["val_accuracy"]
+
+  def search_device(self, device: str, mode: str, seeded: bool = True) -> optuna.Study:
+    """Runs one study until it has `search.trials` trained (or stopped) trials."""
+    self.check_device(device)
+    st = study(self.config.search, self.workdir, device, mode, seeded)
+    wanted, limit = self.config.search.trials, self.config.search.max_rejected
+    start, tally = time.time(), counts(st)
+    done_at_start = tally["trained"] + tally["stopped"]
+
+    def progress(st, frozen):
+      tally = counts(st)
+      done = tally["trained"] + tally["stopped"]
+      best = _best(st)
+      per_trial = (time.time() - start) / max(1, done - done_at_start)
+      logging.info("[search %s/%s] trial %d of %d (%d rejected, %d stopped early, %d repeated); "
+                   "best val %s; ETA %.0f min", device, mode, done, wanted, tally["rejected"],
+                   tally["stopped"], tally["repeated"],
+                   f"{best.value:.2%} ({search_space.describe(best.user_attrs['candidate'])})"
+                   if best else "-", per_trial * max(0, wanted - done) / 60)
+      if done >= wanted:
+        st.stop()
+      elif tally["rejected"] + tally["repeated"] >= limit:
+        logging.warning("[search %s/%s] %d candidates rejected or repeated (search.max_rejected):"
+                        " stopping with %d trained.", device, mode, limit, done)
+        st.stop()
+
+    if done_at_start < wanted:
+      st.optimize(lambda trial: self.objective(trial, device, mode), callbacks=[progress],
+                  gc_after_trial=True)
+    if not _best(st):
+      # Reasons start with what was over: 'flash', 'TFLM', 'activations', 'MACs', 'latency', 'does'.
+      over = collections.Counter(t.user_attrs["reason"].split()[0] for t in st.get_trials(
+          deepcopy=False) if t.user_attrs.get("reason"))
+      raise ConfigError(f"The {device}/{mode} study ended without one trained trial (rejected: "
+                        f"{', '.join(f'{k} {n}' for k, n in over.most_common()) or 'none'}). Fix: "
+                        "narrow search.space to models that fit, or raise search.max_rejected.")
+    return st
+
+  def run_all(self, trials_only: bool = False):
+    """Teacher and cached views, every study, then (unless `trials_only`) winners and report.
+
+    Returns:
+      ({(device, mode): optuna.Study}, {(device, mode): winner dict (`verify_winner`)}).
+    """
+    modes = list(self.config.search.modes)
+    if not modes or set(modes) - set(MODES):
+      raise ConfigError(f"search.modes={modes}: choose one or both of {list(MODES)}.")
+    if "distill" in modes:
+      if trials_only:  # extra workers use the first worker's teacher; they never train one
+        self.run.require([self.run.model_path("teacher")], "search (--trials_only)")
+      pipeline.stage_teacher(self.run)
+      self.teacher_logits = self.run.teacher_view_logits()
+      if self.teacher_logits is None:
+        raise ConfigError("The distill mode of tfkd.search trains from the teacher's cached "
+                          "views: set distill.cached_teacher=True (or distill.teacher_logits_path).")
+    studies = {(device, mode): self.search_device(device, mode, seeded=not trials_only)
+               for device in self.config.search.devices for mode in modes}
+    if trials_only:
+      return studies, {}
+    winners = {key: search_report.verify_winner(self, st, *key) for key, st in studies.items()}
+    search_report.write_report(self, studies, winners)
+    return studies, winners
+
+
+def _best(st: optuna.Study):
+  complete = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+  return max(complete, key=lambda t: t.value) if complete else None
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the teacher, trials, studies, report.")
+_TRIALS_ONLY = flags.DEFINE_bool("trials_only", False, "Only run trials (extra workers of a "
+                                 "shared study); no winner retraining, no report.")
+
+
+def main(argv):
+  del argv
+  config = from_config.with_defaults(_CONFIG.value)
+  logging.info("Config:\n%s", config)
+  Search(config, _WORKDIR.value).run_all(_TRIALS_ONLY.value)
+
+
+def run():
+  """The `tfkd-search` command."""
+  flags.mark_flags_as_required(["config", "workdir"])
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,198 @@
+"""The end of a budget search: each study's winner retrained and verified, and the report.
+
+`verify_winner` retrains a study's best trial for the full schedule, exports it
+int8 and as a C array, and checks it on LiteRT (whole test set) and TFLite
+Micro (arena, parity with LiteRT). `write_report` writes
+`workdir/search/report.md` (winners, then every trial), `trials.csv` and
+`pareto.png` (validation accuracy against flash, arena and latency, the Pareto
+front of each mode, the device budgets as lines).
+
+Example:
+  winners = {key: verify_winner(search, st, *key) for key, st in studies.items()}
+  write_report(search, studies, winners)
+"""
+
+import csv
+import io
+import os
+
+import optuna
+import tf_keras
+
+from tfkd import candidate_cost, search_space, search_trial
+from tflite import benchmark, convert, files, firmware, interpreter
+
+PARETO_AXES = (("flash_bytes", "int8 flash (KiB)", 1024), ("arena_bytes", "TFLM arena (KiB)", 1024),
+               ("latency_ms", "LiteRT latency (ms, 1 thread)", 1))
+
+
+def verify_winner(search, st: optuna.Study, device: str, mode: str) -> dict:
+  """Retrains a study's best trial for the full schedule, exports and verifies it on the devices.
+
+  Returns:
+    {"candidate", "search_val_accuracy", "test_accuracy" (float), "int8_test_accuracy"
+     (LiteRT, whole test set), "edge" (`tflite.benchmark.edge_report`: flash, latency,
+     TFLM arena and parity), "fits" ('yes' or why not, from the trained int8 file), "tflite",
+     "c_files"}, or {"status": reason} without a trained trial.
+  """
+  complete = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+  if not complete:
+    return {"status": "no trained trial"}
+  best = max(complete, key=lambda t: t.value)
+  cand = best.user_attrs["candidate"]
+  run, config = search.run, search.config
+  final = config.train.copy_and_resolve_references()
+  final.epochs = config.search.final_epochs or config.train.epochs
+  # Keyed by architecture and schedule: a later, better trial gets its own folder, and one
+  # architecture winning for two devices trains once.
+  folder = search_trial.trial_dir(run.workdir, cand, mode, final.epochs)
+  result = search_trial.train_candidate(run, cand, mode, final, None,
+                                        search.teacher_logits if mode == "distill" else None,
+                                        folder)
+  model = tf_keras.models.load_model(result["model_path"])
+  size = cand["resolution"]
+  tflite_path = os.path.join(folder, "model_int8.tflite")
+  if not os.path.exists(tflite_path):
+    files.write_atomic(tflite_path, convert.convert(
+        model, "int8", search_trial.representative_inputs(run, size)))
+  with open(tflite_path, "rb") as f:
+    model_bytes = f.read()
+  x_test = search_trial.resize_images(run.splits.test[0], size).numpy()
+  edge, _ = benchmark.edge_report(tflite_path, x_test[:config.report.parity_samples],
+                                  runs=config.report.latency_runs,
+                                  parity_samples=config.report.parity_samples)
+  c_files = firmware.write_c_files(model_bytes, folder, firmware.c_identifier(os.path.basename(folder)))
+  micro = edge["micro"] or {}
+  measured = {"flash_bytes": edge["flash_bytes"], "macs": edge["cost"]["macs"],
+              "peak_activation_bytes": edge["cost"]["peak_activation_bytes"],
+              "arena_bytes": micro.get("arena_bytes"), "arena_limit": 0,
+              "latency_ms": edge["latency_ms"]["p50"],
+              "tflm_error": "; ".join(micro.get("unsupported_ops") or [])}
+  return {"candidate": cand, "search_val_accuracy": best.value, "epochs": result["epochs"],
+          "fits": candidate_cost.rejection(measured, search.budget(device)) or "yes",
+          "test_accuracy": result["test_accuracy"],
+          "int8_test_accuracy": interpreter.evaluate_accuracy(model_bytes, x_test,
+                                                              run.splits.test[1]),
+          "edge": edge, "tflite": tflite_path, "c_files": list(c_files)}
+
+
+def trial_rows(studies: dict) -> list:
+  """One row per finished trial of every study: architecture, cost, accuracies, status."""
+  rows = []
+  for (device, mode), st in studies.items():
+    for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                   optuna.trial.TrialState.PRUNED)):
+      cand, cost = t.user_attrs.get("candidate"), t.user_attrs.get("cost", {})
+      result = t.user_attrs.get("result", {})
+      if cand is None:
+        continue
+      rows.append({
+          "device": device, "mode": mode, "trial": t.number,
+          "status": t.user_attrs.get("status", t.state.name.lower()),
+          "architecture": search_space.describe(cand),
+          "parameters": cost.get("parameters"), "macs": cost.get("macs"),
+          "flash_bytes": cost.get("flash_bytes"), "arena_bytes": cost.get("arena_bytes"),
+          "latency_ms": cost.get("latency_ms"), "epochs": result.get("epochs"),
+          "val_accuracy": result.get("val_accuracy"), "test_accuracy": result.get("test_accuracy"),
+          "reason": t.user_attrs.get("reason", "")})
+  return rows
+
+
+def pareto_front(points) -> list:
+  """The (cost, accuracy) points no other point beats on both (lower cost, higher accuracy)."""
+  front, best = [], float("-inf")
+  for c, a in sorted(points, key=lambda p: (p[0], -p[1])):
+    if a > best:
+      front.append((c, a))
+      best = a
+  return front
+
+
+def pareto_plot(rows: list, profiles, path: str) -> str:
+  """Validation accuracy against flash, arena and latency; each mode's front; device budgets."""
+  fig, axes = files.new_figure(1, len(PARETO_AXES), figsize=(5 * len(PARETO_AXES), 4))
+  trained = [r for r in rows if r["status"] in ("trained", "repeated") and r["val_accuracy"]]
+  for ax, (key, label, unit) in zip(axes, PARETO_AXES):
+    for mode, color in (("distill", "tab:blue"), ("scratch", "tab:orange")):
+      points = [(r[key] / unit, 100 * r["val_accuracy"]) for r in trained
+                if r["mode"] == mode and r[key] is not None]
+      if not points:
+        continue
+      ax.scatter(*zip(*points), s=14, color=color, alpha=0.5, label=mode)
+      ax.step(*zip(*pareto_front(points)), where="post", color=color, marker="o", markersize=3)
+    for name, profile in profiles.items():
+      limit = profile[key]  # the profiles use the same names
+      if limit:
+        ax.axvline(limit / unit, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(name, (limit / unit, 0.02), xycoords=("data", "axes fraction"),
+                    rotation=90, fontsize=7, color="grey")
+    ax.set_xlabel(label)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+  axes[0].legend()
+  fig.suptitle("Search trials (trained to the search's epochs) and each mode's Pareto front")
+  fig.tight_layout()
+  return files.save_figure(fig, path)
+
+
+def _fmt(value, pattern="{:,}"):
+  return "–" if value is None else pattern.format(value)
+
+
+def winner_lines(winners: dict) -> list:
+  """The winners as markdown table lines (header included)."""
+  lines = ["| device | mode | architecture | search val | test (float) | int8 test (LiteRT) | "
+           "flash (B) | TFLM arena (B) | TFLM = LiteRT (top-1) | latency p50 (ms) | fits |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for (device, mode), w in winners.items():
+    if "candidate" not in w:
+      lines.append(f"| {device} | {mode} | {w['status']} |  |  |  |  |  |  |  |  |")
+      continue
+    micro = w["edge"]["micro"] or {}
+    parity = micro.get("parity_reference_kernels") or {}
+    lines.append(
+        f"| {device} | {mode} | {search_space.describe(w['candidate'])} | "
+        f"{w['search_val_accuracy']:.2%} | {w['test_accuracy']:.2%} | "
+        f"{w['int8_test_accuracy']:.2%} | {w['edge']['flash_bytes']:,} | "
+        f"{_fmt(micro.get('arena_bytes'))} | {_fmt(parity.get('argmax_agreement'), '{:.1%}')} | "
+        f"{w['edge']['latency_ms']['p50']:.3f} | {w['fits']} |")
+  return lines
+
+
+def write_report(search, studies: dict, winners: dict) -> str:
+  """Writes report.md, trials.csv and pareto.png into `workdir/search/`; returns the report path."""
+  out = os.path.join(search.workdir, "search")
+  rows = trial_rows(studies)
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["device"])
+  writer.writeheader()
+  writer.writerows(rows)
+  files.write_atomic(os.path.join(out, "trials.csv"), buffer.getvalue())
+  pareto_plot(rows, search.config.search.profiles, os.path.join(out, "pareto.png"))
+  lines = ["# Budget search", "",
+           f"Search epochs per trial: {search.config.search.epochs}; winners retrained for "
+           f"{search.config.search.final_epochs or search.config.train.epochs} epochs. "
+           "Inputs below the data's size are resized bilinearly with antialiasing.", "",
+           "## Winners (retrained, int8, verified on LiteRT and TFLite Micro)", "",
+           *winner_lines(winners), "", "![Pareto](pareto.png)", "", "## Studies", "",
+           "| device | mode | trained | stopped early | rejected before training | repeated |",
+           "|---|---|---|---|---|---|"]
+  for (device, mode), st in studies.items():
+    n = {s: sum(1 for r in rows if (r["device"], r["mode"], r["status"]) == (device, mode, s))
+         for s in ("trained", "stopped", "rejected", "repeated")}
+    lines.append(f"| {device} | {mode} | {n['trained']} | {n['stopped']} | {n['rejected']} | "
+                 f"{n['repeated']} |")
+  lines += ["", "## Every trial", "",
+            "| device | mode | # | status | architecture | params | MACs | flash (B) | arena (B) "
+            "| latency (ms) | epochs | val | test | why |", "|---" * 14 + "|"]
+  for r in rows:
+    lines.append(
+        f"| {r['device']} | {r['mode']} | {r['trial']} | {r['status']} | {r['architecture']} | "
+        f"{_fmt(r['parameters'])} | {_fmt(r['macs'])} | {_fmt(r['flash_bytes'])} | "
+        f"{_fmt(r['arena_bytes'])} | {_fmt(r['latency_ms'], '{:.3f}')} | {_fmt(r['epochs'])} | "
+        f"{_fmt(r['val_accuracy'], '{:.2%}')} | {_fmt(r['test_accuracy'], '{:.2%}')} | "
+        f"{r['reason']} |")
+  path = files.write_atomic(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
+  files.write_json(os.path.join(out, "winners.json"),
+                   {f"{d}/{m}": w for (d, m), w in winners.items()})
+  return path
