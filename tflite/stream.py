@@ -299,7 +299,8 @@ def plot_latency(panels: Mapping[str, Sequence[dict]], path: str, title: str = "
   fig, axes = files.new_figure(rows, columns, figsize=(6.5 * columns, 3.8 * rows), squeeze=False)
   for axis, (name, reports) in zip(axes.flat, panels.items()):
     for r in reports:
-      axis.plot(r["timeline"]["due_s"], r["timeline"]["latency_ms"], linewidth=0.7,
+      # Dots, not lines: thousands of frames at the maximum rate would be a solid band.
+      axis.plot(r["timeline"]["due_s"], r["timeline"]["latency_ms"], ".", markersize=2, alpha=0.5,
                 label=f"{os.path.basename(r['model'])}: p99 {r['latency_ms']['p99']:.2f} ms, "
                       f"{r['sustained_fps']:,.0f} fps")
     fps = reports[0]["fps_target"] if reports else 0
@@ -310,7 +311,7 @@ def plot_latency(panels: Mapping[str, Sequence[dict]], path: str, title: str = "
     axis.set_ylabel("latency, due → result (ms, log)")
     axis.set_title(name)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=7, loc="upper right")
+    axis.legend(fontsize=7, loc="upper right", markerscale=4)
   for axis in list(axes.flat)[len(panels):]:
     axis.set_visible(False)
   if title:
