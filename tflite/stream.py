@@ -321,7 +321,7 @@ def plot_latency(panels: Mapping[str, Sequence[dict]], path: str, title: str = "
 
 
 def frames_by_shape(model_paths: Sequence[str], source: str, max_frames: int = 500) -> dict:
-  """(height, width, channels) → `load_frames(source, ...)` for each models' input shape."""
+  """(height, width, channels) → `load_frames(source, ...)` for each model's input shape."""
   shapes = {image_input_shape(path) for path in model_paths}
   return {shape: load_frames(source, shape[:2], shape[2], max_frames) for shape in shapes}
 
