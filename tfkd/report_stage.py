@@ -27,6 +27,7 @@ from tflite import benchmark, interpreter, sparsity, stream
 
 KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
                 "distill": "distilled student"}
+STREAM_FRAMES = 500  # test images the streaming section cycles through
 
 
 def keras_row(run: Run, name: str) -> Optional[report.Row]:
@@ -98,7 +99,7 @@ def stream_section(run: Run) -> Optional[tuple]:
            if os.path.exists(p)]
   if not paths:
     return None
-  reports = [stream.stream_report(path, test_x[:500], cfg.stream_fps, cfg.threads,
+  reports = [stream.stream_report(path, test_x[:STREAM_FRAMES], cfg.stream_fps, cfg.threads,
                                   cfg.stream_seconds, cfg.warmup_runs) for path in paths]
   setting = f"{stream.fps_text(cfg.stream_fps)}, {cfg.threads} thread(s)"
   stream.plot_latency({setting: reports}, run.path("report_stream.png"))

@@ -171,7 +171,8 @@ def paced_stream(process: Callable[[int], None], fps: float, seconds: float,
       end.append(now - t0)
     offered, window = len(index), 0.0
   else:
-    offered, window = max(1, round(fps * seconds)), max(1, round(fps * seconds)) / fps
+    offered = max(1, round(fps * seconds))
+    window = offered / fps
     k = 0
     while k < offered:
       now = clock()
