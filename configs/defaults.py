@@ -187,4 +187,6 @@ def get_config():
   config.report.edge = True                  # add the TFLite Micro / device section
   config.report.edge_mode = "int8"           # export mode of the distilled student in that section
   config.report.parity_samples = 100         # test inputs compared between TFLM and LiteRT
+  config.report.stream_seconds = 0.0         # stream test images this long through student and teacher (0: off)
+  config.report.stream_fps = 30.0            # target rate of that stream; 0: as fast as possible
   return config

@@ -35,7 +35,10 @@ def tiny_config(path):
 
 def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   workdir = str(tmp_path / "run")
-  pipeline.run_pipeline(tiny_config(image_folder), workdir)
+  config = tiny_config(image_folder)
+  config.report.stream_seconds = 0.5
+  config.report.stream_fps = 40.0
+  pipeline.run_pipeline(config, workdir)
   for stage in ("teacher", "scratch", "distill"):
     assert os.path.exists(os.path.join(workdir, stage, "model.keras"))
   for name in ("distill_float32", "distill_int8", "teacher_float32", "scratch_float32",
@@ -52,6 +55,14 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
   assert "| distilled student, int8 TFLite |" in open(os.path.join(workdir, "report.md")).read()
   assert "`resnet8`, 1 epochs." in open(os.path.join(workdir, "report.md")).read()
+  # The streaming section: the int8 student and the float teacher, 20 frames each at 40 fps.
+  streams = report["stream"]
+  assert [os.path.basename(s["model"]) for s in streams] == ["distill_int8.tflite",
+                                                             "teacher_float32.tflite"]
+  assert all(s["frames_offered"] == 20 and s["frames_processed"] + s["dropped"] == 20
+             for s in streams)
+  assert "| distill_int8.tflite | 1 | 40 fps |" in open(os.path.join(workdir, "report.md")).read()
+  assert os.path.getsize(os.path.join(workdir, "report_stream.png")) > 0
 
   # A rerun skips every finished stage: the models are not retrained, even when the config
   # now asks for more epochs; that is said, and the report keeps the epochs actually trained.

@@ -6,7 +6,10 @@ the distilled student, the scratch student's quantized files, and the
 compression stages' int8 files. Each `.tflite` row is evaluated on LiteRT over
 the whole test set, timed, and measured for gzip bytes and weight sparsity read
 from the file. The edge section (TFLite Micro arena, parity, flash, device fit)
-follows for the deployable student. Written as `report.{md,json,png}`.
+follows for the deployable student, and, with `report.stream_seconds` > 0, a
+streaming section: test images at `report.stream_fps` through the edge student
+and the float teacher (`tflite.stream`). Written as `report.{md,json,png}`
+(and `report_stream.png`).
 
 Example:
   stage_report(run)   # or: python -m tfkd.train ... --config.stages='("report",)'
@@ -20,10 +23,11 @@ from absl import logging
 
 from tfkd import compression_stages, data, report, training
 from tfkd.run_context import Run
-from tflite import benchmark, interpreter, sparsity
+from tflite import benchmark, interpreter, sparsity, stream
 
 KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
                 "distill": "distilled student"}
+STREAM_FRAMES = 500  # test images the streaming section cycles through
 
 
 def keras_row(run: Run, name: str) -> Optional[report.Row]:
@@ -87,6 +91,24 @@ def distillation_summary(run: Run) -> str:
           f"`{run.config.student.model}`, {epochs} epochs.")
 
 
+def stream_section(run: Run) -> Optional[tuple]:
+  """(stream reports without timelines, markdown) of the edge student and the float teacher
+  streamed at `report.stream_fps`, with the plot in report_stream.png; None without their files."""
+  cfg, (test_x, _) = run.config.report, run.splits.test
+  paths = [p for p in (run.tflite_path("distill", cfg.edge_mode), run.tflite_path("teacher", "float32"))
+           if os.path.exists(p)]
+  if not paths:
+    return None
+  reports = [stream.stream_report(path, test_x[:STREAM_FRAMES], cfg.stream_fps, cfg.threads,
+                                  cfg.stream_seconds, cfg.warmup_runs) for path in paths]
+  setting = f"{stream.fps_text(cfg.stream_fps)}, {cfg.threads} thread(s)"
+  stream.plot_latency({setting: reports}, run.path("report_stream.png"))
+  text = (f"Test images streamed at {setting} for {cfg.stream_seconds:g} s, batch 1, on LiteRT "
+          f"({stream.POLICY}). Latency runs from a frame's due time to its result.\n\n"
+          f"{stream.markdown(reports)}\n\n![latency over time](report_stream.png)")
+  return [stream.without_timeline(r) for r in reports], text
+
+
 def stage_report(run: Run) -> None:
   """Evaluates every model on the whole test set and writes report.{md,json,png}."""
   cfg, (test_x, test_y) = run.config.report, run.splits.test
@@ -111,6 +133,10 @@ def stage_report(run: Run) -> None:
         cfg.threads, c_out=run.path("export", "firmware"))
     meta["edge"] = edge
     sections.append((f"Edge deployment: {os.path.basename(edge_model)}", markdown))
+  streamed = stream_section(run) if cfg.stream_seconds > 0 else None
+  if streamed:
+    meta["stream"], text = streamed
+    sections.append(("Streaming", text))
   table = report.write(run.workdir, rows, meta, sections)
   print(table)
   for title, markdown in sections:

@@ -12,7 +12,8 @@ Modules:
   micro       TFLite Micro: op support, smallest arena, parity, flash.
   devices     device profiles and the fit verdict.
   firmware    `.tflite` -> C++ array for firmware.
-  benchmark   the edge report (`python -m tflite.benchmark`, random inputs).
+  benchmark   the edge report (`python -m tflite.benchmark`, random inputs; `--stream`).
+  stream      streaming benchmark: frames at a target rate, fps, drops, tail latency.
   files       atomic writes of artifacts.
   errors      `TfliteError`, the base of the errors above.
 """

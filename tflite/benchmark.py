@@ -7,6 +7,12 @@
   # The same report on the first test images of a dataset (tfkd reads datasets):
   python -m tfkd.benchmark --model=... --data=../shared/data/cifar10-jpeg [same flags]
 
+  # Streaming: frames from a folder or a video at a target rate (tflite.stream):
+  python -m tflite.benchmark --stream --model=runs/x/export/distill_int8.tflite \
+      --compare=runs/x/export/teacher_float32.tflite --frames=../shared/data/cifar10-jpeg/test \
+      [--fps=30] [--threads=1] [--seconds=20] [--max_frames=500] [--json_out=stream.json] \
+      [--plot_out=stream.png]
+
 What it measures:
 - LiteRT single-stream latency as in MLPerf Tiny: one input, `--warmup`
   untimed invokes, then `--runs` timed ones; p50 and p90 in ms.
@@ -25,16 +31,22 @@ quantisation range (they exercise the kernels, not realistic activations);
 `python -m tfkd.benchmark --data=...` uses the first test images of a dataset.
 
 `edge_report` is the same report as a function, for the pipeline's report.
+
+With `--stream`, the streaming benchmark instead (`tflite.stream`): sustained
+frames per second, dropped and late frames, latency p50/p99/p99.9 and CPU time
+per frame, for `--model` and each `--compare` model, as a table and a plot.
 """
 
 import os
+import sys
 from typing import Optional
 
 import numpy as np
 from absl import app, flags
 
 from tflite import cost as tflite_cost
-from tflite import devices, files, firmware, interpreter, micro
+from tflite import devices, files, firmware, interpreter, micro, stream
+from tflite.errors import TfliteError
 
 FLAGS = flags.FLAGS
 
@@ -52,6 +64,18 @@ def define_flags():
   flags.DEFINE_integer("parity_samples", 100, "Inputs compared between TFLM and LiteRT.")
   flags.DEFINE_string("c_out", None, "Folder for the model as C++ source and header.")
   flags.DEFINE_string("json_out", None, "Also write the report as JSON here.")
+
+
+def define_stream_flags():
+  """The streaming benchmark's flags (`python -m tflite.benchmark --stream`)."""
+  flags.DEFINE_bool("stream", False, "Run the streaming benchmark instead of the edge report.")
+  flags.DEFINE_string("frames", None, "--stream: a folder of images or a video file.")
+  flags.DEFINE_float("fps", 30.0, "--stream: target frames per second; 0: as fast as possible.")
+  flags.DEFINE_float("seconds", 20.0, "--stream: length of each stream.")
+  flags.DEFINE_list("compare", [], "--stream: more .tflite files streamed after --model "
+                    "(e.g. the float teacher beside the int8 student).")
+  flags.DEFINE_integer("max_frames", 500, "--stream: frames decoded and cycled through.")
+  flags.DEFINE_string("plot_out", None, "--stream: latency-over-time plot (PNG) here.")
 
 
 def random_inputs(model_bytes: bytes, count: int, seed: int = 0) -> np.ndarray:
@@ -223,15 +247,49 @@ def report_from_flags(model_path: str, sample_inputs: Optional[np.ndarray] = Non
   return report
 
 
+def stream_from_flags(model_path: str) -> list:
+  """Streams `--frames` through `--model` and each `--compare` model; prints, writes JSON/plot.
+
+  Returns:
+    The stream reports (`tflite.stream.stream_report`), `--model` first.
+  """
+  paths = [model_path] + list(FLAGS.compare)
+  missing = [p for p in paths if not os.path.isfile(p)]
+  if missing:
+    raise TfliteError(f"--compare names no file: {missing}: pass .tflite paths.")
+  if not FLAGS.frames:
+    raise TfliteError("--stream needs --frames: a folder of images or a video file.")
+  frames = stream.frames_by_shape(paths, FLAGS.frames, FLAGS.max_frames)
+  reports = stream.stream_models(paths, frames, FLAGS.fps, FLAGS.threads, FLAGS.seconds,
+                                 FLAGS.warmup)
+  print(stream.markdown(reports))
+  if FLAGS.json_out:
+    files.write_json(FLAGS.json_out, {"frames": FLAGS.frames, "policy": stream.POLICY,
+                                      "streams": [stream.without_timeline(r) for r in reports]})
+  if FLAGS.plot_out:
+    stream.plot_latency({f"{stream.fps_text(FLAGS.fps)}, {FLAGS.threads} thread(s)": reports},
+                        FLAGS.plot_out)
+  return reports
+
+
 def main(argv):
-  """The edge report of `--model` on random inputs."""
+  """The edge report of `--model` on random inputs, or with `--stream` the streaming benchmark."""
   del argv
-  report_from_flags(model_path_from_flags())
+  path = model_path_from_flags()
+  try:
+    if FLAGS.stream:
+      stream_from_flags(path)
+    else:
+      report_from_flags(path)
+  except TfliteError as e:  # already names the problem and the fix: one line, no traceback
+    sys.stderr.write(f"ERROR: {e}\n")
+    sys.exit(2)
 
 
 def run():
   """The `tflite-benchmark` command: defines the flags (only now, never on import), runs `main`."""
   define_flags()
+  define_stream_flags()
   app.run(main)
 
 
