@@ -39,7 +39,7 @@ def stem_output(model, x):
 def test_fold_is_exact_inside_and_the_border_moves_by_the_padded_taps(name):
   model = image_model(name, size=12)
   x = RNG.uniform(0, 255, (4, 12, 12, 3)).astype(np.float32)
-  folded = fold.fold_input_normalization(model)
+  folded = fold.fold_input_normalization(model, border="zeros")
   assert [l.name for l in folded.layers] == [l.name for l in model.layers if l.name != "normalize"]
   original, got = stem_output(model, x), stem_output(folded, x)
   np.testing.assert_allclose(got[:, 1:-1, 1:-1], original[:, 1:-1, 1:-1], atol=1e-4, rtol=1e-4)
@@ -62,10 +62,15 @@ def test_fold_is_exact_inside_and_the_border_moves_by_the_padded_taps(name):
 def test_mean_border_is_exact_everywhere_when_the_channel_means_agree():
   model = image_model("resnet8", size=12, mean=np.full(3, 120.0))
   x = RNG.uniform(0, 255, (4, 12, 12, 3)).astype(np.float32)
-  folded = fold.fold_input_normalization(model, border="mean")
+  folded = fold.fold_input_normalization(model)   # border="mean"
   assert folded.get_layer("stem_conv").padding == "valid"
   assert folded.get_layer("stem_conv_pad").value == 120.0
   np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), atol=1e-4, rtol=1e-4)
+  # With unequal means the border is off by (value - mean_c), not by mean_c as with zeros.
+  model = image_model("resnet8", size=12)
+  errors = {border: np.abs(stem_output(fold.fold_input_normalization(model, border), x)
+                           - stem_output(model, x)).max() for border in fold.BORDERS}
+  assert errors["mean"] < errors["zeros"] / 10
 
 
 @pytest.mark.parametrize("conv", [
@@ -111,21 +116,24 @@ def test_models_without_the_pattern_come_back_unchanged_or_raise_when_strict(cap
 @pytest.fixture(scope="module")
 def resnet8_int8():
   model = models.build_model("resnet8", 10, (32, 32, 3), normalization=(MEAN, STD ** 2))
-  return {border: convert.convert(fold.fold_input_normalization(model, border) if border else model,
-                                  "int8", PIXELS) for border in ("", "zeros")}
+  folded = {border: fold.fold_input_normalization(model, border) for border in fold.BORDERS}
+  return {border: convert.convert(variant, "int8", PIXELS)
+          for border, variant in {"unfolded": model, **folded}.items()}
 
 
 def test_int8_export_takes_raw_pixels_and_has_no_normalization_ops(resnet8_int8):
-  unfolded, folded = graph.read(resnet8_int8[""]), graph.read(resnet8_int8["zeros"])
+  unfolded = graph.read(resnet8_int8["unfolded"])
   assert unfolded.op_names()[:2] == ["SUB", "MUL"]
-  assert "SUB" not in folded.op_names() and "MUL" not in folded.op_names()
-  assert folded.op_names()[0] == "CONV_2D" and len(folded.operators) == len(unfolded.operators) - 2
-  pixels = folded.tensors[folded.inputs[0]]
-  # int8 input = pixel - 128, exactly, for 8-bit images.
-  assert pixels.dtype == "INT8" and pixels.scale == (1.0,) and pixels.zero_point == (-128,)
+  for border, first_ops in (("mean", ["PADV2", "CONV_2D"]), ("zeros", ["CONV_2D", "CONV_2D"])):
+    folded = graph.read(resnet8_int8[border])
+    assert "SUB" not in folded.op_names() and "MUL" not in folded.op_names()
+    assert folded.op_names()[:2] == first_ops
+    pixels = folded.tensors[folded.inputs[0]]
+    # int8 input = pixel - 128, exactly, for 8-bit images.
+    assert pixels.dtype == "INT8" and pixels.scale == (1.0,) and pixels.zero_point == (-128,)
 
 
 def test_folded_resnet8_needs_a_smaller_tflm_arena(resnet8_int8):
-  unfolded, folded = (micro.find_arena_size(resnet8_int8[k]) for k in ("", "zeros"))
-  assert folded.head == unfolded.head        # the peak activations are elsewhere
-  assert folded.size < unfolded.size and folded.tail < unfolded.tail
+  arenas = {name: micro.find_arena_size(model) for name, model in resnet8_int8.items()}
+  assert arenas["mean"].head == arenas["zeros"].head == arenas["unfolded"].head  # peak elsewhere
+  assert arenas["zeros"].size < arenas["mean"].size < arenas["unfolded"].size

@@ -13,14 +13,16 @@ takes raw pixels as its input (scale 1, zero point -128 for 8-bit images).
 Exact everywhere for 'valid' convolutions and in the interior for 'same' ones.
 At the border the original padded zeros in normalised units, i.e. the channel
 mean in pixels; the folded conv pads what `border` says:
-  "zeros"  raw 0 (a black frame): the conv is unchanged, no op is added; the
-           border outputs move by -sum over padded taps of kernel * mean / std.
-  "mean"   one value, the mean of the channel means, by an explicit padding
-           layer (PADV2 in TFLite) before a 'valid' conv: exact when every
-           channel has the same mean, otherwise off by (value - mean_c) per
-           padded pixel instead of mean_c. TFLite pads with one scalar, so a
-           per-channel value would need an element-wise op again.
-BENCHMARKS.md (section 7) measures both on the trained ResNet-8.
+  "mean"   (default) one value, the mean of the channel means, by an explicit
+           padding layer (PADV2 in TFLite) before a 'valid' conv: exact when
+           every channel has the same mean, otherwise off by (value - mean_c)
+           per padded pixel instead of mean_c (CIFAR-10: at most 7 of 125).
+           TFLite pads with one scalar, so a per-channel value would need an
+           element-wise op again.
+  "zeros"  raw 0 (a black frame): the conv is unchanged and no op is added,
+           but the border outputs move by -sum over padded taps of
+           kernel * mean / std, which costs a trained ResNet-8 about 3 points.
+BENCHMARKS.md (section 7) measures both.
 
 The model is rebuilt from its functional config, so any functional model whose
 `Normalization` (last axis) feeds one Conv2D or DepthwiseConv2D folds; other
@@ -187,15 +189,16 @@ def _edited_config(config: dict, norm, conv, batch_norm, border: str) -> Tuple[d
   return config, custom
 
 
-def fold_input_normalization(model: tf_keras.Model, border: str = "zeros",
+def fold_input_normalization(model: tf_keras.Model, border: str = "mean",
                              strict: bool = False) -> tf_keras.Model:
   """A copy of `model` with its input Normalization folded into the conv it feeds.
 
   Args:
     model: a functional `tf_keras.Model`; it is not modified.
-    border: what the folded 'same' conv pads with, "zeros" (raw 0, no extra op)
-      or "mean" (the mean of the channel means, by a padding layer); see the
-      module docstring. 'valid' convs are exact either way.
+    border: what the folded 'same' conv pads with: "mean" (the mean of the
+      channel means, by a padding layer: one PADV2 op) or "zeros" (raw 0, no
+      extra op, but the border moves: -2.9 points on a trained ResNet-8); see
+      the module docstring. 'valid' convs are exact either way.
     strict: raise if the model has nothing to fold; by default it is returned
       unchanged with a log line.
 
