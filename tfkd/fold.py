@@ -46,6 +46,7 @@ layers = tf_keras.layers
 BORDERS = ("zeros", "mean")
 
 
+@tf_keras.saving.register_keras_serializable(package="tfkd")
 class ConstantPadding2D(layers.Layer):
   """Pads height and width with one constant (TFLite: PADV2); `border="mean"`'s padding.
 
@@ -114,8 +115,8 @@ def _foldable(model, config: dict) -> Tuple[Optional[tuple], str]:
                   "Conv2D or DepthwiseConv2D")
   if conv.data_format != "channels_last" or getattr(conv, "groups", 1) != 1:
     return None, f"{conv.name!r} is channels_first or grouped"
-  if len(conv.inbound_nodes) != 1:
-    return None, f"{conv.name!r} is called more than once"
+  if len(norm.inbound_nodes) != 1 or len(conv.inbound_nodes) != 1:
+    return None, f"{norm.name!r} or {conv.name!r} is called more than once"
   batch_norm = None
   after = _consumers(config, conv.name)
   if not conv.use_bias and len(after) == 1:
@@ -212,12 +213,12 @@ def fold_input_normalization(model: tf_keras.Model, border: str = "mean",
 
   Example:
     folded = fold_input_normalization(build_model("resnet8", 10, (32, 32, 3), (mean, var)))
-    [l.name for l in folded.layers][:2]    # ['pixels', 'stem_conv']
+    [l.name for l in folded.layers][:3]    # ['pixels', 'stem_conv_pad', 'stem_conv']
   """
   if border not in BORDERS:
     raise ValueError(f"Unknown border={border!r}: choose from {BORDERS}.")
   config = model.get_config() if getattr(model, "_is_graph_network", False) else None
-  site, reason = _foldable(model, config) if config else (None, "not a functional model")
+  site, reason = _foldable(model, config)
   if site is None:
     if strict:
       raise ValueError(f"Cannot fold the input normalisation of {model.name!r}: {reason}. "
