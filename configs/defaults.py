@@ -178,6 +178,9 @@ def get_config():
   config.export = ml_collections.ConfigDict()
   config.export.modes = ("float32", "int8")  # tflite.convert.MODES
   config.export.representative_size = 500    # training examples for int8 calibration
+  # Fold the input Normalization into the first conv (tfkd.fold): raw-pixel .tflite, no SUB/MUL.
+  config.export.fold_normalization = True
+  config.export.fold_border = "mean"         # folded 'same' conv pads 'mean' (PADV2) or 'zeros' (-2.9 pt)
 
   config.report = ml_collections.ConfigDict()
   config.report.batch_size = 500             # examples per evaluation batch

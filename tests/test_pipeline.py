@@ -15,6 +15,7 @@ from ml_collections import config_flags
 from configs import cifar10_quick
 from tfkd import cli, models, pipeline, training
 from tfkd.errors import ConfigError
+from tflite import graph
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,6 +54,10 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   assert report["rows"][4]["file_bytes"] < report["rows"][3]["file_bytes"]  # int8 is smaller
   assert all(r["gzip_bytes"] > 0 for r in report["rows"][3:])  # measured on every .tflite row
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
+  # The export folds the input normalisation (tfkd.fold); the saved student keeps it for training.
+  int8 = graph.read(os.path.join(workdir, "export", "distill_int8.tflite"))
+  assert not {"SUB", "MUL"} & set(int8.op_names())
+  assert tf_keras.models.load_model(os.path.join(workdir, "distill", "model.keras")).get_layer("normalize")
   assert "| distilled student, int8 TFLite |" in open(os.path.join(workdir, "report.md")).read()
   assert "`resnet8`, 1 epochs." in open(os.path.join(workdir, "report.md")).read()
   # The streaming section: the int8 student and the float teacher, 20 frames each at 40 fps.

@@ -17,7 +17,7 @@ import time
 import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, from_config, report_stage, training
+from tfkd import compression_stages, fold, from_config, report_stage, training
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run
 from tflite import convert, files
@@ -108,6 +108,10 @@ def stage_export(run: Run) -> None:
 def export_model(run: Run, name: str, mode: str) -> str:
   """Converts a stage's saved Keras model to `export/<name>_<mode>.tflite` unless it exists.
 
+  With `export.fold_normalization` the input normalisation is folded into the first conv
+  first (`tfkd.fold`): the `.tflite` takes raw pixels and has no SUB/MUL for it; the saved
+  Keras model, which training resumes from, is not touched.
+
   Returns:
     The `.tflite` path.
   """
@@ -116,6 +120,9 @@ def export_model(run: Run, name: str, mode: str) -> str:
     return out
   start = time.time()
   model = tf_keras.models.load_model(run.model_path(name))
+  if run.config.export.fold_normalization:
+    with from_config.reading("export"):  # an unknown fold_border
+      model = fold.fold_input_normalization(model, border=run.config.export.fold_border)
   files.write_atomic(out, convert.convert(model, mode, run.representative_inputs()))
   logging.info("[export] %s (%d bytes, %.0fs)", out, os.path.getsize(out), time.time() - start)
   return out
