@@ -17,9 +17,9 @@ import time
 import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, from_config, report_stage, training
+from tfkd import compression_stages, config_checks, from_config, model_files, report_stage, training
 from tfkd.errors import ConfigError
-from tfkd.run_context import Run
+from tfkd.run_context import Run, make_workdir
 from tflite import convert, files
 
 
@@ -75,7 +75,7 @@ def stage_distill(run: Run) -> None:
   teacher_paths = [] if logits is not None else run.teacher_paths()
   run.require(teacher_paths, "distill")
   with run.strategy.scope():
-    teachers = [tf_keras.models.load_model(path) for path in teacher_paths]
+    teachers = run.load_teachers(teacher_paths)
     student = run.build(run.config.student, "student")
     distiller = from_config.distiller(cfg, teachers, student)
     distiller.compile(
@@ -115,7 +115,7 @@ def export_model(run: Run, name: str, mode: str) -> str:
   if run.done("export", out):
     return out
   start = time.time()
-  model = tf_keras.models.load_model(run.model_path(name))
+  model = model_files.load_model(run.model_path(name))
   files.write_atomic(out, convert.convert(model, mode, run.representative_inputs()))
   logging.info("[export] %s (%d bytes, %.0fs)", out, os.path.getsize(out), time.time() - start)
   return out
@@ -148,7 +148,8 @@ def run_pipeline(config, workdir: str) -> Run:
   unknown = [s for s in config.stages if s not in STAGE_FUNCTIONS]
   if unknown:
     raise ConfigError(f"Unknown stage(s) {unknown} in config.stages: choose from {list(STAGE_FUNCTIONS)}.")
-  os.makedirs(workdir, exist_ok=True)
+  config_checks.validate(config)  # every value and input file, before data is read
+  make_workdir(workdir)
   tf_keras.utils.set_random_seed(config.seed)
   run = Run(config, workdir)
   for stage in config.stages:
