@@ -41,7 +41,8 @@ def main(argv):
     raise app.UsageError("Give --data (a dataset folder, or a TFDS name with --data_source=tfds) "
                          "for the inputs, or run `python -m tflite.benchmark` for random inputs.")
   config = eval_data.data_config(FLAGS.data_source, FLAGS.data, eval_data.model_input_shape(path))
-  inputs, _ = eval_data.load_split(config, "test", model_path=path)
+  inputs, _ = eval_data.load_split(config, "test")
+  eval_data.check_model_fits(path, inputs)  # the classes do not matter here, the inputs do
   edge_benchmark.report_from_flags(path, inputs[:max(FLAGS.parity_samples, 1)])
 
 

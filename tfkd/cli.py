@@ -116,14 +116,6 @@ def config_file_problem(argv: Sequence[str], flag_name: str = "config",
   return None
 
 
-def one_line_errors(main):
-  """`main` with tfkd's and the TFLite tools' input errors reported as one line and exit code 2.
-
-  For entry points that do not use absl (e.g. `tfkd.encode_text`).
-  """
-  return tflite_cli.one_line_errors(main, INPUT_ERRORS)
-
-
 def run(main, flag_name: str = "config") -> None:
   """`absl.app.run(main)` that first checks the config file and its overrides, and prints
   input errors as one line with exit code 2 (see the module docstring)."""

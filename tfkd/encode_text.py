@@ -15,9 +15,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tfkd import cli
-from tfkd.errors import ConfigError, DatasetError
+from tfkd.errors import ConfigError, DatasetError, TfkdError
 from tfkd.vocabulary import Vocabulary
+from tflite import cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,8 +66,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def run() -> None:
-  """The command: `main` with input errors printed as one line, exit code 2 (`tfkd.cli`)."""
-  cli.one_line_errors(main)(None)
+  """The command: `main` with input errors printed as one line, exit code 2 (`tflite.cli`)."""
+  cli.one_line_errors(main, (TfkdError,))(None)
 
 
 if __name__ == "__main__":

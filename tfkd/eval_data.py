@@ -101,7 +101,7 @@ def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None,
   return chosen
 
 
-def check_model_fits(model_path: str, x, num_classes: int) -> None:
+def check_model_fits(model_path: str, x, num_classes: Optional[int] = None) -> None:
   """Refuses a `.tflite` classifier whose input or output does not fit the data.
 
   An accuracy would otherwise be printed for a model that cannot read these
@@ -110,7 +110,7 @@ def check_model_fits(model_path: str, x, num_classes: int) -> None:
   Args:
     model_path: the `.tflite` file.
     x: the examples (first axis: examples).
-    num_classes: the data's classes.
+    num_classes: the data's classes; None checks the input shape only.
 
   Raises:
     ModelMismatchError: naming the model, both shapes or class counts, and the fix.
@@ -126,7 +126,7 @@ def check_model_fits(model_path: str, x, num_classes: int) -> None:
         f"{model_path!r} takes inputs of shape {expected}, but the data's examples have shape "
         f"{tuple(x.shape[1:])}: give it data of the kind it was trained on (images with its "
         "channels, or text through its run config: --config).")
-  if classes != num_classes:
+  if num_classes is not None and classes != num_classes:
     raise ModelMismatchError(
         f"{model_path!r} outputs {classes} classes, but the data has {num_classes}: give it "
         "the dataset it was trained on (the same class folders or labels).")

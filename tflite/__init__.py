@@ -15,6 +15,7 @@ Modules:
   benchmark   the edge report (`python -m tflite.benchmark`, random inputs).
   files       atomic writes of artifacts.
   errors      `TfliteError`, the base of the errors above.
+  cli         commands that end input errors with one line and exit code 2.
 """
 
 import os
