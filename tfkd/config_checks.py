@@ -31,6 +31,8 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DATA_SOURCES = ("folder", "tfds", "text")
 DISTRIBUTE = ("", "mirrored", "multiworker")
+# How a user lets teachers be HDF5 or SavedModel (`tfkd.model_files`), for the messages.
+LEGACY_OPT_IN = "--config.teacher.allow_legacy_formats=True"
 
 Rule = Tuple[Callable[[object], bool], str]  # (is the value valid?, what a valid value is)
 
@@ -218,7 +220,7 @@ def _check_run(config) -> None:
   for i, path in enumerate(d.extra_teachers):
     try:
       model_files.check_model_file(path, config.teacher.allow_legacy_formats,
-                                   opt_in="--config.teacher.allow_legacy_formats=True")
+                                   opt_in=LEGACY_OPT_IN)
     except ModelFileError as e:
       raise ConfigError(f"config.distill.extra_teachers[{i}]: {e}") from e
   if d.teacher_logits_path and not os.path.isfile(d.teacher_logits_path):

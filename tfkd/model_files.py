@@ -20,14 +20,27 @@ import os
 import zipfile
 from typing import Optional
 
-import h5py
 import tf_keras
 from tf_keras.src.saving import serialization_lib  # SafeModeScope: safe mode for HDF5 too
 
 from tfkd.errors import ModelFileError
 
-FORMATS = ("keras", "hdf5", "savedmodel")
 LEGACY_FORMATS = ("hdf5", "savedmodel")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path: str) -> bool:
+  """HDF5's signature at offset 0, 512, 1024, 2048, ... (where the format allows it)."""
+  with open(path, "rb") as f:
+    offset = 0
+    while True:
+      f.seek(offset)
+      head = f.read(len(HDF5_SIGNATURE))
+      if len(head) < len(HDF5_SIGNATURE):
+        return False
+      if head == HDF5_SIGNATURE:
+        return True
+      offset = offset * 2 or 512
 
 
 def model_format(path: str) -> str:
@@ -48,7 +61,7 @@ def model_format(path: str) -> str:
                          "model first.")
   if zipfile.is_zipfile(path):
     return "keras"
-  if h5py.is_hdf5(path):
+  if _is_hdf5(path):
     return "hdf5"
   raise ModelFileError(
       f"Model file {path!r} ({os.path.getsize(path)} bytes) is not a Keras model: neither a "
@@ -116,7 +129,7 @@ def load_model(path: str, allow_legacy_formats: bool = False,
       return tf_keras.models.load_model(path, safe_mode=True)
     with serialization_lib.SafeModeScope(True):
       return tf_keras.models.load_model(path)
-  except Exception as e:  # pylint: disable=broad-except  (zip, h5py, JSON and Keras errors alike)
+  except Exception as e:  # pylint: disable=broad-except  (zip, HDF5, JSON and Keras errors alike)
     reason = " ".join(str(e).split())
     if "deserialization of a Lambda layer" in reason or "a `lambda` object" in reason:
       raise ModelFileError(f"Model {path!r} holds a Lambda layer of Python code, which tfkd never "

@@ -16,7 +16,8 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import data, from_config, model_files, teacher_cache, training, view_cache, views
+from tfkd import (config_checks, data, from_config, model_files, teacher_cache, training,
+                  view_cache, views)
 from tfkd.errors import ConfigError
 
 
@@ -66,7 +67,7 @@ class Run:
     """The teacher models at `paths`, loaded without running code stored in them
     (`tfkd.model_files`); HDF5 and SavedModel only with `teacher.allow_legacy_formats`."""
     return [model_files.load_model(path, self.config.teacher.allow_legacy_formats,
-                                   opt_in="--config.teacher.allow_legacy_formats=True")
+                                   opt_in=config_checks.LEGACY_OPT_IN)
             for path in paths]
 
   def tflite_path(self, model_name: str, mode: str) -> str:
