@@ -27,7 +27,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_MARK = "BAD_INPUT_RESULTS "
-TF_STARTUP_LINE = re.compile(r"WARNING: All log messages before absl::InitializeLog|[IWE]0000 00:00:")
+TF_STARTUP_LINE = re.compile(  # TensorFlow's C++ logging at import, before Python runs
+    r"WARNING: All log messages before absl::InitializeLog|[IWE]0000 00:00:")
 MARKER = "lambda_ran.txt"  # the Lambda layer of lambda.h5 writes this file if its code runs
 
 TRAIN = ["--config=configs/cifar10_quick.py", "--workdir={tmp}/run", "--config.data.path={images}",
@@ -94,14 +95,16 @@ CASES = [
      r"image file format. One of JPEG"),
     ("tfkd.train", "invalid UTF-8 in a TSV", TRAIN + [
         "--config.data.source=text", "--config.data.augment=False",
-        "--config.data.train_file.path={tmp}/latin1.tsv", "--config.data.test_file.path={tmp}/good.tsv"],
+        "--config.data.train_file.path={tmp}/latin1.tsv",
+        "--config.data.test_file.path={tmp}/good.tsv"],
      r"Text dataset file '.*latin1.tsv' is not valid UTF-8: line 3 has byte 0xe9"),
     # Models: safe loading (tfkd.model_files).
     ("tfkd.train", "HDF5 file as teacher/model.keras", TRAIN[:1] + ["--workdir={h5_workdir}"]
      + TRAIN[2:] + ["--config.stages=('distill',)"],
      r"Model '.*teacher/model.keras' is an HDF5 file, a legacy format .* set "
      r"--config.teacher.allow_legacy_formats=True"),
-    ("tfkd.train", "HDF5 extra teacher", TRAIN + ["--config.distill.extra_teachers=('{lambda_h5}',)"],
+    ("tfkd.train", "HDF5 extra teacher", TRAIN + [
+        "--config.distill.extra_teachers=('{lambda_h5}',)"],
      r"config.distill.extra_teachers\[0\]: Model '.*lambda.h5' is an HDF5 file"),
     ("tfkd.train", "HDF5 extra teacher, allowed, with a Lambda layer", TRAIN[:1]
      + ["--workdir={teacher_workdir}"] + TRAIN[2:] + [
@@ -165,7 +168,7 @@ CASES = [
 # --- The files the cases read ------------------------------------------------------------------
 
 def _tiny_model(input_shape, classes, lambda_marker=None):
-  import tf_keras  # pylint: disable=import-outside-toplevel  (only the parent process builds models)
+  import tf_keras  # pylint: disable=import-outside-toplevel  (only the test process builds them)
   inputs = tf_keras.Input(input_shape)
   x = tf_keras.layers.Rescaling(1 / 255.0)(inputs)
   if lambda_marker:  # Python code stored in the file: it must never run when tfkd loads it
@@ -180,12 +183,11 @@ def build_world(root: str) -> dict:
   from tests.conftest import write_image_folder  # pylint: disable=import-outside-toplevel
   from tflite import convert  # pylint: disable=import-outside-toplevel
   j = lambda *parts: os.path.join(root, *parts)
-  w = {"tmp": root, "images": write_image_folder(j("images"), per_class=(6, 2)),
-       "existing": j("existing"), "one_class": j("one_class"), "symlink": j("symlink"),
-       "corrupt": j("corrupt"), "empty_dataset": j("empty_dataset"), "lambda_h5": j("lambda.h5"), "corrupt_keras": j("corrupt.keras"),
-       "h5_workdir": j("h5_workdir"), "teacher_workdir": j("teacher_workdir"),
-       "corrupt_workdir": j("corrupt_workdir"), "teacher_keras": j("teacher_workdir", "teacher",
-                                                                   "model.keras")}
+  w = {name: j(name) for name in ("existing", "one_class", "symlink", "corrupt", "empty_dataset",
+                                   "h5_workdir", "teacher_workdir", "corrupt_workdir")}
+  w.update(tmp=root, images=write_image_folder(j("images"), per_class=(6, 2)),
+           lambda_h5=j("lambda.h5"), corrupt_keras=j("corrupt.keras"),
+           teacher_keras=j("teacher_workdir", "teacher", "model.keras"))
   os.makedirs(w["existing"])
   with open(j("existing", "keep.txt"), "w") as f:
     f.write("results of an earlier run")
@@ -285,8 +287,9 @@ def run_groups(world: dict, cases) -> list:
     if not groups or groups[-1][0] != case[0]:
       groups.append((case[0], []))
     groups[-1][1].append(argv)
-  child = subprocess.run([sys.executable, "-m", "tests.test_bad_inputs", "drive", json.dumps(groups)],
-                         cwd=REPO, capture_output=True, text=True, timeout=900)
+  child = subprocess.run(
+      [sys.executable, "-m", "tests.test_bad_inputs", "drive", json.dumps(groups)],
+      cwd=REPO, capture_output=True, text=True, timeout=900)
   lines = [l for l in child.stdout.splitlines() if l.startswith(RESULT_MARK)]
   assert child.returncode == 0 and lines, child.stderr[-3000:]
   return json.loads(lines[-1][len(RESULT_MARK):])
@@ -326,7 +329,8 @@ def check_cases(world, commands) -> list:
   """Runs the cases of `commands` in one child process and checks every one; returns them."""
   cases = [c for c in CASES if c[0] in commands
            and not ("--workdir=/sys/fs" in c[2] and _writable("/sys/fs"))]
-  before = {name: snapshot(world[name]) for name in ("existing", "h5_workdir", "teacher_workdir")}
+  before = {name: snapshot(world[name])
+            for name in ("existing", "h5_workdir", "teacher_workdir", "corrupt_workdir")}
   results = run_groups(world, cases)
   failed = {case[1]: problems(case, result) for case, result in zip(cases, results)}
   assert not {k: v for k, v in failed.items() if v}, {
@@ -431,15 +435,16 @@ def test_tflite_readers_name_the_damaged_file(world):
 
 
 def test_config_checks_accept_every_case_config_and_know_the_library_names(world):
-  from configs import (cifar10_compress, cifar10_quick, cifar10_resnet,  # pylint: disable=import-outside-toplevel
-                       defaults, sst2_full, sst2_quick)
+  # pylint: disable=import-outside-toplevel
+  from configs import cifar10_compress, cifar10_quick, cifar10_resnet, defaults, sst2_full, sst2_quick
   from tfkd import config_checks, from_config, training  # pylint: disable=import-outside-toplevel
   leaves = set(_leaves(defaults.get_config()))
   assert set(config_checks.RULES) <= leaves  # every rule names a key tfkd has
   for module in (cifar10_quick, cifar10_resnet, cifar10_compress, sst2_full, sst2_quick):
     config = from_config.with_defaults(module.get_config())
     config.data.path = world["images"]
-    config.data.train_file.path = config.data.test_file.path = os.path.join(world["tmp"], "good.tsv")
+    table = os.path.join(world["tmp"], "good.tsv")
+    config.data.train_file.path = config.data.test_file.path = table
     config_checks.validate(config)
   for name in config_checks.OPTIMIZERS:
     training.make_optimizer(name, 0.1)
