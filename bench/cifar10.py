@@ -8,11 +8,11 @@ writes the report plus `bench_cifar10.json` (numbers and provenance) to the work
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import pipeline
+from tfkd import cli, pipeline
 from tflite import files
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cifar10_e80", "Run folder (resumed if it exists).")
@@ -35,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

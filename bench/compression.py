@@ -23,11 +23,11 @@ import os
 import time
 
 import ml_collections
-from absl import app, flags
+from absl import flags
 
 from bench import common
 from configs import cifar10_compress
-from tfkd import compression_stages, from_config, pipeline
+from tfkd import cli, compression_stages, from_config, pipeline
 from tfkd.run_context import Run
 from tflite import files, interpreter, sparsity
 
@@ -222,4 +222,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -30,7 +30,7 @@ import tf_keras
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import data, from_config, teacher_cache, training, views
+from tfkd import cli, data, from_config, model_files, teacher_cache, training, views
 from tflite import convert, files, interpreter
 
 _TEACHER = flags.DEFINE_string("teacher", "runs/cifar10_resnet/teacher/model.keras",
@@ -234,7 +234,7 @@ def main(argv):
   config.data.train_limit = _TRAIN_LIMIT.value
   config.train.epochs = _EPOCHS.value
   splits = from_config.splits(config.data)
-  teachers = [tf_keras.models.load_model(p) for p in (_TEACHER.value, _SECOND_TEACHER.value)]
+  teachers = [model_files.load_model(p) for p in (_TEACHER.value, _SECOND_TEACHER.value)]
   teacher_weights = [float(w) for w in _TEACHER_WEIGHTS.value]
 
   timing = time_steps(config, splits, teachers, teacher_weights)
@@ -257,4 +257,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

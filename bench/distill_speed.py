@@ -47,7 +47,7 @@ import tf_keras
 from bench import common
 from configs import cifar10_resnet
 import tfkd
-from tfkd import from_config, teacher_cache, training, views
+from tfkd import cli, from_config, teacher_cache, training, views
 from tflite import files
 # Keras 3 after tfkd: tfkd must pick Keras 2 for tf.keras before anything touches it.
 import keras  # pylint: disable=wrong-import-order
@@ -435,4 +435,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

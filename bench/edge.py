@@ -27,10 +27,9 @@ import time
 from absl import app, flags, logging
 
 import numpy as np
-import tf_keras
 
 from bench import common
-from tfkd import data, eval_data
+from tfkd import cli, data, eval_data, model_files
 from tflite import benchmark, convert, cost, devices, files, interpreter
 
 _KERAS_MODEL = flags.DEFINE_string("keras_model", "runs/cifar10_resnet/distill/model.keras",
@@ -39,13 +38,16 @@ _DATA = flags.DEFINE_string("data", "../shared/data/cifar10-jpeg", "Class-folder
 _OUT = flags.DEFINE_string("out", "runs/bench_edge", "Output folder.")
 _MODES = flags.DEFINE_list("modes", list(convert.MODES), "Converter modes to run.")
 _REPRESENTATIVE_SIZE = flags.DEFINE_integer("representative_size", 500,
-                                            "Training images used for calibration.")
-_TEST_LIMIT = flags.DEFINE_integer("test_limit", 0, "Evaluate on the first N test images (0: all).")
-_PARITY_SAMPLES = flags.DEFINE_integer("parity_samples", 100, "Test images compared on TFLM.")
-_ROUNDS = flags.DEFINE_integer("rounds", 10, "Interleaved latency rounds.")
-_RUNS = flags.DEFINE_integer("runs", 50, "Timed invokes per mode in each round.")
-_WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed invokes per mode before timing.")
-_THREADS = flags.DEFINE_integer("threads", 1, "LiteRT threads.")
+                                            "Training images used for calibration.", lower_bound=1)
+_TEST_LIMIT = flags.DEFINE_integer("test_limit", 0, "Evaluate on the first N test images (0: all).",
+                                   lower_bound=0)
+_PARITY_SAMPLES = flags.DEFINE_integer("parity_samples", 100, "Test images compared on TFLM.",
+                                       lower_bound=0)
+_ROUNDS = flags.DEFINE_integer("rounds", 10, "Interleaved latency rounds.", lower_bound=1)
+_RUNS = flags.DEFINE_integer("runs", 50, "Timed invokes per mode in each round.", lower_bound=1)
+_WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed invokes per mode before timing.",
+                               lower_bound=0)
+_THREADS = flags.DEFINE_integer("threads", 1, "LiteRT threads.", lower_bound=1)
 
 
 def markdown(rows, keras_accuracy, ratio, fit_mode, fit_rows) -> str:
@@ -121,7 +123,7 @@ def main(argv):
   unknown = [m for m in _MODES.value if m not in convert.MODES]
   if unknown:
     raise app.UsageError(f"Unknown --modes {unknown}: choose from {list(convert.MODES)}.")
-  model = tf_keras.models.load_model(_KERAS_MODEL.value)
+  model = model_files.load_model(_KERAS_MODEL.value)
   input_shape = tuple(model.input_shape[1:])
   config = eval_data.data_config("folder", _DATA.value, input_shape)
   test_x, test_y = eval_data.load_split(config, "test")
@@ -176,4 +178,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -26,9 +26,8 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-import tf_keras
 from bench import common
-from tfkd import cli, data, pipeline
+from tfkd import cli, data, model_files, pipeline
 from tfkd.run_context import Run
 from tflite import files, interpreter, micro
 from tflite_micro.python.tflite_micro import runtime
@@ -45,7 +44,7 @@ GOAL = 0.85  # the target: the int8 student at 85% dev accuracy or better
 
 def keras_accuracy(path: str, x: np.ndarray, y: np.ndarray) -> tuple:
   """(dev accuracy, parameters) of a saved Keras model."""
-  model = tf_keras.models.load_model(path)
+  model = model_files.load_model(path)
   model.compile(metrics=["accuracy"])
   _, accuracy = model.evaluate(data.eval_dataset(x, y, 500), verbose=0)
   return float(accuracy), int(model.count_params())

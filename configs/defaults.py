@@ -169,6 +169,9 @@ def get_config():
   config.distribute = ""
   config.data = _data()
   config.teacher = _model("resnet20", epochs=0)
+  # Teachers (teacher/model.keras, distill.extra_teachers) may be HDF5 or SavedModel, formats that
+  # can run code stored in them; Lambda layers' code is still never run (tfkd.model_files).
+  config.teacher.allow_legacy_formats = False
   config.student = _model("resnet8")
   config.train = _train()              # the teacher, scratch and distill stages
   config.distill = _distill()

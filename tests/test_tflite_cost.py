@@ -67,6 +67,6 @@ def test_skip_connection_keeps_its_tensor_live():
 def test_reading_something_that_is_not_tflite_fails_clearly(tmp_path):
   path = tmp_path / "model.keras"
   path.write_bytes(b"PK\x03\x04 not a flatbuffer")
-  with pytest.raises(ValueError, match="Not a TFLite model") as error:
+  with pytest.raises(ValueError, match="model.keras' is not a TFLite model") as error:
     cost.model_cost(str(path))
   assert isinstance(error.value, TfliteError)

@@ -42,6 +42,7 @@ def main(argv):
                          "for the inputs, or run `python -m tflite.benchmark` for random inputs.")
   config = eval_data.data_config(FLAGS.data_source, FLAGS.data, eval_data.model_input_shape(path))
   inputs, _ = eval_data.load_split(config, "test")
+  eval_data.check_model_fits(path, inputs)  # the classes do not matter here, the inputs do
   edge_benchmark.report_from_flags(path, inputs[:max(FLAGS.parity_samples, 1)])
 
 

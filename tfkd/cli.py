@@ -1,10 +1,13 @@
-"""Entry points' `run(main)`: `absl.app.run` that explains an unknown `--config.` key.
+"""Entry points' `run(main)`: `absl.app.run` that ends every input error with one line.
 
-ml_collections applies overrides such as `--config.train.epochs=3` while absl
-parses the flags; a key the config file does not have ends there in a bare
-traceback (`AttributeError: "'epochz'"`). `run` checks every override against
-the config file first and, for a key that does not exist, stops before any
-work with a message naming the key, the keys that do exist beside it and the fix.
+Before any work, `run` checks the config file (`--config=`) loads and every
+`--config.key=value` override names an existing key: ml_collections otherwise
+ends in a bare traceback (`AttributeError: "'epochz'"`). A key that does not
+exist stops the program with a message naming the key, the keys that do exist
+beside it and the fix. While `main` runs, tfkd's and the TFLite tools' input
+errors (`TfkdError`, `TfliteError`), absl's flag errors and file-system errors
+are printed as one `ERROR:` line with exit code 2 (`tflite.cli`);
+`TFKD_DEBUG=1` shows their traceback.
 
 Example:
   if __name__ == "__main__":
@@ -12,14 +15,18 @@ Example:
 """
 
 import difflib
+import os
 import sys
 from typing import Optional, Sequence
 
-from absl import app, flags
+from absl import flags
 from ml_collections import ConfigDict
 
 from tfkd.errors import TfkdError
+from tflite import cli as tflite_cli
 from tflite.errors import TfliteError
+
+INPUT_ERRORS = (TfkdError, TfliteError)
 
 
 def _config_path(argv: Sequence[str], flag) -> Optional[str]:
@@ -80,27 +87,39 @@ def unknown_override(argv: Sequence[str], flag_name: str = "config",
   return None
 
 
-def _one_line_errors(main):
-  """`main`, reporting input errors (tfkd's and the TFLite tools') as one line and exit code 2.
+def config_file_problem(argv: Sequence[str], flag_name: str = "config",
+                        flag_values=flags.FLAGS) -> Optional[str]:
+  """Why the `--<flag_name>=` config file given on the command line cannot be used, or None.
 
-  These errors already say what is wrong and how to fix it; a traceback would bury that.
+  ml_collections only reports a missing or broken config file when the config is
+  first read, as a traceback; this reads it first to say so in one line.
   """
-  def wrapped(argv):
-    try:
-      return main(argv)
-    except (TfkdError, TfliteError) as e:
-      sys.stderr.write(f"ERROR: {e}\n")
-      sys.exit(2)
-  return wrapped
+  if flag_name not in flag_values:
+    return None
+  path = _config_path(argv, flag_values[flag_name])
+  if not path:
+    return None
+  file_part = path.split(":", 1)[0]  # `config.py:arg` passes an argument to get_config
+  if not os.path.isfile(file_part):
+    return (f"Config file {file_part!r} (--{flag_name}) does not exist: pass the path of a "
+            "config file such as configs/cifar10_quick.py.")
+  try:
+    config = flag_values[flag_name].parser.parse(path)
+  except Exception as e:  # pylint: disable=broad-except  (a user's Python file: anything)
+    cause = e.__cause__ or e.__context__ or e  # ml_collections re-raises with a whole traceback
+    return (f"Config file {path!r} (--{flag_name}) cannot be loaded: {type(cause).__name__}: "
+            f"{cause}. Fix: correct the file; it must define get_config() returning a ConfigDict.")
+  if not isinstance(config, ConfigDict):
+    return (f"Config file {path!r} (--{flag_name}): get_config() returned {type(config).__name__}, "
+            "not a ConfigDict. Fix: return the config (e.g. configs.defaults.get_config() with "
+            "your changes).")
+  return None
 
 
 def run(main, flag_name: str = "config") -> None:
-  """`absl.app.run(main)`, after refusing `--<flag_name>.` overrides of keys that do not exist.
-
-  Input errors (`TfkdError`, `TfliteError`) end the program with their message on one line.
-  """
-  message = unknown_override(sys.argv, flag_name)
+  """`absl.app.run(main)` that first checks the config file and its overrides, and prints
+  input errors as one line with exit code 2 (see the module docstring)."""
+  message = config_file_problem(sys.argv, flag_name) or unknown_override(sys.argv, flag_name)
   if message:
-    sys.stderr.write(f"FATAL: {message}\n")
-    sys.exit(2)
-  app.run(_one_line_errors(main))
+    tflite_cli.fail(message)
+  tflite_cli.run(main, INPUT_ERRORS)

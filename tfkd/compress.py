@@ -33,6 +33,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
     PruneLowMagnitude)
 
+from tfkd import model_files
 from tfkd.errors import ConfigError, TfkdError
 
 UNSUPPORTED_CHOICES = ("skip", "error")
@@ -373,6 +374,10 @@ def quantize_scope():
 
 
 def load_model(path: str) -> tf_keras.Model:
-  """Loads a saved model, QAT wrappers included (plain models load the same way)."""
+  """Loads a saved model, QAT wrappers included (plain models load the same way).
+
+  QAT models are `.h5` files (see `quantize`), so HDF5 is allowed here; like every
+  model tfkd loads, it loads in safe mode (`tfkd.model_files`).
+  """
   with quantize_scope():
-    return tf_keras.models.load_model(path)
+    return model_files.load_model(path, allow_legacy_formats=True)

@@ -50,7 +50,7 @@ def finetune_with_teacher(run: Run, stage: str, start: str, wrap_student,
   run.require([start_path] + teacher_paths, stage)
   steps = run.steps_per_epoch(train_config.batch_size)
   with run.strategy.scope():
-    teachers = [tf_keras.models.load_model(p) for p in teacher_paths]
+    teachers = run.load_teachers(teacher_paths)
     student = wrap_student(compress.load_model(start_path), train_config.epochs * steps)
     distiller = from_config.distiller(run.config.distill, teachers, student)
     distiller.compile(optimizer=from_config.optimizer(train_config, steps), metrics=["accuracy"])

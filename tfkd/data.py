@@ -22,6 +22,7 @@ Example:
 """
 
 import os
+import re
 from typing import Optional, Sequence
 
 import numpy as np
@@ -62,6 +63,11 @@ def list_image_folder(split_dir: str, class_names: Optional[Sequence[str]] = Non
   for label, name in enumerate(found):
     class_dir = os.path.join(split_dir, name)
     files = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    dangling = [f for f in files if not os.path.isfile(os.path.join(class_dir, f))]
+    if dangling:  # a broken symlink (or a folder named like an image): never skipped silently
+      raise DatasetError(
+          f"Class folder {class_dir!r} lists {len(dangling)} image name(s) that are not readable "
+          f"files (broken symlinks?): {dangling[:10]}. Fix the links or delete them.")
     if not files:
       raise DatasetError(
           f"Class folder {class_dir!r} has no images ({', '.join(IMAGE_EXTENSIONS)}): "
@@ -95,11 +101,17 @@ def _decode(path, image_size):
   return tf.cast(tf.round(image), tf.uint8)
 
 
+def _op_message(error: tf.errors.OpError) -> str:
+  """A TensorFlow op error's message without the op and device decoration around it."""
+  message = error.message.splitlines()[0] if error.message else type(error).__name__
+  return re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", message)
+
+
 def decode_images(paths: Sequence[str], image_size: Sequence[int]) -> np.ndarray:
   """Decodes image files in parallel into a uint8 array [N, H, W, 3].
 
   Raises:
-    DatasetError naming every file that cannot be decoded.
+    DatasetError naming every file that cannot be read or decoded (none is skipped).
   """
   image_size = tuple(image_size)
   ds = (tf.data.Dataset.from_tensor_slices(list(paths))
@@ -108,17 +120,17 @@ def decode_images(paths: Sequence[str], image_size: Sequence[int]) -> np.ndarray
         .batch(2048))
   try:
     return np.concatenate([b.numpy() for b in ds]) if paths else np.zeros((0, *image_size, 3), np.uint8)
-  except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+  except tf.errors.OpError:  # undecodable, unreadable or vanished files: named below
     pass
   # Slow path, only after a failure: find which files are bad, so the error names them.
   bad = []
   for p in paths:
     try:
       _decode(p, image_size)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-      bad.append(f"{p} ({e.message.splitlines()[0]})")
+    except tf.errors.OpError as e:
+      bad.append(f"{p} ({_op_message(e)})")
   raise DatasetError(
-      f"{len(bad)} image file(s) cannot be decoded: {'; '.join(bad[:10])}"
+      f"{len(bad)} image file(s) cannot be read or decoded: {'; '.join(bad[:10])}"
       f"{' ...' if len(bad) > 10 else ''}. Re-encode or delete them and run again.")
 
 

@@ -15,3 +15,7 @@ class ModelMismatchError(TfkdError, ValueError):
 
 class ConfigError(TfkdError, ValueError):
   """A config value that does not exist or is not valid."""
+
+
+class ModelFileError(TfkdError, ValueError):
+  """A saved Keras model that is missing, damaged, or in a format tfkd does not load unasked."""

@@ -16,8 +16,8 @@ from typing import Optional
 
 from ml_collections import ConfigDict
 
-from tfkd import data, from_config
-from tfkd.errors import ConfigError
+from tfkd import config_checks, data, from_config
+from tfkd.errors import ConfigError, ModelMismatchError
 from tflite import interpreter
 
 SPLITS = ("train", "val", "test")
@@ -56,7 +56,8 @@ def data_config(source: str, path: str, input_shape, val_size: int = 0, seed: in
                          augment=False))
 
 
-def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None):
+def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None,
+               model_path: Optional[str] = None):
   """(x, y) of one split of the dataset `config` describes.
 
   A class folder's test split is decoded alone (the training folder is only
@@ -68,12 +69,15 @@ def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None):
     split: 'train', 'val' or 'test'.
     workdir: the run's folder, for sources that keep state there (the text
       source's vocabulary).
+    model_path: the `.tflite` model the split is for: its input shape and class
+      count are checked against the data (`check_model_fits`).
 
   Returns:
     (features, labels) as numpy arrays.
 
   Raises:
     ConfigError: unknown split, or 'val' without a validation split.
+    ModelMismatchError: the model does not fit the data.
 
   Example:
     test_x, test_y = load_split(data_config("folder", "data/cifar10-jpeg", (32, 32, 3)), "test")
@@ -81,13 +85,48 @@ def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None):
   if split not in SPLITS:
     raise ConfigError(f"Unknown split {split!r} (argument split, flag --split): "
                       f"choose from {SPLITS}.")
+  config_checks.validate_data(config)
   if config.source == "folder" and split == "test":
     _, _, class_names = data.list_image_folder(os.path.join(config.path, "train"))
     paths, labels, _ = data.list_image_folder(os.path.join(config.path, "test"), class_names)
-    return data.decode_images(paths, config.image_size), labels
-  splits = from_config.splits(config, workdir or "")
-  chosen = getattr(splits, split)
-  if chosen is None:
-    raise ConfigError("The val split is empty: set val_size > 0 (the data.val_size of the run, "
-                      "with the same seed) to carve it from train.")
+    chosen = data.decode_images(paths, config.image_size), labels
+  else:
+    splits = from_config.splits(config, workdir or "")
+    chosen, class_names = getattr(splits, split), splits.class_names
+    if chosen is None:
+      raise ConfigError("The val split is empty: set val_size > 0 (the data.val_size of the run, "
+                        "with the same seed) to carve it from train.")
+  if model_path:
+    check_model_fits(model_path, chosen[0], len(class_names))
   return chosen
+
+
+def check_model_fits(model_path: str, x, num_classes: Optional[int] = None) -> None:
+  """Refuses a `.tflite` classifier whose input or output does not fit the data.
+
+  An accuracy would otherwise be printed for a model that cannot read these
+  examples, or that knows other classes (a 3-class model on 10-class data).
+
+  Args:
+    model_path: the `.tflite` file.
+    x: the examples (first axis: examples).
+    num_classes: the data's classes; None checks the input shape only.
+
+  Raises:
+    ModelMismatchError: naming the model, both shapes or class counts, and the fix.
+
+  Example:
+    check_model_fits("m_int8.tflite", test_x, 10)
+  """
+  loaded = interpreter.load(model_path)
+  expected = tuple(int(d) for d in loaded.get_input_details()[0]["shape"][1:])
+  classes = int(loaded.get_output_details()[0]["shape"][-1])
+  if tuple(x.shape[1:]) != expected:
+    raise ModelMismatchError(
+        f"{model_path!r} takes inputs of shape {expected}, but the data's examples have shape "
+        f"{tuple(x.shape[1:])}: give it data of the kind it was trained on (images with its "
+        "channels, or text through its run config: --config).")
+  if num_classes is not None and classes != num_classes:
+    raise ModelMismatchError(
+        f"{model_path!r} outputs {classes} classes, but the data has {num_classes}: give it "
+        "the dataset it was trained on (the same class folders or labels).")

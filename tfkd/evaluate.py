@@ -10,7 +10,8 @@ r"""Accuracy of a `.tflite` classifier on a dataset split, on the LiteRT interpr
 Data is read by `tfkd.data`, the code training uses (`tfkd.eval_data`):
 `--data_source=folder` (train/ and test/ class folders; images are resized to
 the model's input size) or `tfds` (`--data` is the TFDS name); or `--config`,
-whose `data` block is used as is (any source, text included). The accuracy
+whose `data` block is used as is (any source, text included). A model whose
+input shape or class count does not match the data is refused. The accuracy
 itself is `tflite.evaluate.evaluate`: inputs quantised with the model's own
 parameters, so every TFLite mode works.
 
@@ -38,9 +39,11 @@ def define_flags():
                                   "--data/--data_source (override with --config.data.path=...).")
   flags.DEFINE_string("workdir", None, "With --config: the run's folder (text vocabulary).")
   flags.DEFINE_enum("split", "test", eval_data.SPLITS, "Split to evaluate.")
-  flags.DEFINE_integer("batch_size", 256, "Examples per interpreter invoke.")
-  flags.DEFINE_integer("val_size", 0, "For --split=val: the data.val_size of the run to match.")
-  flags.DEFINE_integer("seed", 0, "For --split=val: the data.seed of the run to match.")
+  flags.DEFINE_integer("batch_size", 256, "Examples per interpreter invoke.", lower_bound=1)
+  flags.DEFINE_integer("val_size", 0, "For --split=val: the data.val_size of the run to match.",
+                       lower_bound=0)
+  flags.DEFINE_integer("seed", 0, "For --split=val: the data.seed of the run to match.",
+                       lower_bound=0)
   flags.DEFINE_string("tfds_data_dir", "", "TFDS data_dir for --data_source=tfds.")
 
 
@@ -59,7 +62,7 @@ def main(argv):
   else:
     raise app.UsageError("Give --data (a dataset folder, or a TFDS name with --data_source=tfds) "
                          "or --config (a run config whose data block describes the dataset).")
-  x, y = eval_data.load_split(config, FLAGS.split, FLAGS.workdir)
+  x, y = eval_data.load_split(config, FLAGS.split, FLAGS.workdir, model_path=FLAGS.model)
   result = tflite_evaluate.evaluate(FLAGS.model, x, y, FLAGS.batch_size)
   print(f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['examples']}) on the "
         f"{FLAGS.split} split of {described}")

@@ -217,20 +217,12 @@ def optimizer(train_config, steps_per_epoch: int) -> tf_keras.optimizers.Optimiz
                                    train_config.weight_decay)
 
 
-def distillation_losses(distill_config) -> Tuple[List[DistillationLoss], List[float]]:
-  """The losses and their weights that `config.distill` asks for.
+def loss_names_and_weights(distill_config) -> Tuple[List[str], List[float]]:
+  """The loss names of `distill.method` and their weights, checked (nothing is built).
 
-  `distill.method` names losses joined by '+' (e.g. 'soft+features'):
-    soft         LogitsDistillation(temperature)
-    features     FeatureDistillation(teacher_layer, student_layer, feature_adapter)
-    attention    AttentionTransfer(teacher_layer, student_layer)
-    contrastive  ContrastiveDistillation(embedding_layer, projection_dim, contrastive_temperature)
-    relational   RelationalDistillation(embedding_layer)
-  and `distill.weights` gives one weight per name (empty: 1 each). Each call makes
-  new losses: adapters and projection heads start untrained.
-
-  Returns:
-    (losses, weights), two lists of equal length.
+  Raises:
+    ConfigError: an unknown or repeated loss name, an unknown feature adapter, or
+      not one weight per loss.
   """
   c = distill_config
   names = [n.strip() for n in c.method.split("+") if n.strip()]
@@ -247,6 +239,26 @@ def distillation_losses(distill_config) -> Tuple[List[DistillationLoss], List[fl
   if len(weights) != len(names):
     raise ConfigError(f"config.distill.weights={tuple(weights)} has {len(weights)} values for the "
                       f"{len(names)} losses of distill.method={c.method!r}: give one weight per loss.")
+  return names, weights
+
+
+def distillation_losses(distill_config) -> Tuple[List[DistillationLoss], List[float]]:
+  """The losses and their weights that `config.distill` asks for.
+
+  `distill.method` names losses joined by '+' (e.g. 'soft+features'):
+    soft         LogitsDistillation(temperature)
+    features     FeatureDistillation(teacher_layer, student_layer, feature_adapter)
+    attention    AttentionTransfer(teacher_layer, student_layer)
+    contrastive  ContrastiveDistillation(embedding_layer, projection_dim, contrastive_temperature)
+    relational   RelationalDistillation(embedding_layer)
+  and `distill.weights` gives one weight per name (empty: 1 each). Each call makes
+  new losses: adapters and projection heads start untrained.
+
+  Returns:
+    (losses, weights), two lists of equal length.
+  """
+  c = distill_config
+  names, weights = loss_names_and_weights(c)
   builders = {
       "soft": lambda: LogitsDistillation(temperature=c.temperature),
       "features": lambda: FeatureDistillation(c.teacher_layer, c.student_layer,

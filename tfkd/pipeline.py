@@ -17,9 +17,10 @@ import time
 import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, fold, from_config, report_stage, training
+from tfkd import compression_stages, config_checks, fold, from_config, model_files, report_stage
+from tfkd import training
 from tfkd.errors import ConfigError
-from tfkd.run_context import Run
+from tfkd.run_context import Run, make_workdir
 from tflite import convert, files
 
 
@@ -75,7 +76,7 @@ def stage_distill(run: Run) -> None:
   teacher_paths = [] if logits is not None else run.teacher_paths()
   run.require(teacher_paths, "distill")
   with run.strategy.scope():
-    teachers = [tf_keras.models.load_model(path) for path in teacher_paths]
+    teachers = run.load_teachers(teacher_paths)
     student = run.build(run.config.student, "student")
     distiller = from_config.distiller(cfg, teachers, student)
     distiller.compile(
@@ -119,7 +120,7 @@ def export_model(run: Run, name: str, mode: str) -> str:
   if run.done("export", out):
     return out
   start = time.time()
-  model = tf_keras.models.load_model(run.model_path(name))
+  model = model_files.load_model(run.model_path(name))
   if run.config.export.fold_normalization:
     with from_config.reading("export"):  # an unknown fold_border
       model = fold.fold_input_normalization(model, border=run.config.export.fold_border)
@@ -155,7 +156,8 @@ def run_pipeline(config, workdir: str) -> Run:
   unknown = [s for s in config.stages if s not in STAGE_FUNCTIONS]
   if unknown:
     raise ConfigError(f"Unknown stage(s) {unknown} in config.stages: choose from {list(STAGE_FUNCTIONS)}.")
-  os.makedirs(workdir, exist_ok=True)
+  config_checks.validate(config)  # every value and input file, before data is read
+  make_workdir(workdir)
   tf_keras.utils.set_random_seed(config.seed)
   run = Run(config, workdir)
   for stage in config.stages:

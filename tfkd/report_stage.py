@@ -18,10 +18,9 @@ Example:
 import os
 from typing import Dict, List, Optional
 
-import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, data, report, training
+from tfkd import compression_stages, data, model_files, report, training
 from tfkd.run_context import Run
 from tflite import benchmark, interpreter, sparsity, stream
 
@@ -36,7 +35,7 @@ def keras_row(run: Run, name: str) -> Optional[report.Row]:
   if not os.path.exists(path):
     return None
   cfg, (test_x, test_y) = run.config.report, run.splits.test
-  model = tf_keras.models.load_model(path)
+  model = model_files.load_model(path)
   model.compile(metrics=["accuracy"])
   _, accuracy = model.evaluate(data.eval_dataset(test_x, test_y, cfg.batch_size), verbose=0)
   float_tflite = run.tflite_path(name, "float32")

@@ -8,6 +8,7 @@ Example:
 """
 
 import os
+import tempfile
 import time
 from typing import Optional
 
@@ -15,8 +16,26 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import data, from_config, teacher_cache, training, view_cache, views
+from tfkd import (config_checks, data, from_config, model_files, teacher_cache, training,
+                  view_cache, views)
 from tfkd.errors import ConfigError
+
+
+def make_workdir(workdir: str) -> None:
+  """Creates the run folder if needed and checks it can be written, before any work.
+
+  Raises:
+    ConfigError: `workdir` is a file, or a folder that cannot be created or written.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir!r} is a file, not a folder: pass a folder path "
+                      "(created if missing) for the run's models and reports.")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    tempfile.TemporaryFile(dir=workdir).close()  # a real write: root ignores permission bits
+  except OSError as e:
+    raise ConfigError(f"--workdir={workdir!r} cannot be written ({e.strerror or e}): pass a "
+                      "folder you can write to.") from e
 
 
 class Run:
@@ -43,6 +62,13 @@ class Run:
   def teacher_paths(self) -> list:
     """The trained teacher and `distill.extra_teachers`: every model the student learns from."""
     return [self.model_path("teacher")] + list(self.config.distill.extra_teachers)
+
+  def load_teachers(self, paths) -> list:
+    """The teacher models at `paths`, loaded without running code stored in them
+    (`tfkd.model_files`); HDF5 and SavedModel only with `teacher.allow_legacy_formats`."""
+    return [model_files.load_model(path, self.config.teacher.allow_legacy_formats,
+                                   opt_in=config_checks.LEGACY_OPT_IN)
+            for path in paths]
 
   def tflite_path(self, model_name: str, mode: str) -> str:
     return self.path("export", f"{model_name}_{mode}.tflite")
@@ -108,7 +134,7 @@ class Run:
       fingerprint = from_config.view_cache_fingerprint(self.config, teacher_paths, x, y)
       if not view_cache.is_complete(cache_dir, fingerprint):
         start = time.time()
-        teachers = [tf_keras.models.load_model(path) for path in teacher_paths]
+        teachers = self.load_teachers(teacher_paths)
         view_cache.build(cache_dir, fingerprint, teachers, x, cfg.cache_batch_size)
         logging.info("[teacher_views] %d epochs of views labelled in %.0fs.", fingerprint["epochs"],
                      time.time() - start)

@@ -27,6 +27,9 @@ class Splits:
     test: (features, labels) of the held-out test split.
     class_names: names of the classes, index = label.
 
+  Raises:
+    DatasetError: fewer than two classes (there is nothing to classify).
+
   Example:
     splits = Splits(train=(x, y), val=None, test=(test_x, test_y), class_names=["a", "b"])
     splits.num_classes, splits.input_shape   # 2, x.shape[1:]
@@ -35,6 +38,12 @@ class Splits:
   val: Optional[tuple]
   test: tuple
   class_names: list
+
+  def __post_init__(self):
+    if len(self.class_names) < 2:
+      raise DatasetError(f"The dataset has {len(self.class_names)} class(es) "
+                         f"({list(self.class_names)}): a classifier needs at least two. Add a "
+                         "class folder (or labels of another class) to the training data.")
 
   @property
   def num_classes(self) -> int:

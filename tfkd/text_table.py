@@ -12,6 +12,7 @@ Example:
 """
 
 import csv
+import io
 import os
 from typing import NamedTuple, Sequence
 
@@ -46,6 +47,27 @@ def _delimiter(path: str, delimiter: str = "") -> str:
                      "or .csv, or pass delimiter= (e.g. '\\t').")
 
 
+def read_utf8(path: str, what: str) -> str:
+  """The text of a UTF-8 file; invalid bytes raise a `DatasetError` naming the file and line.
+
+  Args:
+    path: the file.
+    what: what the file is, for the message (e.g. 'Text dataset file').
+
+  Example:
+    text = read_utf8("../shared/data/sst2/dev.tsv", "Text dataset file")
+  """
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = data.count(b"\n", 0, e.start) + 1
+    raise DatasetError(
+        f"{what} {path!r} is not valid UTF-8: line {line} has byte {data[e.start]:#04x} "
+        f"({e.reason}). Fix: re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).") from e
+
+
 def read_table(path: str, label_column: str, text_column: str, delimiter: str = ""):
   """Reads the label and text columns of a TSV/CSV file with a header row.
 
@@ -59,7 +81,7 @@ def read_table(path: str, label_column: str, text_column: str, delimiter: str = 
     (texts, labels): two lists of strings, in file order.
 
   Raises:
-    DatasetError: the file is missing or empty, a column is missing (the
+    DatasetError: the file is missing, empty or not UTF-8, a column is missing (the
       message lists the columns present) or a row has the wrong number of fields.
 
   Example:
@@ -69,7 +91,7 @@ def read_table(path: str, label_column: str, text_column: str, delimiter: str = 
     raise DatasetError(f"Text dataset file {path!r} does not exist: pass the path of a TSV or "
                        "CSV file with a header row.")
   sep = _delimiter(path, delimiter)
-  with open(path, newline="", encoding="utf-8") as f:
+  with io.StringIO(read_utf8(path, "Text dataset file"), newline="") as f:
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
     rows = csv.reader(f, delimiter=sep, quoting=quoting)
     header = next(rows, None)

@@ -11,7 +11,7 @@ Rerunning the same command skips finished stages and resumes an interrupted one.
 from absl import flags, logging
 from ml_collections import config_flags
 
-from tfkd import cli, pipeline
+from tfkd import cli, config_checks, from_config, pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, models, .tflite files and reports.")
@@ -20,8 +20,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  logging.info("Config:\n%s", _CONFIG.value)
-  pipeline.run_pipeline(_CONFIG.value, _WORKDIR.value)
+  config = from_config.with_defaults(_CONFIG.value)
+  config_checks.validate(config)  # a bad value ends in one line, before the config is logged
+  logging.info("Config:\n%s", config)
+  pipeline.run_pipeline(config, _WORKDIR.value)
 
 
 def run():

@@ -14,6 +14,7 @@ Example:
 """
 
 import collections
+import io
 import os
 from typing import Iterable, List, Optional, Sequence
 
@@ -21,6 +22,7 @@ import numpy as np
 from absl import logging
 
 from tfkd.errors import DatasetError
+from tfkd.text_table import read_utf8
 from tflite import files
 
 PAD, UNK, MASK = "<pad>", "<unk>", "<mask>"
@@ -120,8 +122,8 @@ class Vocabulary:
     if not os.path.isfile(path):
       raise DatasetError(f"Vocabulary file {path!r} does not exist: pass the vocab.txt that a "
                          "training run wrote in its workdir.")
-    with open(path, encoding="utf-8") as f:
-      return cls([line.rstrip("\n") for line in f], lowercase)
+    text = io.StringIO(read_utf8(path, "Vocabulary file"), newline=None)  # as open() reads lines
+    return cls([line.rstrip("\n") for line in text], lowercase)
 
   def encode(self, texts: Iterable[str], max_length: int) -> np.ndarray:
     """Token ids of each text, truncated or padded (with 0) at the end to `max_length`.

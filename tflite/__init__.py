@@ -16,6 +16,7 @@ Modules:
   stream      streaming benchmark: frames at a target rate, fps, drops, tail latency.
   files       atomic writes of artifacts.
   errors      `TfliteError`, the base of the errors above.
+  cli         commands that end input errors with one line and exit code 2.
 """
 
 import os

@@ -38,14 +38,13 @@ per frame, for `--model` and each `--compare` model, as a table and a plot.
 """
 
 import os
-import sys
 from typing import Optional
 
 import numpy as np
 from absl import app, flags
 
 from tflite import cost as tflite_cost
-from tflite import devices, files, firmware, interpreter, micro, stream
+from tflite import cli, devices, files, firmware, graph, interpreter, micro, stream
 from tflite.errors import TfliteError
 
 FLAGS = flags.FLAGS
@@ -57,11 +56,12 @@ def define_flags():
   `tfkd.benchmark` defines these too, plus its dataset flags.
   """
   flags.DEFINE_string("model", None, "Path of the .tflite model.")
-  flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads.")
-  flags.DEFINE_integer("runs", 200, "Timed LiteRT invokes.")
-  flags.DEFINE_integer("warmup", 20, "Untimed LiteRT invokes before timing.")
+  flags.DEFINE_integer("threads", 1, "LiteRT interpreter threads.", lower_bound=1)
+  flags.DEFINE_integer("runs", 200, "Timed LiteRT invokes.", lower_bound=1)
+  flags.DEFINE_integer("warmup", 20, "Untimed LiteRT invokes before timing.", lower_bound=0)
   flags.DEFINE_bool("micro", False, "Also run TFLite Micro: ops, arena, parity, flash.")
-  flags.DEFINE_integer("parity_samples", 100, "Inputs compared between TFLM and LiteRT.")
+  flags.DEFINE_integer("parity_samples", 100, "Inputs compared between TFLM and LiteRT.",
+                       lower_bound=0)
   flags.DEFINE_string("c_out", None, "Folder for the model as C++ source and header.")
   flags.DEFINE_string("json_out", None, "Also write the report as JSON here.")
 
@@ -131,8 +131,8 @@ def edge_report(tflite_path: str, sample_inputs: Optional[np.ndarray] = None, ru
   Example:
     info, markdown = edge_report("runs/demo/export/distill_int8.tflite", test_x[:100])
   """
-  with open(tflite_path, "rb") as f:
-    model_bytes = f.read()
+  interpreter.load(tflite_path)  # a damaged file stops here, with an error naming it
+  model_bytes = graph.read_model_bytes(tflite_path)
   if sample_inputs is None or not len(sample_inputs):
     sample_inputs = random_inputs(model_bytes, max(parity_samples, 1))
   report = {"model": tflite_path, "flash_bytes": micro.flash_bytes(model_bytes),
@@ -276,21 +276,17 @@ def main(argv):
   """The edge report of `--model` on random inputs, or with `--stream` the streaming benchmark."""
   del argv
   path = model_path_from_flags()
-  try:
-    if FLAGS.stream:
-      stream_from_flags(path)
-    else:
-      report_from_flags(path)
-  except TfliteError as e:  # already names the problem and the fix: one line, no traceback
-    sys.stderr.write(f"ERROR: {e}\n")
-    sys.exit(2)
+  if FLAGS.stream:
+    stream_from_flags(path)
+  else:
+    report_from_flags(path)
 
 
 def run():
   """The `tflite-benchmark` command: defines the flags (only now, never on import), runs `main`."""
   define_flags()
   define_stream_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

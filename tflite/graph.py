@@ -17,6 +17,7 @@ Example:
 """
 
 import dataclasses
+import os
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
@@ -157,11 +158,38 @@ class Graph:
     return values.reshape(tensor.shape)
 
 
-def _read_bytes(model: Union[bytes, str]) -> bytes:
+def read_model_bytes(model: Union[bytes, str]) -> bytes:
+  """A `.tflite` model's bytes, from a path or bytes, checked to be a TFLite flatbuffer.
+
+  Args:
+    model: a path to a `.tflite` file, or the bytes.
+
+  Returns:
+    The bytes.
+
+  Raises:
+    TfliteError: naming the file, when it is missing, empty or not a TFLite
+      flatbuffer (no 'TFL3' identifier: e.g. a `.keras` or `.h5` file).
+
+  Example:
+    model_bytes = read_model_bytes("runs/x/export/distill_int8.tflite")
+  """
   if isinstance(model, (bytes, bytearray)):
-    return bytes(model)
-  with open(model, "rb") as f:
-    return f.read()
+    data, name = bytes(model), "The model bytes"
+  else:
+    name = f"{model!r}"
+    if not os.path.isfile(model):
+      raise TfliteError(f"{name} is not a file: pass the path of a .tflite model.")
+    with open(model, "rb") as f:
+      data = f.read()
+  if not data:
+    raise TfliteError(f"{name} is empty (0 bytes): convert the model again (tflite.convert) "
+                      "or copy the whole file.")
+  if len(data) < 8 or data[4:8] != b"TFL3":
+    raise TfliteError(f"{name} is not a TFLite model (no 'TFL3' identifier in its first 8 bytes, "
+                      f"{len(data)} bytes in all): pass a .tflite file written by the TFLite "
+                      "converter (tflite.convert), not a Keras or other file.")
+  return data
 
 
 def read(model: Union[bytes, str]) -> Graph:
@@ -174,7 +202,7 @@ def read(model: Union[bytes, str]) -> Graph:
     A `Graph` of the first subgraph.
 
   Raises:
-    TfliteError: the bytes are not a TFLite flatbuffer.
+    TfliteError: the file is missing, empty, truncated or not a TFLite flatbuffer.
 
   Example:
     read("model_int8.tflite").op_names()   # ['CONV_2D', ..., 'FULLY_CONNECTED']
@@ -195,17 +223,20 @@ def read_subgraphs(model: Union[bytes, str]) -> List[Graph]:
     The subgraphs in file order; the first is the model's main function.
 
   Raises:
-    TfliteError: the bytes are not a TFLite flatbuffer.
+    TfliteError: the file is missing, empty, truncated or not a TFLite flatbuffer.
 
   Example:
     weights = sum(len(g.tensors) for g in read_subgraphs("model.tflite"))
   """
-  data = _read_bytes(model)
-  if len(data) < 8 or data[4:8] != b"TFL3":
-    raise TfliteError("Not a TFLite model (no 'TFL3' identifier): pass a .tflite file "
-                      "written by the TFLite converter (tflite.convert).")
-  model_t = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
-  buffers = [_buffer_data(data, b) for b in (model_t.buffers or [])]
+  data = read_model_bytes(model)
+  try:
+    model_t = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    buffers = [_buffer_data(data, b) for b in (model_t.buffers or [])]
+  except Exception as e:  # pylint: disable=broad-except  (flatbuffers reads past a cut file anyhow)
+    where = "The model bytes" if isinstance(model, (bytes, bytearray)) else repr(model)
+    raise TfliteError(f"{where} is not a complete TFLite flatbuffer ({len(data)} bytes; "
+                      f"{type(e).__name__}: {e}): the file is truncated or damaged; convert "
+                      "or copy it again.") from e
   if buffers:
     buffers[0] = np.zeros(0, np.uint8)  # Buffer 0 is the schema's "no data" sentinel.
   return [_subgraph(model_t, subgraph, buffers, len(data)) for subgraph in model_t.subgraphs]

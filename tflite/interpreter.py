@@ -14,6 +14,9 @@ from typing import Union
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from tflite import graph
+from tflite.errors import TfliteError
+
 
 def load(model: Union[bytes, str], num_threads: int = 1,
          reference_kernels: bool = False) -> Interpreter:
@@ -24,14 +27,21 @@ def load(model: Union[bytes, str], num_threads: int = 1,
     num_threads: interpreter threads.
     reference_kernels: use LiteRT's reference kernels (no XNNPACK, no optimised
       kernels): slow, but they round as TFLite Micro's do (nearly everywhere).
+
+  Raises:
+    TfliteError: naming the file, when it is missing, empty, truncated or not a
+      `.tflite` model.
   """
-  if isinstance(model, str):
-    with open(model, "rb") as f:
-      model = f.read()
-  if reference_kernels:
-    return Interpreter(model_content=model, num_threads=num_threads,
-                       experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-  return Interpreter(model_content=model, num_threads=num_threads)
+  data = graph.read_model_bytes(model)
+  resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
+  try:
+    return Interpreter(model_content=data, num_threads=num_threads,
+                       experimental_op_resolver_type=resolver)
+  except (ValueError, RuntimeError) as e:  # LiteRT's message names neither the file nor the fix
+    where = repr(model) if isinstance(model, str) else "The model bytes"
+    raise TfliteError(f"{where} cannot be loaded by LiteRT ({len(data)} bytes; "
+                      f"{' '.join(str(e).split())}): the file is truncated or damaged, or uses "
+                      "ops this LiteRT lacks; convert or copy it again.") from e
 
 
 def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
