@@ -23,12 +23,11 @@ Writes fold.{md,json} to `--out` and prints the table.
 import os
 
 import numpy as np
-import tf_keras
-from absl import app, flags, logging
+from absl import flags, logging
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import data, fold, pipeline
+from tfkd import cli, data, fold, model_files, pipeline
 from tflite import convert, cost, files, graph, interpreter, micro
 
 _MODEL = flags.DEFINE_string("model", "", "A trained ResNet-8 (.keras); '' = train one for --epochs.")
@@ -112,7 +111,7 @@ def main(argv):
   config = cifar10_resnet.get_config()
   config.data.path = _DATA.value
   model_path, run = trained_model(config)
-  model = tf_keras.models.load_model(model_path)
+  model = model_files.load_model(model_path)
   test_x, test_y = run.splits.test
   calibration = run.representative_inputs()
   reference = model.predict(data.eval_dataset(test_x, test_y, 500).map(lambda x, y: x), verbose=0)
@@ -133,4 +132,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

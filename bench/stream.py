@@ -24,10 +24,10 @@ Writes stream.{md,json,png} and the `.tflite` files it built to `--out`.
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from bench import common
-from tfkd import data, models
+from tfkd import cli, data, models
 from tflite import convert, files, stream
 
 _WORKDIR = flags.DEFINE_string("workdir", "", "A finished run whose export/ holds distill_int8.tflite "
@@ -97,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

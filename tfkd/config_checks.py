@@ -132,6 +132,16 @@ RULES = {
     "report.threads": _whole(1),
     "report.edge_mode": _one_of(MODES),
     "report.parity_samples": _whole(0),
+    "search.modes": _all_of(("distill", "scratch")),
+    "search.trials": _whole(1),
+    "search.max_rejected": _whole(1),
+    "search.epochs": _whole(1),
+    "search.final_epochs": _whole(0),
+    "search.seed": _whole(0),
+    "search.min_epochs": _whole(1),
+    "search.reduction_factor": _whole(2),
+    "search.latency_runs": _whole(1),
+    "search.space.families": _all_of(("resnet", "ds_cnn", "mobilenet_v2")),
 }
 
 

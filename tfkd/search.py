@@ -39,10 +39,11 @@ import sqlalchemy
 from absl import flags, logging
 from ml_collections import config_flags
 
-from tfkd import candidate_cost, cli, from_config, pipeline, search_report, search_space
+from tfkd import candidate_cost, cli, config_checks, from_config, pipeline, search_report
+from tfkd import search_space
 from tfkd import search_trial
 from tfkd.errors import ConfigError
-from tfkd.run_context import Run
+from tfkd.run_context import Run, make_workdir
 
 MODES = ("distill", "scratch")
 # A worker that stops sending heartbeats this long has its running trial retried.
@@ -241,6 +242,8 @@ _TRIALS_ONLY = flags.DEFINE_bool("trials_only", False, "Only run trials (extra w
 def main(argv):
   del argv
   config = from_config.with_defaults(_CONFIG.value)
+  config_checks.validate(config)  # every value and input file, before data is read
+  make_workdir(_WORKDIR.value)
   logging.info("Config:\n%s", config)
   Search(config, _WORKDIR.value).run_all(_TRIALS_ONLY.value)
 

@@ -17,9 +17,8 @@ import io
 import os
 
 import optuna
-import tf_keras
 
-from tfkd import candidate_cost, search_space, search_trial
+from tfkd import candidate_cost, model_files, search_space, search_trial
 from tflite import benchmark, convert, files, firmware, interpreter
 
 PARETO_AXES = (("flash_bytes", "int8 flash (KiB)", 1024), ("arena_bytes", "TFLM arena (KiB)", 1024),
@@ -49,7 +48,7 @@ def verify_winner(search, st: optuna.Study, device: str, mode: str) -> dict:
   result = search_trial.train_candidate(run, cand, mode, final, None,
                                         search.teacher_logits if mode == "distill" else None,
                                         folder)
-  model = tf_keras.models.load_model(result["model_path"])
+  model = model_files.load_model(result["model_path"])
   size = cand["resolution"]
   tflite_path = os.path.join(folder, "model_int8.tflite")
   if not os.path.exists(tflite_path):
