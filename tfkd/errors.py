@@ -15,3 +15,11 @@ class ModelMismatchError(TfkdError, ValueError):
 
 class ConfigError(TfkdError, ValueError):
   """A config value that does not exist or is not valid."""
+
+
+class TrainingError(TfkdError):
+  """A training stage that failed in a way the user can fix, e.g. a loss that became NaN."""
+
+
+class TeacherError(TfkdError):
+  """A teacher that would teach the student wrong things (at chance, unsettled BatchNorm)."""

@@ -26,6 +26,9 @@ class Splits:
     val: (features, labels) carved from train, or None when `val_size` is 0.
     test: (features, labels) of the held-out test split.
     class_names: names of the classes, index = label.
+    facts: how images were read (`tfkd.data.load_image_folder`'s facts: stored
+      sizes, resized or not, channels); empty for other sources.
+    notes: settings adapted to this data (`tfkd.small_data`), one phrase each.
 
   Example:
     splits = Splits(train=(x, y), val=None, test=(test_x, test_y), class_names=["a", "b"])
@@ -35,6 +38,8 @@ class Splits:
   val: Optional[tuple]
   test: tuple
   class_names: list
+  facts: dict = dataclasses.field(default_factory=dict)
+  notes: list = dataclasses.field(default_factory=list)
 
   @property
   def num_classes(self) -> int:
