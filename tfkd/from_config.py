@@ -168,7 +168,7 @@ def splits(config, workdir: str = "") -> Splits:
   return Splits(train=train, val=val, test=test, class_names=class_names, facts=facts, notes=notes)
 
 
-def adapted_to_data(config, dataset: Splits) -> ConfigDict:
+def adapted_to_data(config, dataset: Splits) -> Tuple[ConfigDict, List[str]]:
   """`config` with the batch size (and learning rates) fitted to a small dataset, logged in one line.
 
   With `config.data.adapt`, `tfkd.small_data.batch_size` picks the batch size and
@@ -177,7 +177,7 @@ def adapted_to_data(config, dataset: Splits) -> ConfigDict:
   greyscale, crop padding).
 
   Returns:
-    A new ConfigDict; `config` is unchanged.
+    (a new ConfigDict, `config` unchanged; the line's phrases, one per change).
   """
   config = config.copy_and_resolve_references()
   notes = list(dataset.notes)
@@ -204,7 +204,7 @@ def adapted_to_data(config, dataset: Splits) -> ConfigDict:
                  len(dataset.train[1]), "x".join(map(str, shape)), "; ".join(notes),
                  " Set data.adapt=False to train with the config as given." if config.data.adapt
                  else "")
-  return config
+  return config, notes
 
 
 def _text_splits(config, workdir: str) -> Splits:

@@ -90,7 +90,8 @@ def distillation_summary(run: Run) -> str:
 
 
 def input_summary(run: Run) -> str:
-  """What the models take and how to resize images for them (`Run.input_card`), in markdown."""
+  """What the models take, how to resize images for them (`Run.input_card`) and what the run
+  adapted to the data (`Run.adaptations`), in markdown."""
   card = run.input_card()
   lines = [f"- shape {'x'.join(map(str, card['input_shape']))}: {card['input']}"]
   if "resize" in card:
@@ -102,6 +103,8 @@ def input_summary(run: Run) -> str:
                  f"{'resized' if seen['resized'] else 'not resized'}"
                  f"{', greyscale' if seen['greyscale'] else ''}")
   lines.append("- the same facts beside each `.tflite` file, as `export/<model>.json`")
+  if run.adaptations:
+    lines.append(f"- adapted to this data: {'; '.join(run.adaptations)}")
   return "\n".join(lines)
 
 

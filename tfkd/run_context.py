@@ -32,7 +32,8 @@ class Run:
     self.workdir = workdir
     self.strategy = from_config.strategy(config.distribute)
     self.splits = from_config.splits(config.data, workdir)  # text keeps workdir/vocab.txt
-    self.config = from_config.adapted_to_data(config, self.splits)  # small data: batch size
+    # Small data: batch size and learning rates; `adaptations` says what changed, for the report.
+    self.config, self.adaptations = from_config.adapted_to_data(config, self.splits)
     self._teacher_view_logits = None  # filled by teacher_view_logits()
     self._checked_teachers = {}  # paths teacher_checks has seen, once per run
 
