@@ -51,6 +51,9 @@ def as_logits(model: tf_keras.Model, sample: np.ndarray) -> Tuple[tf_keras.Model
   Returns:
     (model returning logits, None if `model` already did, else how its softmax was undone).
   """
+  if not model.outputs:
+    raise TeacherError(f"Teacher {model.name!r} is a subclassed model without symbolic outputs: "
+                       "save it as a functional or Sequential Keras model.")
   output_layer = model.outputs[0]._keras_history.layer  # pylint: disable=protected-access
   if isinstance(output_layer, tf_keras.layers.Softmax) or (
       isinstance(output_layer, tf_keras.layers.Activation) and _is_softmax(output_layer.activation)):
