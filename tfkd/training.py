@@ -148,13 +148,15 @@ class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
     loss = (logs or {}).get("loss")
     if loss is None or math.isfinite(float(loss)):
       return
+    kept = (f"The last good epoch stays in {self.stage_dir}/backup: rerunning resumes from it; "
+            f"delete {self.stage_dir} to start the stage over." if epoch else
+            "No epoch finished: rerunning starts the stage over.")
     raise TrainingError(
         f"[{self.stage}] the training loss became {float(loss)} in epoch {epoch + 1}/{self.epochs}: "
         "training diverged and nothing was saved as finished. Likely causes: a learning rate too "
         "high for this model and batch size (lower train.learning_rate, e.g. 3x; or "
         "compress.train.learning_rate in compression stages), or bad data (NaN/inf inputs, labels "
-        f"outside 0..classes-1). The last good epoch stays in {self.stage_dir}/backup: rerunning "
-        f"resumes from it; delete {self.stage_dir} to start the stage over.")
+        f"outside 0..classes-1). {kept}")
 
 
 def trained_epochs(stage_dir: str) -> Optional[int]:
