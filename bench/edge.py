@@ -133,7 +133,7 @@ def main(argv):
   train_paths, _, _ = data.list_image_folder(os.path.join(_DATA.value, "train"))
   calibration = data.decode_images(list(data.evenly_spaced(np.array(train_paths),
                                                            _REPRESENTATIVE_SIZE.value)),
-                                   config.image_size)
+                                   config.image_size, config.channels)
   model.compile(metrics=["accuracy"])
   keras_accuracy = float(model.evaluate(data.eval_dataset(test_x, test_y, 500), verbose=0)[1])
   logging.info("Keras accuracy %.4f on %d test images", keras_accuracy, len(test_y))

@@ -24,12 +24,16 @@ def _data():
   data.path = "../shared/data/cifar10-jpeg"  # folder source: holds train/<class>/ and test/<class>/
   data.tfds_name = "cifar10"      # tfds source: the TFDS dataset name
   data.tfds_data_dir = ""         # tfds source: data_dir; '' = TFDS default (~/tensorflow_datasets)
-  data.image_size = (32, 32)      # images are resized to (height, width)
+  data.image_size = ()            # (height, width) to resize to (bilinear); () = the images' own size
+  data.channels = 0               # folder: 1 (greyscale) or 3 (RGB); 0 = 1 if every image is grey, else 3
   data.val_size = 5000            # examples (text with val_unit='sentence': sentences) carved from train
+  # Small data (tfkd/small_data.py, logged in one line): a val_size over 20% of the images becomes
+  # 10%, and the batch size (learning rates with it) shrinks so an epoch has 50 steps. False = as given.
+  data.adapt = True
   data.val_unit = "row"           # text only: 'row' or 'sentence' (whole sentences and their phrases)
   data.seed = 0                   # draws the validation split
   data.train_limit = 0            # use only the first N training examples; 0 = all
-  data.augment = True             # images: pad-4 random crop + horizontal flip each epoch
+  data.augment = True             # images: random crop (padding 1/8 of the side) + horizontal flip
   # Text source: one labelled table per split, each with its own column names.
   data.train_file = ml_collections.ConfigDict(dict(path="", label_column="label", text_column="sentence"))
   data.test_file = ml_collections.ConfigDict(dict(path="", label_column="label", text_column="sentence"))
@@ -53,8 +57,11 @@ def _model(name: str, epochs: int = -1):
   model = ml_collections.ConfigDict()
   model.model = name              # a name in tfkd.models.MODELS (resnet8, resnet20, ds_cnn, text_cnn, ...)
   model.kwargs = ml_collections.ConfigDict()  # extra keyword arguments of that builder
-  if epochs >= 0:
+  if epochs >= 0:  # the teacher
     model.epochs = epochs         # 0 = train.epochs
+    # A trained Keras classifier file (.keras, .h5, SavedModel) to distil from instead of training
+    # `model`: raw pixels in [0, 255] in, logits or probabilities out (docs/distillation.md).
+    model.path = ""
   return model
 
 
@@ -86,6 +93,9 @@ def _distill():
   distill.contrastive_temperature = 0.1      # contrastive: τ
   distill.extra_teachers = ()                # more teacher .keras paths; logits averaged with the teacher's
   distill.teacher_weights = ()               # weights of (teacher, *extra_teachers); () = equal
+  # Stop when a teacher is at chance or its BatchNorm statistics never settled (tfkd/teacher_checks.py);
+  # False = only warn and distil anyway.
+  distill.check_teacher = True
   # The teacher's cost paid once: its logits for cache_epochs epochs of training views (augmented
   # or not) computed by the 'teacher_views' stage into workdir/teacher_views/, and read by the
   # distill, prune, qat and prune_qat stages instead of running the teacher (docs/distillation.md).

@@ -279,6 +279,7 @@ def compress_config(image_folder):
   config.report.latency_runs = 3
   config.report.warmup_runs = 1
   config.stages = ("prune", "qat", "prune_qat", "report")
+  config.distill.check_teacher = False  # the tiny teacher's BatchNorm has not settled
   return config
 
 

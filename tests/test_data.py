@@ -15,7 +15,8 @@ from tfkd.errors import DatasetError
 
 def folder_config(path, **overrides):
   config = ConfigDict(dict(source="folder", path=path, tfds_name="", tfds_data_dir="",
-                           image_size=(16, 16), val_size=12, seed=0, train_limit=0))
+                           image_size=(16, 16), channels=0, val_size=12, adapt=True, seed=0,
+                           train_limit=0))
   config.update(overrides)
   return config
 
@@ -101,7 +102,7 @@ def test_test_classes_must_match_train(tmp_path):
 def test_tfds_source_offline():
   with tfds.testing.mock_data(num_examples=20):
     splits = from_config.splits(ConfigDict(dict(source="tfds", tfds_name="cifar10", tfds_data_dir="",
-                                              val_size=5, seed=0, train_limit=0)))
+                                              val_size=5, adapt=False, seed=0, train_limit=0)))
   assert splits.train[0].shape == (15, 32, 32, 3) and splits.num_classes == 10
   assert len(splits.test[1]) == 20
 

@@ -31,6 +31,7 @@ def tiny_config(path):
   config.export.representative_size = 20
   config.report.latency_runs = 5
   config.report.warmup_runs = 1
+  config.distill.check_teacher = False  # a 2-epoch teacher's BatchNorm has not settled
   return config
 
 
@@ -124,10 +125,15 @@ def test_interrupted_training_resumes_from_last_epoch(tmp_path):
   second, record = model(), RecordEpochs()
   training.fit_resumable(second, dataset, None, epochs=4, stage_dir=stage_dir, callbacks=[record])
   assert record.epochs == [2, 3]  # epochs 0 and 1 were not run again
-  backup = os.path.join(stage_dir, "backup")
-  assert not os.path.exists(backup)  # checkpoint and its folder removed when finished
   # The optimizer state was restored too: 4 epochs of 4 steps in all, not 2 + 4 x 2.
   assert second.optimizer.iterations.numpy() == 16
+  with open(os.path.join(stage_dir, "history.csv")) as f:
+    assert [row.split(",")[0] for row in f.read().split()[1:]] == ["0", "1", "2", "3"]
+  # The last epoch's checkpoint outlives fit until the final model is saved.
+  backup = os.path.join(stage_dir, "backup")
+  assert training.resume_epoch(stage_dir) == 4
+  training.save_final_model(second, str(tmp_path / "model.keras"), stage_dir)
+  assert not os.path.exists(backup) and os.path.exists(tmp_path / "model.keras")
 
 
 def test_unknown_stage_is_refused(image_folder, tmp_path):

@@ -45,7 +45,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pylint: disable=wrong-import-position  (Keras 2 must be selected before TensorFlow loads)
 from tfkd.compress import prune, quantize, strip_pruning
 from tfkd.distiller import Distiller
-from tfkd.errors import ConfigError, DatasetError, ModelFileError, ModelMismatchError, TfkdError
+from tfkd.errors import (ConfigError, DatasetError, ModelFileError, ModelMismatchError, TeacherError,
+                         TfkdError, TrainingError)
 from tfkd.losses import (AttentionTransfer, ContrastiveDistillation, DistillationLoss,
                          FeatureDistillation, LogitsDistillation, RelationalDistillation)
 from tfkd.models import build_model

@@ -65,6 +65,7 @@ def export_compressed(run: Run, stage: str) -> None:
   """Converts a compression stage's saved model to full-integer int8 TFLite."""
   out = run.tflite_path(stage, "int8")
   model = compress.load_model(compressed_model_path(run, stage))
+  run.write_input_card(out)
   files.write_atomic(out, convert.convert(model, "int8", run.representative_inputs()))
   measured = sparsity.tflite_sparsity(out)["sparsity"]
   logging.info("[%s] %s: %d bytes, weight sparsity %.3f", stage, out, os.path.getsize(out), measured)
@@ -84,7 +85,8 @@ def stage_prune(run: Run) -> None:
         run, "prune", "distill",
         lambda model, total_steps: from_config.pruned_model(run.config.compress, model, total_steps),
         compress.pruning_callbacks())
-    training.save_model_atomic(compress.strip_pruning(student), compressed_model_path(run, "prune"))
+    training.save_final_model(compress.strip_pruning(student), compressed_model_path(run, "prune"),
+                              run.path("prune"))
   export_compressed(run, "prune")
 
 
@@ -98,7 +100,7 @@ def _finetune_quantized(run: Run, stage: str, start: str, preserve_sparsity: boo
     student = finetune_with_teacher(
         run, stage, start, lambda model, _: compress.quantize(model, preserve_sparsity, representative))
     with compress.quantize_scope():
-      training.save_model_atomic(student, path)
+      training.save_final_model(student, path, run.path(stage))
   export_compressed(run, stage)
 
 

@@ -17,7 +17,7 @@ A run config's `data` block becomes these calls in `tfkd.from_config.splits`
 Training batches (shuffled, augmented) are made by `tfkd.views.train_dataset`.
 
 Example:
-  (train_x, train_y), (test_x, test_y), classes = load_image_folder("data/cifar10", (32, 32))
+  (train_x, train_y), (test_x, test_y), classes, facts = load_image_folder("data/cifar10")
   test_ds = eval_dataset(test_x, test_y, batch_size=500)
 """
 
@@ -27,7 +27,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from tfkd.errors import DatasetError
 
@@ -77,13 +76,32 @@ def list_image_folder(split_dir: str, class_names: Optional[Sequence[str]] = Non
   return paths, np.asarray(labels, np.int32), found
 
 
-def load_image_folder(path: str, image_size: Sequence[int] = (32, 32)):
+# How images of another size than the model's are resized: the report and the export's
+# input card (`<model>.json`) state it, so firmware and other tools resize the same way.
+RESIZE_FILTER = ("bilinear (tf.image.resize: half-pixel centres, no antialiasing), then rounded "
+                 "to the nearest integer")
+# Luma weights (ITU-R BT.601) when colour images must become one channel.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def load_image_folder(path: str, image_size: Optional[Sequence[int]] = None, channels: int = 0):
   """Reads `path/train/<class>/*` and `path/test/<class>/*` into uint8 arrays.
 
-  Images of another size are resized to `image_size`; greyscale ones are made RGB.
+  Args:
+    path: folder holding train/ and test/, each with one subfolder per class.
+    image_size: (height, width) every image is resized to (`RESIZE_FILTER`); None or
+      (): the training images' own size, which they must all share (test images of
+      another size are resized to it).
+    channels: 1 (greyscale), 3 (RGB), or 0: 1 when every training image is
+      greyscale (stored as such, or with equal R, G and B), else 3.
 
   Returns:
-    ((train_x, train_y), (test_x, test_y), class_names).
+    ((train_x, train_y), (test_x, test_y), class_names, facts), facts being
+    {"sizes": the distinct stored sizes of the training images (up to 5) as
+    [height, width], "resized": bool, "channels": 1 or 3, "greyscale": bool}.
+
+  Example:
+    (x, y), test, classes, facts = load_image_folder("data/digits")   # own size and channels
   """
   if not os.path.isdir(path):
     raise DatasetError(
@@ -91,14 +109,43 @@ def load_image_folder(path: str, image_size: Sequence[int] = (32, 32)):
         "to a folder with train/ and test/ class subfolders.")
   train_paths, train_y, class_names = list_image_folder(os.path.join(path, "train"))
   test_paths, test_y, _ = list_image_folder(os.path.join(path, "test"), class_names)
-  return ((decode_images(train_paths, image_size), train_y),
-          (decode_images(test_paths, image_size), test_y), class_names)
+  train_x, sizes = _decode_all(train_paths, tuple(image_size) if image_size else None)
+  test_x, _ = _decode_all(test_paths, train_x.shape[1:3])
+  greyscale = is_greyscale(train_x)
+  channels = channels or (1 if greyscale else 3)
+  distinct = np.unique(sizes, axis=0)
+  facts = {"sizes": distinct[:5].tolist(), "channels": channels, "greyscale": greyscale,
+           "resized": bool(len(distinct) > 1 or tuple(distinct[0]) != train_x.shape[1:3])}
+  return ((to_channels(train_x, channels), train_y), (to_channels(test_x, channels), test_y),
+          class_names, facts)
+
+
+def is_greyscale(images: np.ndarray) -> bool:
+  """True for [N, H, W, 1] images, or [N, H, W, 3] ones whose R, G and B are equal everywhere."""
+  if images.shape[-1] == 1:
+    return True
+  return bool(np.array_equal(images[..., 0], images[..., 1])
+              and np.array_equal(images[..., 1], images[..., 2]))
+
+
+def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+  """uint8 images [N, H, W, 1 or 3] with `channels` channels (1: luma, rounded; 3: grey repeated)."""
+  if channels not in (1, 3):
+    raise ValueError(f"channels={channels}: use 1 (greyscale), 3 (RGB) or 0 (from the data).")
+  if images.shape[-1] == channels:
+    return images
+  if channels == 3:
+    return np.repeat(images, 3, axis=-1)
+  luma = np.round(images.astype(np.float32) @ _LUMA)
+  return np.clip(luma, 0, 255).astype(np.uint8)[..., None]
 
 
 def _decode(path, image_size):
   image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-  image = tf.image.resize(image, image_size, method="bilinear")
-  return tf.cast(tf.round(image), tf.uint8)
+  stored_size = tf.shape(image)[:2]
+  if image_size is not None:
+    image = tf.cast(tf.round(tf.image.resize(image, image_size, method="bilinear")), tf.uint8)
+  return image, stored_size
 
 
 def _op_message(error: tf.errors.OpError) -> str:
@@ -107,21 +154,47 @@ def _op_message(error: tf.errors.OpError) -> str:
   return re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", message)
 
 
-def decode_images(paths: Sequence[str], image_size: Sequence[int]) -> np.ndarray:
-  """Decodes image files in parallel into a uint8 array [N, H, W, 3].
+def decode_images(paths: Sequence[str], image_size: Optional[Sequence[int]] = None,
+                  channels: int = 3) -> np.ndarray:
+  """Decodes image files in parallel into a uint8 array [N, H, W, channels].
+
+  Args:
+    paths: image files.
+    image_size: (height, width) to resize to (`RESIZE_FILTER`), or None for their own
+      size, which they must all share.
+    channels: 1 or 3 (see `to_channels`).
 
   Raises:
-    DatasetError naming every file that cannot be read or decoded (none is skipped).
+    DatasetError naming every file that cannot be read or decoded (none is skipped), or files of different
+    sizes when `image_size` is None.
   """
-  image_size = tuple(image_size)
+  return to_channels(_decode_all(paths, tuple(image_size) if image_size else None)[0], channels)
+
+
+def _decode_all(paths: Sequence[str], image_size: Optional[tuple]):
+  """(images [N, H, W, 3] uint8, stored sizes [N, 2]) of image files, decoded in parallel."""
   ds = (tf.data.Dataset.from_tensor_slices(list(paths))
         .map(lambda p: _decode(p, image_size), num_parallel_calls=tf.data.AUTOTUNE,
              deterministic=True)
-        .batch(2048))
+        .padded_batch(2048))
   try:
-    return np.concatenate([b.numpy() for b in ds]) if paths else np.zeros((0, *image_size, 3), np.uint8)
+    batches = [(images.numpy(), sizes.numpy()) for images, sizes in ds]
   except tf.errors.OpError:  # undecodable, unreadable or vanished files: named below
-    pass
+    _raise_undecodable(paths, image_size)
+  if not batches:
+    return np.zeros((0, *(image_size or (0, 0)), 3), np.uint8), np.zeros((0, 2), np.int32)
+  sizes = np.concatenate([s for _, s in batches])
+  distinct, first = np.unique(sizes, axis=0, return_index=True)
+  if image_size is None and len(distinct) > 1:
+    examples = ", ".join(f"{h}x{w} ({paths[i]})" for (h, w), i in zip(distinct[:4], first[:4]))
+    raise DatasetError(
+        f"The images come in {len(distinct)} sizes (height x width: {examples}"
+        f"{', ...' if len(distinct) > 4 else ''}) and data.image_size is () (their own size): "
+        "set data.image_size=(height, width) to resize them all to one (bilinear).")
+  return np.concatenate([images for images, _ in batches]), sizes
+
+
+def _raise_undecodable(paths: Sequence[str], image_size: Optional[tuple]) -> None:
   # Slow path, only after a failure: find which files are bad, so the error names them.
   bad = []
   for p in paths:

@@ -19,3 +19,11 @@ class ConfigError(TfkdError, ValueError):
 
 class ModelFileError(TfkdError, ValueError):
   """A saved Keras model that is missing, damaged, or in a format tfkd does not load unasked."""
+
+
+class TrainingError(TfkdError):
+  """A training stage that failed in a way the user can fix, e.g. a loss that became NaN."""
+
+
+class TeacherError(TfkdError):
+  """A teacher that would teach the student wrong things (at chance, unsettled BatchNorm)."""

@@ -40,7 +40,8 @@ def data_config(source: str, path: str, input_shape, val_size: int = 0, seed: in
     source: 'folder' or 'tfds' (text datasets need a whole data block: pass a
       run config instead, see `tfkd.evaluate`).
     path: the folder, or the TFDS name for 'tfds'.
-    input_shape: the model's input shape; images are resized to its height and width.
+    input_shape: the model's input shape; images are resized to its height and width
+      and given its channels.
     val_size, seed: the validation split carved from train (as the run had it).
     tfds_data_dir: TFDS data_dir ('' = default).
 
@@ -50,18 +51,19 @@ def data_config(source: str, path: str, input_shape, val_size: int = 0, seed: in
   Example:
     data_config("folder", "../shared/data/cifar10-jpeg", (32, 32, 3)).image_size   # (32, 32)
   """
-  image_size = tuple(input_shape[:2]) if len(input_shape) == 3 else (32, 32)
+  image = len(input_shape) == 3
   return ConfigDict(dict(source=source, path=path, tfds_name=path, tfds_data_dir=tfds_data_dir,
-                         image_size=image_size, val_size=val_size, seed=seed, train_limit=0,
-                         augment=False))
+                         image_size=tuple(input_shape[:2]) if image else (),
+                         channels=int(input_shape[2]) if image else 0, val_size=val_size,
+                         adapt=True, seed=seed, train_limit=0, augment=False))
 
 
 def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None,
                model_path: Optional[str] = None):
   """(x, y) of one split of the dataset `config` describes.
 
-  A class folder's test split is decoded alone (the training folder is only
-  listed, for the class order); every other case goes through
+  A class folder's test split with known channels is decoded alone (the training
+  folder is only listed, for the class order); every other case goes through
   `tfkd.from_config.splits`.
 
   Args:
@@ -86,10 +88,10 @@ def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None,
     raise ConfigError(f"Unknown split {split!r} (argument split, flag --split): "
                       f"choose from {SPLITS}.")
   config_checks.validate_data(config)
-  if config.source == "folder" and split == "test":
+  if config.source == "folder" and split == "test" and config.channels:
     _, _, class_names = data.list_image_folder(os.path.join(config.path, "train"))
     paths, labels, _ = data.list_image_folder(os.path.join(config.path, "test"), class_names)
-    chosen = data.decode_images(paths, config.image_size), labels
+    chosen = data.decode_images(paths, config.image_size, config.channels), labels
   else:
     splits = from_config.splits(config, workdir or "")
     chosen, class_names = getattr(splits, split), splits.class_names

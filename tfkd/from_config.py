@@ -26,7 +26,8 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from configs import defaults
-from tfkd import compress, data, models, text_augment, text_data, training, view_cache
+from tfkd import (compress, data, models, small_data, text_augment, text_data, training,
+                  view_cache, views)
 from tfkd.distiller import Distiller
 from tfkd.errors import ConfigError, TfkdError
 from tfkd.splits import Splits, split_validation
@@ -124,9 +125,11 @@ def splits(config, workdir: str = "") -> Splits:
 
   Args:
     config: ConfigDict with `source` ('folder', 'tfds' or 'text'), `val_size`,
-      `seed` (of the split) and `train_limit` (0, or keep only the first N
-      shuffled training examples), plus
-      - 'folder': `path` (train/ and test/ class subfolders) and `image_size`;
+      `seed` (of the split), `train_limit` (0, or keep only the first N
+      shuffled training examples) and `adapt` (images: a `val_size` too large for
+      the data becomes a share of it, `tfkd.small_data`), plus
+      - 'folder': `path` (train/ and test/ class subfolders), `image_size` (() = the
+        images' own) and `channels` (0 = 1 for greyscale data, else 3);
       - 'tfds': `tfds_name` and `tfds_data_dir` ('' = TFDS' default);
       - 'text': `train_file` and `test_file` (each `path`, `label_column`,
         `text_column`), `delimiter`, `class_names`, `vocab_size`, `max_length`,
@@ -143,19 +146,65 @@ def splits(config, workdir: str = "") -> Splits:
   if config.source == "text":
     with reading("data"):
       return _text_splits(config, workdir)
+  facts, notes = {}, []
   if config.source == "folder":
-    train, test, class_names = data.load_image_folder(config.path, config.image_size)
+    with reading("data"):
+      train, test, class_names, facts = data.load_image_folder(
+          config.path, tuple(config.image_size) or None, config.channels)
   elif config.source == "tfds":
     train, test, class_names = data.load_tfds(config.tfds_name, config.tfds_data_dir or None)
   else:
     raise ConfigError(f"Unknown config.data.source={config.source!r}: use 'folder', 'tfds' or 'text'.")
-  train, val = split_validation(*train, config.val_size, config.seed)
+  val_size = config.val_size
+  if config.adapt:
+    val_size, note = small_data.validation_size(val_size, len(train[1]))
+    notes += [note] if note else []
+  train, val = split_validation(*train, val_size, config.seed)
   if config.train_limit:
     train = (train[0][:config.train_limit], train[1][:config.train_limit])
   logging.info("Loaded %d train, %d val, %d test examples of %d classes.",
                len(train[1]), 0 if val is None else len(val[1]), len(test[1]),
                len(class_names))
-  return Splits(train=train, val=val, test=test, class_names=class_names)
+  return Splits(train=train, val=val, test=test, class_names=class_names, facts=facts, notes=notes)
+
+
+def adapted_to_data(config, dataset: Splits) -> Tuple[ConfigDict, List[str]]:
+  """`config` with the batch size (and learning rates) fitted to a small dataset, logged in one line.
+
+  With `config.data.adapt`, `tfkd.small_data.batch_size` picks the batch size and
+  the learning rates of every training stage scale with it. The line also lists
+  what loading adapted (`dataset.notes`) and how images are read (own size,
+  greyscale, crop padding).
+
+  Returns:
+    (a new ConfigDict, `config` unchanged; the line's phrases, one per change).
+  """
+  config = config.copy_and_resolve_references()
+  notes = list(dataset.notes)
+  if config.data.adapt:
+    batch, note = small_data.batch_size(config.train.batch_size, len(dataset.train[1]))
+    if note:
+      scale = batch / config.train.batch_size
+      config.train.batch_size = batch
+      config.train.learning_rate *= scale
+      config.compress.train.learning_rate *= scale
+      config.compress.qat.learning_rate *= scale
+      notes.append(note)
+  facts, shape = dataset.facts, dataset.input_shape
+  if facts.get("resized"):
+    stored = ", ".join("x".join(map(str, size)) for size in facts["sizes"])
+    notes.append(f"images of {stored} resized to {shape[0]}x{shape[1]} (bilinear)")
+  if facts.get("greyscale") and facts.get("channels") == 1:
+    notes.append("greyscale images kept as 1 channel")
+  if len(shape) == 3 and config.data.augment and views.crop_padding(shape) != views.PAD:
+    notes.append(f"random-crop padding {views.crop_padding(shape)} px for "
+                 f"{shape[0]}x{shape[1]} images ({views.PAD} px is for 32x32)")
+  if notes:
+    logging.info("[data] adapted to this dataset (%d training examples, input %s): %s.%s",
+                 len(dataset.train[1]), "x".join(map(str, shape)), "; ".join(notes),
+                 " Set data.adapt=False to train with the config as given." if config.data.adapt
+                 else "")
+  return config, notes
 
 
 def _text_splits(config, workdir: str) -> Splits:

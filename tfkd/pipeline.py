@@ -38,10 +38,16 @@ def train_supervised(run: Run, stage: str, model_config) -> None:
   logging.info("[%s] %s, %d parameters, %d epochs.", stage, model_config.model,
                model.count_params(), train_config.epochs)
   run.fit(model, stage, train_config)
-  training.save_model_atomic(model, run.model_path(stage))
+  training.save_final_model(model, run.model_path(stage), run.path(stage))
 
 
 def stage_teacher(run: Run) -> None:
+  """Trains the teacher, unless `teacher.path` names one (then only checks the file is there)."""
+  if run.config.teacher.path:
+    run.require([run.config.teacher.path], "teacher")
+    logging.info("[teacher] teacher.path=%s: using that model, none is trained.",
+                 run.config.teacher.path)
+    return
   train_supervised(run, "teacher", run.config.teacher)
 
 
@@ -58,8 +64,10 @@ def stage_teacher_views(run: Run) -> None:
 def stage_distill(run: Run) -> None:
   """Trains a fresh student against the trained teacher(s); saves the student alone.
 
-  `distill.extra_teachers` (paths of `.keras` models) join the trained teacher;
-  their logits are averaged with `distill.teacher_weights`. With
+  `distill.extra_teachers` (paths of `.keras` models) join the teacher (trained,
+  or `teacher.path`); their logits are averaged with `distill.teacher_weights`.
+  Each teacher is checked first and a softmax output turned back into logits
+  (`Run.load_teachers`). With
   `distill.cached_teacher` (or `distill.teacher_logits_path`) the teachers'
   logits for the training views come from the cache and the training epochs
   run the student alone (`Run.teacher_view_logits`). See
@@ -82,13 +90,12 @@ def stage_distill(run: Run) -> None:
     distiller.compile(
         optimizer=from_config.optimizer(train_config, run.steps_per_epoch(train_config.batch_size)),
         metrics=["accuracy"])
-  logging.info("[distill] %s → %s, method=%s, %s, α=%.2f, %d epochs.",
-               [os.path.basename(os.path.dirname(p)) for p in run.teacher_paths()],
+  logging.info("[distill] %s → %s, method=%s, %s, α=%.2f, %d epochs.", run.teacher_paths(),
                run.config.student.model, cfg.method,
                f"{len(logits)} cached epochs of teacher logits" if logits is not None
                else f"{len(teachers)} live teacher(s)", cfg.student_loss_weight, train_config.epochs)
   run.fit(distiller, "distill", train_config, distillation=True, teacher_logits=logits)
-  training.save_model_atomic(distiller.student, run.model_path("distill"))
+  training.save_final_model(distiller.student, run.model_path("distill"), run.path("distill"))
 
 
 def stage_export(run: Run) -> None:
@@ -102,8 +109,16 @@ def stage_export(run: Run) -> None:
   wanted += [(name, "float32") for name in ("teacher", "scratch", "distill")
              if (name, "float32") not in wanted]
   for name, mode in wanted:
-    if os.path.exists(run.model_path(name)):
+    if not os.path.exists(run.saved_model(name)):
+      continue
+    try:
       export_model(run, name, mode)
+    except convert.ConversionError as e:
+      if name != "teacher" or not run.config.teacher.path:
+        raise
+      # Only for the report's timing: a teacher brought along need not convert.
+      logging.warning("[export] teacher.path=%s does not convert to TFLite; its latency is not "
+                      "reported: %s", run.config.teacher.path, str(e).splitlines()[0])
 
 
 def export_model(run: Run, name: str, mode: str) -> str:
@@ -112,6 +127,7 @@ def export_model(run: Run, name: str, mode: str) -> str:
   With `export.fold_normalization` the input normalisation is folded into the first conv
   first (`tfkd.fold`): the `.tflite` takes raw pixels and has no SUB/MUL for it; the saved
   Keras model, which training resumes from, is not touched.
+  Beside it, `<name>_<mode>.json` (`Run.write_input_card`) says what the model takes.
 
   Returns:
     The `.tflite` path.
@@ -120,10 +136,11 @@ def export_model(run: Run, name: str, mode: str) -> str:
   if run.done("export", out):
     return out
   start = time.time()
-  model = model_files.load_model(run.model_path(name))
+  model = model_files.load_model(run.saved_model(name))
   if run.config.export.fold_normalization:
     with from_config.reading("export"):  # an unknown fold_border
       model = fold.fold_input_normalization(model, border=run.config.export.fold_border)
+  run.write_input_card(out)
   files.write_atomic(out, convert.convert(model, mode, run.representative_inputs()))
   logging.info("[export] %s (%d bytes, %.0fs)", out, os.path.getsize(out), time.time() - start)
   return out

@@ -31,7 +31,7 @@ STREAM_FRAMES = 500  # test images the streaming section cycles through
 
 def keras_row(run: Run, name: str) -> Optional[report.Row]:
   """The row of a stage's Keras model, or None when the stage has not saved one."""
-  path = run.model_path(name)
+  path = run.saved_model(name)
   if not os.path.exists(path):
     return None
   cfg, (test_x, test_y) = run.config.report, run.splits.test
@@ -84,9 +84,11 @@ def distillation_summary(run: Run) -> str:
   """One line on how the distilled student was trained, epochs read from its history."""
   d = run.config.distill
   extra = f" + {len(d.extra_teachers)} more" if d.extra_teachers else ""
+  teacher = (f"`{run.config.teacher.path}` (teacher.path)" if run.config.teacher.path
+             else f"`{run.config.teacher.model}`")
   epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
   return (f"method `{d.method}`, temperature {d.temperature}, student loss weight "
-          f"α = {d.student_loss_weight}, teacher `{run.config.teacher.model}`{extra}, student "
+          f"α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
           f"`{run.config.student.model}`, {epochs} epochs.")
 
 
@@ -108,6 +110,25 @@ def stream_section(run: Run) -> Optional[tuple]:
   return [stream.without_timeline(r) for r in reports], text
 
 
+def input_summary(run: Run) -> str:
+  """What the models take, how to resize images for them (`Run.input_card`) and what the run
+  adapted to the data (`Run.adaptations`), in markdown."""
+  card = run.input_card()
+  lines = [f"- shape {'x'.join(map(str, card['input_shape']))}: {card['input']}"]
+  if "resize" in card:
+    lines.append(f"- resize: {card['resize']}")
+  if card.get("training_images"):
+    seen = card["training_images"]
+    sizes = ", ".join("x".join(map(str, size)) for size in seen["stored_sizes"])
+    lines.append(f"- training images stored as {sizes}, "
+                 f"{'resized' if seen['resized'] else 'not resized'}"
+                 f"{', greyscale' if seen['greyscale'] else ''}")
+  lines.append("- the same facts beside each `.tflite` file, as `export/<model>.json`")
+  if run.adaptations:
+    lines.append(f"- adapted to this data: {'; '.join(run.adaptations)}")
+  return "\n".join(lines)
+
+
 def stage_report(run: Run) -> None:
   """Evaluates every model on the whole test set and writes report.{md,json,png}."""
   cfg, (test_x, test_y) = run.config.report, run.splits.test
@@ -123,7 +144,7 @@ def stage_report(run: Run) -> None:
     rows.append(tflite_row(run, label, path, parameters.get(stage, parameters.get("distill"))))
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
           "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads}}
-  sections = [("Distillation", distillation_summary(run))]
+  sections = [("Distillation", distillation_summary(run)), ("Input", input_summary(run))]
   edge_model = run.tflite_path("distill", cfg.edge_mode)
   if cfg.edge and os.path.exists(edge_model):
     # Device view of the deployable student: TFLM ops, arena, parity, flash, cost, board fit.

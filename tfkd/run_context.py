@@ -16,9 +16,10 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import (config_checks, data, from_config, model_files, teacher_cache, training,
-                  view_cache, views)
-from tfkd.errors import ConfigError
+from tfkd import (config_checks, data, from_config, model_files, teacher_cache, teacher_checks,
+                  training, view_cache, views)
+from tfkd.errors import ConfigError, TeacherError
+from tflite import files
 
 
 def make_workdir(workdir: str) -> None:
@@ -47,11 +48,13 @@ class Run:
   """
 
   def __init__(self, config, workdir: str):
-    self.config = config
     self.workdir = workdir
     self.strategy = from_config.strategy(config.distribute)
     self.splits = from_config.splits(config.data, workdir)  # text keeps workdir/vocab.txt
+    # Small data: batch size and learning rates; `adaptations` says what changed, for the report.
+    self.config, self.adaptations = from_config.adapted_to_data(config, self.splits)
     self._teacher_view_logits = None  # filled by teacher_view_logits()
+    self._checked_teachers = {}  # paths teacher_checks has seen, once per run
 
   def path(self, *parts) -> str:
     return os.path.join(self.workdir, *parts)
@@ -59,16 +62,52 @@ class Run:
   def model_path(self, stage: str) -> str:
     return self.path(stage, "model.keras")
 
+  def teacher_file(self) -> str:
+    """The teacher's model file: `teacher.path`, or the one the teacher stage trains."""
+    return self.config.teacher.path or self.model_path("teacher")
+
+  def saved_model(self, name: str) -> str:
+    """The Keras file of 'teacher' (see `teacher_file`), 'scratch' or 'distill'."""
+    return self.teacher_file() if name == "teacher" else self.model_path(name)
+
   def teacher_paths(self) -> list:
-    """The trained teacher and `distill.extra_teachers`: every model the student learns from."""
-    return [self.model_path("teacher")] + list(self.config.distill.extra_teachers)
+    """The teacher and `distill.extra_teachers`: every model the student learns from."""
+    return [self.teacher_file()] + list(self.config.distill.extra_teachers)
 
   def load_teachers(self, paths) -> list:
-    """The teacher models at `paths`, loaded without running code stored in them
-    (`tfkd.model_files`); HDF5 and SavedModel only with `teacher.allow_legacy_formats`."""
-    return [model_files.load_model(path, self.config.teacher.allow_legacy_formats,
-                                   opt_in=config_checks.LEGACY_OPT_IN)
-            for path in paths]
+    """The models at `paths`, each returning logits, checked before anything learns from them.
+
+    Loaded without running code stored in them (`tfkd.model_files`); HDF5 and SavedModel
+    only with `teacher.allow_legacy_formats`. A teacher ending in softmax gets its logits back (`teacher_checks.as_logits`,
+    logged); one at chance or with unsettled BatchNorm statistics stops the run with
+    `TeacherError` (`teacher_checks.check_teacher`; only a warning with
+    `distill.check_teacher` off). Checked once per run.
+    """
+    teachers = []
+    for path in paths:
+      loaded = model_files.load_model(path, self.config.teacher.allow_legacy_formats,
+                                      opt_in=config_checks.LEGACY_OPT_IN)
+      model, how = teacher_checks.as_logits(loaded, self.splits.train[0][:64])
+      if path not in self._checked_teachers:
+        if how:
+          logging.warning("[teacher] %s outputs probabilities, not logits: %s.", path, how)
+        fix = (f"delete {self.path('teacher')} and rerun to train it again"
+               if path == self.model_path("teacher") else f"replace {path}")
+        try:
+          measured = teacher_checks.check_teacher(
+              model, path, self.splits.num_classes, *self.splits.train,
+              *(self.splits.val or (None, None)), fix=fix)
+          logging.info("[teacher] %s: accuracy %.1f%% (chance %.1f%%); training images %.1f%% in "
+                       "training mode, %.1f%% in inference mode.", path,
+                       *(100 * measured[k] for k in ("accuracy", "chance", "training_mode_accuracy",
+                                                      "inference_mode_accuracy")))
+        except TeacherError as e:
+          if self.config.distill.check_teacher:
+            raise
+          logging.warning("%s (distill.check_teacher=False: distilling anyway.)", e)
+        self._checked_teachers[path] = True
+      teachers.append(model)
+    return teachers
 
   def tflite_path(self, model_name: str, mode: str) -> str:
     return self.path("export", f"{model_name}_{mode}.tflite")
@@ -82,6 +121,7 @@ class Run:
     if not os.path.exists(artifact):
       return False
     logging.info("[%s] done already (%s): skipping.", stage, artifact)
+    training.remove_backup(self.path(stage))  # left by a kill between the final save and its removal
     trained = training.trained_epochs(self.path(stage))
     if epochs is not None and trained is not None and trained != epochs:
       logging.warning("[%s] the finished model in %s was trained for %d epochs, the config asks "
@@ -97,7 +137,8 @@ class Run:
       if not os.path.exists(path):
         producer = producers.get(path)
         fix = (f"run the '{producer}' stage first (list it before '{stage}' in config.stages)"
-               if producer else "fix distill.extra_teachers, or train that model first")
+               if producer else "fix teacher.path" if path == self.config.teacher.path
+               else "fix distill.extra_teachers, or train that model first")
         raise ConfigError(f"The {stage} stage needs {path}: {fix}.")
 
   def teacher_view_logits(self):
@@ -124,6 +165,10 @@ class Run:
     if cfg.teacher_logits_path:
       imported = teacher_cache.load_teacher_logits(cfg.teacher_logits_path, len(y),
                                                    self.splits.num_classes, self.config.data.augment)
+      imported, how = teacher_checks.logits_of_file(imported, y, cfg.teacher_logits_path)
+      if how:
+        logging.warning("[teacher_views] %s holds probabilities, not logits: %s.",
+                        cfg.teacher_logits_path, how)
       fingerprint = from_config.view_cache_fingerprint(
           self.config, [cfg.teacher_logits_path], x, y, imported_epochs=len(imported))
       if not view_cache.is_complete(cache_dir, fingerprint):
@@ -167,7 +212,7 @@ class Run:
       x, y = from_config.with_transfer_set(self.config.data, x, y)
     train = views.train_dataset(x, y, batch_size=batch_size, augment=self.config.data.augment,
                                 seed=self.config.seed,
-                                start_epoch=training.trained_epochs(self.path(stage)) or 0,
+                                start_epoch=training.resume_epoch(self.path(stage)),
                                 teacher_logits=teacher_logits)
     val = data.eval_dataset(*self.splits.val, batch_size) if self.splits.val else None
     return train, val
@@ -183,6 +228,28 @@ class Run:
 
   def steps_per_epoch(self, batch_size: int) -> int:
     return len(self.splits.train[1]) // batch_size
+
+  def input_card(self) -> dict:
+    """What the run's models take, for firmware and other tools: shape, pixels, resize filter, classes."""
+    shape, facts = self.splits.input_shape, self.splits.facts
+    card = {"input_shape": list(shape), "classes": list(self.splits.class_names)}
+    if len(shape) != 3:
+      return {**card, "input": "token ids of the run's vocabulary (workdir/vocab.txt)"}
+    card.update({
+        "input": ("raw pixel values in [0, 255], not normalised (the model's first layer does it), "
+                  f"{'1 channel (greyscale)' if shape[-1] == 1 else f'{shape[-1]} channels (RGB)'}"),
+        "resize": (f"images of another size than {shape[0]}x{shape[1]}: {data.RESIZE_FILTER}; "
+                   "another filter costs accuracy"),
+    })
+    if facts:
+      card["training_images"] = {"stored_sizes": facts["sizes"], "resized": facts["resized"],
+                                 "greyscale": facts["greyscale"]}
+    return card
+
+  def write_input_card(self, tflite_path: str) -> str:
+    """Writes `input_card` beside a `.tflite` file as `<name>.json`; returns its path."""
+    return files.write_json(os.path.splitext(tflite_path)[0] + ".json",
+                            {"model": os.path.basename(tflite_path), **self.input_card()})
 
   def representative_inputs(self) -> np.ndarray:
     """Calibration inputs for int8: an evenly spread sample of the training split."""

@@ -42,7 +42,7 @@ from ml_collections import config_flags
 from tfkd import candidate_cost, cli, config_checks, from_config, pipeline, search_report
 from tfkd import search_space
 from tfkd import search_trial
-from tfkd.errors import ConfigError
+from tfkd.errors import ConfigError, TrainingError
 from tfkd.run_context import Run, make_workdir
 
 MODES = ("distill", "scratch")
@@ -92,8 +92,8 @@ def study(search_config, workdir: str, device: str, mode: str, seeded: bool = Tr
 
 
 def counts(st: optuna.Study) -> dict:
-  """Finished trials of a study by status: trained, stopped, rejected, repeated."""
-  tally = {"trained": 0, "stopped": 0, "rejected": 0, "repeated": 0}
+  """Finished trials of a study by status: trained, stopped, rejected, repeated, diverged."""
+  tally = {"trained": 0, "stopped": 0, "rejected": 0, "repeated": 0, "diverged": 0}
   for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                  optuna.trial.TrialState.PRUNED)):
     status = t.user_attrs.get("status")
@@ -156,9 +156,14 @@ class Search:
       raise optuna.TrialPruned(cost["rejected"])
     folder = search_trial.trial_dir(self.workdir, cand, mode, self.train_config.epochs)
     repeated = os.path.exists(os.path.join(folder, "result.json"))
-    result = search_trial.train_candidate(self.run, cand, mode, self.train_config, trial,
-                                          self.teacher_logits if mode == "distill" else None,
-                                          folder)
+    try:
+      result = search_trial.train_candidate(self.run, cand, mode, self.train_config, trial,
+                                            self.teacher_logits if mode == "distill" else None,
+                                            folder)
+    except TrainingError as e:  # a diverged candidate ends its trial, not the search
+      trial.set_user_attr("status", "diverged")
+      trial.set_user_attr("reason", str(e).split(":")[0])
+      raise optuna.TrialPruned(str(e)) from e
     trial.set_user_attr("result", result)
     trial.set_user_attr("status", "repeated" if repeated else result["status"])
     if result["status"] == "stopped":
@@ -171,11 +176,11 @@ class Search:
     st = study(self.config.search, self.workdir, device, mode, seeded)
     wanted, limit = self.config.search.trials, self.config.search.max_rejected
     start, tally = time.time(), counts(st)
-    done_at_start = tally["trained"] + tally["stopped"]
+    done_at_start = tally["trained"] + tally["stopped"] + tally["diverged"]
 
     def progress(st, frozen):
       tally = counts(st)
-      done = tally["trained"] + tally["stopped"]
+      done = tally["trained"] + tally["stopped"] + tally["diverged"]
       best = _best(st)
       per_trial = (time.time() - start) / max(1, done - done_at_start)
       logging.info("[search %s/%s] trial %d of %d (%d rejected, %d stopped early, %d repeated); "
@@ -213,7 +218,7 @@ class Search:
       raise ConfigError(f"search.modes={modes}: choose one or both of {list(MODES)}.")
     if "distill" in modes:
       if trials_only:  # extra workers use the first worker's teacher; they never train one
-        self.run.require([self.run.model_path("teacher")], "search (--trials_only)")
+        self.run.require([self.run.teacher_file()], "search (--trials_only)")
       pipeline.stage_teacher(self.run)
       self.teacher_logits = self.run.teacher_view_logits()
       if self.teacher_logits is None:

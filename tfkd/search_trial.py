@@ -163,8 +163,9 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
                          steps_per_epoch=steps)
   accuracies = _history_accuracies(folder)
   if reporter is not None and reporter.stopped_after:
+    training.remove_backup(folder)  # a stopped trial is final: nothing will resume it
     return _finish(folder, "stopped", accuracies, None, time.time() - start)
-  training.save_model_atomic(student, os.path.join(folder, "model.keras"))
+  training.save_final_model(student, os.path.join(folder, "model.keras"), folder)
   return _finish(folder, "trained", accuracies,
                  test_accuracy(run, student, size, run.config.report.batch_size),
                  time.time() - start)

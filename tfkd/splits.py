@@ -26,6 +26,9 @@ class Splits:
     val: (features, labels) carved from train, or None when `val_size` is 0.
     test: (features, labels) of the held-out test split.
     class_names: names of the classes, index = label.
+    facts: how images were read (`tfkd.data.load_image_folder`'s facts: stored
+      sizes, resized or not, channels); empty for other sources.
+    notes: settings adapted to this data (`tfkd.small_data`), one phrase each.
 
   Raises:
     DatasetError: fewer than two classes (there is nothing to classify).
@@ -38,6 +41,8 @@ class Splits:
   val: Optional[tuple]
   test: tuple
   class_names: list
+  facts: dict = dataclasses.field(default_factory=dict)
+  notes: list = dataclasses.field(default_factory=list)
 
   def __post_init__(self):
     if len(self.class_names) < 2:

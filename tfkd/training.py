@@ -4,11 +4,14 @@ Example:
   optimizer = make_optimizer("sgd", make_schedule("onecycle", 0.1, total_steps=390 * 30))
   model.compile(optimizer=optimizer, loss=..., metrics=["accuracy"])
   fit_resumable(model, train_ds, val_ds, epochs=30, stage_dir="runs/x/teacher")
+  save_final_model(model, "runs/x/teacher/model.keras", "runs/x/teacher")
 """
 
 import csv
+import io
 import math
 import os
+import shutil
 import time
 from typing import Optional
 
@@ -16,6 +19,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from tfkd.errors import TrainingError
+from tflite import files
 
 
 @tf_keras.saving.register_keras_serializable(package="tfkd")
@@ -128,12 +133,37 @@ class EpochProgress(tf_keras.callbacks.Callback):
                  took, took * (self.epochs - epoch - 1), metrics)
 
 
+class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
+  """Fails the stage at the end of an epoch whose loss is NaN or infinite.
+
+  It runs before the backup and the history are written, so neither records
+  the diverged epoch: the backup keeps the last good epoch.
+  """
+
+  def __init__(self, stage: str, epochs: int, stage_dir: str):
+    super().__init__()
+    self.stage, self.epochs, self.stage_dir = stage, epochs, stage_dir
+
+  def on_epoch_end(self, epoch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is None or math.isfinite(float(loss)):
+      return
+    kept = (f"The last good epoch stays in {self.stage_dir}/backup: rerunning resumes from it; "
+            f"delete {self.stage_dir} to start the stage over." if epoch else
+            "No epoch finished: rerunning starts the stage over.")
+    raise TrainingError(
+        f"[{self.stage}] the training loss became {float(loss)} in epoch {epoch + 1}/{self.epochs}: "
+        "training diverged and nothing was saved as finished. Likely causes: a learning rate too "
+        "high for this model and batch size (lower train.learning_rate, e.g. 3x; or "
+        "compress.train.learning_rate in compression stages), or bad data (NaN/inf inputs, labels "
+        f"outside 0..classes-1). {kept}")
+
+
 def trained_epochs(stage_dir: str) -> Optional[int]:
   """Epochs a training stage has finished, read from `stage_dir/history.csv`.
 
   Returns:
-    The highest recorded epoch + 1 (resumed runs may log an epoch twice), or None
-    when the stage has no history.
+    The highest recorded epoch + 1, or None when the stage has no history.
   """
   path = os.path.join(stage_dir, "history.csv")
   if not os.path.exists(path):
@@ -143,18 +173,61 @@ def trained_epochs(stage_dir: str) -> Optional[int]:
   return max(epochs) + 1 if epochs else None
 
 
+# Where BackupAndRestore's checkpoint keeps the last finished epoch.
+_SAVED_EPOCH_KEY = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def _backup_dir(stage_dir: str) -> str:
+  return os.path.join(stage_dir, "backup")
+
+
+def resume_epoch(stage_dir: str) -> int:
+  """The epoch an interrupted stage resumes at: epochs in its backup, 0 without one."""
+  latest = tf.train.latest_checkpoint(os.path.join(_backup_dir(stage_dir), "chief"))
+  if not latest:
+    return 0
+  return int(tf.train.load_checkpoint(latest).get_tensor(_SAVED_EPOCH_KEY)) + 1
+
+
+
+def _keep_history_before(stage_dir: str, epoch: int) -> None:
+  """Drops history.csv rows of epochs >= `epoch`: a resumed stage trains them again."""
+  path = os.path.join(stage_dir, "history.csv")
+  if not os.path.exists(path):
+    return
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    fields, rows = reader.fieldnames, list(reader)
+  kept = [row for row in rows if int(row["epoch"]) < epoch]
+  if len(kept) == len(rows):
+    return
+  if not kept:
+    os.remove(path)
+    return
+  text = io.StringIO()
+  writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+  writer.writeheader()
+  writer.writerows(kept)
+  files.write_atomic(path, text.getvalue())
+
+
 def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_dir: str,
                   callbacks=(), steps_per_epoch: Optional[int] = None):
   """`model.fit` that resumes from its last finished epoch after an interruption.
 
   `BackupAndRestore` checkpoints model and optimizer each epoch under
-  `stage_dir/backup` and restores them when the same call runs again; the
-  backup is deleted when training finishes. History goes to `stage_dir/history.csv`.
+  `stage_dir/backup` and restores them when the same call runs again. The
+  backup outlives `fit`: it is deleted by `save_final_model` once the stage's
+  model is saved, so a kill during that save loses no epoch. History goes to
+  `stage_dir/history.csv`, one row per epoch (a resume first drops rows the
+  backup does not hold). A NaN or infinite loss raises `TrainingError`
+  (`StopOnNonFiniteLoss`).
 
   Args:
     model: a compiled model.
     train_ds: training batches: a finite dataset (one epoch, repeated here) or an
-      endless one such as `tfkd.views.train_dataset`, which needs `steps_per_epoch`.
+      endless one such as `tfkd.views.train_dataset` (started at `resume_epoch`),
+      which needs `steps_per_epoch`.
     val_ds: validation batches, or None.
     epochs: epochs in all (a resumed run trains only the missing ones).
     stage_dir: folder of the backup and `history.csv`.
@@ -163,14 +236,21 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
 
   Returns:
     The Keras `History`.
+
+  Example:
+    fit_resumable(model, train_ds, val_ds, epochs=30, stage_dir="runs/x/teacher")
+    save_final_model(model, "runs/x/teacher/model.keras", "runs/x/teacher")
   """
   os.makedirs(stage_dir, exist_ok=True)
   stage = os.path.basename(os.path.normpath(stage_dir))
-  backup_dir = os.path.join(stage_dir, "backup")
+  _keep_history_before(stage_dir, resume_epoch(stage_dir))
+  # Order matters at an epoch's end: the loss check first (nothing records a diverged
+  # epoch), then the history row, then the backup, so a kill between the last two
+  # retrains that epoch and the resume drops its row instead of logging it twice.
   callbacks = [
-      tf_keras.callbacks.BackupAndRestore(backup_dir),
+      StopOnNonFiniteLoss(stage, epochs, stage_dir),
       tf_keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
-      tf_keras.callbacks.TerminateOnNaN(),
+      tf_keras.callbacks.BackupAndRestore(_backup_dir(stage_dir), delete_checkpoint=False),
       EpochProgress(stage, epochs),
       *callbacks,
   ]
@@ -181,11 +261,8 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
     raise ValueError("train_ds is endless or of unknown length: pass steps_per_epoch.")
   if tf.data.experimental.cardinality(train_ds) != tf.data.INFINITE_CARDINALITY:
     train_ds = train_ds.repeat()
-  history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                      verbose=0, steps_per_epoch=steps)
-  if os.path.isdir(backup_dir) and not os.listdir(backup_dir):
-    os.rmdir(backup_dir)  # Keras deletes the checkpoint but leaves its empty folder
-  return history
+  return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
+                   verbose=0, steps_per_epoch=steps)
 
 
 def save_model_atomic(model: tf_keras.Model, path: str) -> None:
@@ -200,3 +277,21 @@ def save_model_atomic(model: tf_keras.Model, path: str) -> None:
   tmp = f"{root}.partial{ext}"
   tf_keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
   os.replace(tmp, path)
+
+
+def remove_backup(stage_dir: str) -> None:
+  """Deletes a stage's epoch checkpoint (`fit_resumable`'s backup), if any."""
+  shutil.rmtree(_backup_dir(stage_dir), ignore_errors=True)
+
+
+def save_final_model(model: tf_keras.Model, path: str, stage_dir: str) -> None:
+  """Saves a training stage's model atomically, then deletes the stage's epoch checkpoint.
+
+  In that order: killed during the save, the stage resumes from its last epoch
+  (nothing to retrain) and saves again.
+
+  Example:
+    save_final_model(distiller.student, "runs/x/distill/model.keras", "runs/x/distill")
+  """
+  save_model_atomic(model, path)
+  remove_backup(stage_dir)

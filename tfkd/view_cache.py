@@ -96,7 +96,8 @@ def make_fingerprint(teacher_files: Sequence[str], teacher_weights: Optional[Seq
       "teachers": [{"file": os.path.basename(p), "sha256": file_sha256(p)} for p in teacher_files],
       "teacher_weights": normalized_teacher_weights(teacher_weights, len(teacher_files)),
       "data_sha256": array_sha256(x, y), "examples": int(len(y)),
-      "augment": {"enabled": bool(augment), "pad": views.PAD, "flip": True},
+      "augment": {"enabled": bool(augment), "flip": True,
+                  "pad": views.crop_padding(x.shape[1:3]) if augment else views.PAD},
       "seed": int(seed), "epochs": int(epochs),
       "storage": storage, "top_k": int(top_k) if storage == "top_k" else 0,
   }

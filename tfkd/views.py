@@ -3,7 +3,8 @@
 Every random choice of a training epoch comes from a stateless RNG
 (`tf.random.stateless_uniform`) seeded by `(seed, epoch)` and indexed by the
 example's position in the training split: the epoch's shuffle, and for images
-the pad-4 crop offsets and the horizontal flip of each example. So the view of
+the crop offsets (padding `crop_padding`: 4 px at 32x32) and the horizontal
+flip of each example. So the view of
 example i in epoch e is the same wherever and whenever it is made: in the live
 training pipeline, in the teacher-logit cache (`tfkd.view_cache`), after a
 resume, and on any number of workers. That is what lets a teacher label the
@@ -20,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-PAD = 4  # pixels of reflection padding before the random crop (the CIFAR recipe)
+PAD = 4  # pixels of reflection padding before the random crop at 32x32 (the CIFAR recipe)
 # The streams of the two kinds of draw, so the shuffle and the augmentation never share numbers.
 _ORDER_STREAM, _AUGMENT_STREAM = 0, 1
 
@@ -36,31 +37,45 @@ def epoch_order(seed: int, epoch, num_examples: int) -> tf.Tensor:
   return tf.cast(tf.argsort(keys), tf.int32)
 
 
-def view_params(seed: int, epoch, num_examples: int) -> tf.Tensor:
+def crop_padding(image_shape) -> int:
+  """Pixels of padding before the random crop: an eighth of the smaller side (4 at 32x32), at least 1.
+
+  Args:
+    image_shape: (height, width, ...) of the images.
+  """
+  return max(1, min(int(image_shape[0]), int(image_shape[1])) // 8)
+
+
+def view_params(seed: int, epoch, num_examples: int, pad: int = PAD) -> tf.Tensor:
   """Crop offsets and flip of every example's view in one epoch, [num_examples, 3] int32.
 
-  Columns: row offset and column offset in [0, 2·PAD], and flip (0 or 1). Row i
+  Columns: row offset and column offset in [0, 2·pad], and flip (0 or 1). Row i
   belongs to example i of the training split, whatever order the epoch visits them in.
+  `pad` is `crop_padding` of the images.
   """
   draws = tf.random.stateless_uniform([num_examples, 3], _stream_seed(seed, epoch, _AUGMENT_STREAM))
-  offsets = tf.cast(tf.floor(draws[:, :2] * (2 * PAD + 1)), tf.int32)
+  offsets = tf.cast(tf.floor(draws[:, :2] * (2 * pad + 1)), tf.int32)
   flips = tf.cast(draws[:, 2:] < 0.5, tf.int32)
   return tf.concat([offsets, flips], axis=1)
 
 
 def augment_images(images, params):
-  """Pad-4 reflection, crop at the given offsets, flip where asked: [batch, H, W, C] float32.
+  """Reflection padding (`crop_padding`), crop at the given offsets, flip where asked.
 
   Vectorised over the batch (one gather per axis) rather than mapped per image,
   so augmentation costs a small fraction of a training step on CPU.
 
   Args:
-    images: [batch, H, W, C] float32.
+    images: [batch, H, W, C] float32, H and W known statically.
     params: [batch, 3] int32 rows of `view_params` for these images.
+
+  Returns:
+    [batch, H, W, C] float32.
   """
   shape = tf.shape(images)
   height, width = shape[1], shape[2]
-  padded = tf.pad(images, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]], mode="REFLECT")
+  pad = crop_padding(images.shape[1:3])
+  padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
   rows = params[:, 0:1] + tf.range(height)[None, :]
   cols = params[:, 1:2] + tf.range(width)[None, :]
   cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
@@ -90,7 +105,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
   Args:
     x, y: training features (uint8 images or int32 token ids) and labels.
     batch_size: global batch size.
-    augment: pad-crop and flip images (`view_params`).
+    augment: pad-crop and flip images (`view_params`, `crop_padding`).
     seed: the key of every shuffle and augmentation.
     start_epoch: the first epoch to make (a resumed run continues its sequence).
     teacher_logits: None, or teacher logits per view: an array [E, len(y), classes]
@@ -111,6 +126,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
     raise ValueError(f"teacher_logits of shape {np.shape(teacher_logits)} for {num_examples} "
                      "training examples: pass [epochs, examples, classes], one row per example.")
   x_all, y_all = tf.constant(x), tf.constant(y)
+  pad = crop_padding(x.shape[1:3]) if augment else PAD
   logits_all = None if teacher_logits is None else tf.constant(teacher_logits)
 
   def epoch_batches(epoch):
@@ -120,7 +136,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
         epoch, tf.cast(tf.shape(logits_all)[0], epoch.dtype))
     order = epoch_order(seed, epoch, num_examples)[:steps * batch_size]
     # One draw of the epoch's views here, not one per batch (that would be O(examples) each).
-    params = (tf.gather(view_params(seed, view_epoch, num_examples), order) if augment
+    params = (tf.gather(view_params(seed, view_epoch, num_examples, pad), order) if augment
               else tf.zeros([steps * batch_size, 3], tf.int32))
     return tf.data.Dataset.from_tensor_slices((
         tf.fill([steps], view_epoch), tf.reshape(order, [steps, batch_size]),
@@ -151,7 +167,7 @@ def epoch_views(x: np.ndarray, seed: int, epoch: int, augment: bool, batch_size:
     float32 (or int32 token id) tensors [≤ batch_size, ...].
   """
   num_examples = num_examples or len(x)
-  params = view_params(seed, epoch, num_examples) if augment else None
+  params = view_params(seed, epoch, num_examples, crop_padding(x.shape[1:3])) if augment else None
   for start in range(0, num_examples, batch_size):
     indices = tf.range(start, min(start + batch_size, num_examples))
     batch_params = tf.gather(params, indices) if augment else None
