@@ -64,7 +64,8 @@ def _needs_more(cost: dict, budget) -> bool:
   return cost.get("arena_bytes") is None and cost.get("arena_limit", 0) < budget.arena_bytes
 
 
-def measure(cand: dict, build, representative, cache_dir: str, budget, latency_runs: int = 50) -> dict:
+def measure(cand: dict, build, representative, cache_dir: str, budget, latency_runs: int = 50,
+            for_export=lambda model: model) -> dict:
   """Measures (or reads from the cache) a candidate's int8 cost and checks it against `budget`.
 
   Args:
@@ -74,6 +75,8 @@ def measure(cand: dict, build, representative, cache_dir: str, budget, latency_r
     cache_dir: folder of the per-architecture cache.
     budget: the device's `search.profiles` entry (flash_bytes, arena_bytes, latency_ms, macs).
     latency_runs: timed LiteRT invokes.
+    for_export: what the export does to a model before converting it (e.g. folding the
+      input normalisation, `from_config.for_export`), so the cost is the exported file's.
 
   Returns:
     {"key", "flash_bytes", "parameters", "macs", "peak_activation_bytes", "arena_bytes"
@@ -84,7 +87,8 @@ def measure(cand: dict, build, representative, cache_dir: str, budget, latency_r
   path = os.path.join(cache_dir, f"{key}.json")
   cost = files.read_json(path) if os.path.exists(path) else None
   if cost is None or _needs_more(cost, budget):
-    cost = _measure(cand, build, representative, budget, latency_runs)
+    cost = _measure(cand, lambda c: for_export(like_trained(build(c))), representative, budget,
+                    latency_runs)
     cost["key"] = key
     files.write_json(path, cost)
   return dict(cost, rejected=rejection(cost, budget))
@@ -105,7 +109,7 @@ def like_trained(model):
 def _measure(cand, build, representative, budget, latency_runs) -> dict:
   start = time.time()
   try:
-    model_bytes = convert.convert(like_trained(build(cand)), "int8", representative)
+    model_bytes = convert.convert(build(cand), "int8", representative)
   except TfliteError as e:
     return {"conversion_error": str(e).splitlines()[0], "flash_bytes": None,
             "measure_seconds": time.time() - start}

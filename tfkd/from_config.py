@@ -26,7 +26,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from configs import defaults
-from tfkd import (compress, data, models, small_data, text_augment, text_data, training,
+from tfkd import (compress, data, fold, models, small_data, text_augment, text_data, training,
                   view_cache, views)
 from tfkd.distiller import Distiller
 from tfkd.errors import ConfigError, TfkdError
@@ -382,3 +382,12 @@ def view_cache_fingerprint(config, teacher_files: Sequence[str], x, y, imported_
     return view_cache.make_fingerprint(
         teacher_files, weights, x, y, augment=config.data.augment, seed=config.seed,
         epochs=imported_epochs or d.cache_epochs, storage=d.cache_storage, top_k=d.cache_top_k)
+
+
+def for_export(export_config, model: tf_keras.Model) -> tf_keras.Model:
+  """The model as `config.export` converts it: input normalisation folded into the first conv
+  with `export.fold_normalization` (`tfkd.fold`), else unchanged. The model passed is not touched."""
+  if not export_config.fold_normalization:
+    return model
+  with reading("export"):  # an unknown fold_border
+    return fold.fold_input_normalization(model, border=export_config.fold_border)

@@ -17,7 +17,7 @@ import time
 import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, config_checks, fold, from_config, model_files, report_stage
+from tfkd import compression_stages, config_checks, from_config, model_files, report_stage
 from tfkd import training
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run, make_workdir
@@ -137,9 +137,7 @@ def export_model(run: Run, name: str, mode: str) -> str:
     return out
   start = time.time()
   model = model_files.load_model(run.saved_model(name))
-  if run.config.export.fold_normalization:
-    with from_config.reading("export"):  # an unknown fold_border
-      model = fold.fold_input_normalization(model, border=run.config.export.fold_border)
+  model = from_config.for_export(run.config.export, model)
   run.write_input_card(out)
   files.write_atomic(out, convert.convert(model, mode, run.representative_inputs()))
   logging.info("[export] %s (%d bytes, %.0fs)", out, os.path.getsize(out), time.time() - start)

@@ -132,7 +132,8 @@ class Search:
         cand, lambda c: search_trial.build(self.run, c),
         search_trial.representative_inputs(self.run, cand["resolution"]),
         os.path.join(self.workdir, "search", "costs"), self.budget(device),
-        self.config.search.latency_runs)
+        self.config.search.latency_runs,
+        for_export=lambda model: from_config.for_export(self.config.export, model))
 
   def check_device(self, device: str) -> None:
     """Raises `ConfigError` when not even the space's smallest candidates fit the device."""

@@ -18,7 +18,7 @@ import os
 
 import optuna
 
-from tfkd import candidate_cost, model_files, search_space, search_trial
+from tfkd import candidate_cost, from_config, model_files, search_space, search_trial
 from tflite import benchmark, convert, files, firmware, interpreter
 
 PARETO_AXES = (("flash_bytes", "int8 flash (KiB)", 1024), ("arena_bytes", "TFLM arena (KiB)", 1024),
@@ -53,7 +53,8 @@ def verify_winner(search, st: optuna.Study, device: str, mode: str) -> dict:
   tflite_path = os.path.join(folder, "model_int8.tflite")
   if not os.path.exists(tflite_path):
     files.write_atomic(tflite_path, convert.convert(
-        model, "int8", search_trial.representative_inputs(run, size)))
+        from_config.for_export(config.export, model), "int8",
+        search_trial.representative_inputs(run, size)))
   with open(tflite_path, "rb") as f:
     model_bytes = f.read()
   x_test = search_trial.resize_images(run.splits.test[0], size).numpy()
