@@ -266,7 +266,8 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
       EpochProgress(stage, epochs),
       *callbacks,
   ]
-  train_ds, val_ds = _shard_by_batch(train_ds), val_ds and _shard_by_batch(val_ds)
+  train_ds = _shard_by_batch(train_ds)
+  val_ds = None if val_ds is None else _shard_by_batch(val_ds)
   # One endless iterator for the whole run: Keras otherwise rebuilds the input
   # iterator every epoch, which stalled training for up to half a minute here.
   steps = steps_per_epoch or int(tf.data.experimental.cardinality(train_ds))
