@@ -62,7 +62,9 @@ def finetune_with_teacher(run: Run, stage: str, start: str, wrap_student,
 
 
 def export_compressed(run: Run, stage: str) -> None:
-  """Converts a compression stage's saved model to full-integer int8 TFLite."""
+  """Converts a compression stage's saved model to full-integer int8 TFLite (on the chief only)."""
+  if not run.is_chief:
+    return
   out = run.tflite_path(stage, "int8")
   model = compress.load_model(compressed_model_path(run, stage))
   run.write_input_card(out)
@@ -80,7 +82,7 @@ def stage_prune(run: Run) -> None:
   if run.done("prune", run.tflite_path("prune", "int8"),
               from_config.stage_train_config(run.config, "prune").epochs):
     return
-  if not os.path.exists(compressed_model_path(run, "prune")):
+  if not run.exists(compressed_model_path(run, "prune")):
     student = finetune_with_teacher(
         run, "prune", "distill",
         lambda model, total_steps: from_config.pruned_model(run.config.compress, model, total_steps),
@@ -95,7 +97,7 @@ def _finetune_quantized(run: Run, stage: str, start: str, preserve_sparsity: boo
               from_config.stage_train_config(run.config, stage).epochs):
     return
   path = compressed_model_path(run, stage)
-  if not os.path.exists(path):
+  if not run.exists(path):
     representative = run.representative_inputs()  # QAT's activation ranges start calibrated
     student = finetune_with_teacher(
         run, stage, start, lambda model, _: compress.quantize(model, preserve_sparsity, representative))

@@ -68,16 +68,17 @@ def _all_of(choices: Sequence[str]) -> Rule:
           f"a non-empty tuple of {list(choices)}")
 
 
-_POSITIVE_PAIR: Rule = (
-    lambda v: len(v) == 2 and all(isinstance(d, numbers.Integral) and d >= 1 for d in v),
-    "(height, width), two whole numbers >= 1")
+_IMAGE_SIZE: Rule = (  # () keeps the images' own size (configs/defaults.py)
+    lambda v: len(v) == 0 or (len(v) == 2 and all(isinstance(d, numbers.Integral) and d >= 1
+                                                  for d in v)),
+    "(height, width), two whole numbers >= 1, or () for the images' own size")
 _WEIGHTS: Rule = (lambda v: all(_number(w) and w >= 0 for w in v), "numbers >= 0")
 
 RULES = {
     "seed": _whole(0),
     "distribute": _one_of(DISTRIBUTE),
     "data.source": _one_of(DATA_SOURCES),
-    "data.image_size": _POSITIVE_PAIR,
+    "data.image_size": _IMAGE_SIZE,
     "data.val_size": _whole(0),
     "data.val_unit": _one_of(text_data.VAL_UNITS),
     "data.seed": _whole(0),

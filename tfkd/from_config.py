@@ -117,7 +117,7 @@ def strategy(name: str) -> tf.distribute.Strategy:
   raise ConfigError(f"Unknown config.distribute={name!r}: use '', 'mirrored' or 'multiworker'.")
 
 
-def splits(config, workdir: str = "") -> Splits:
+def splits(config, workdir: str = "", save_vocabulary: bool = True) -> Splits:
   """Loads the dataset a `config.data` block describes.
 
   Each key is read as an attribute, only those the source uses: a missing one
@@ -136,6 +136,8 @@ def splits(config, workdir: str = "") -> Splits:
         `lowercase`, `vocab_path` ('' = workdir/vocab.txt), `val_unit` and
         `augment` (must be False), see `tfkd.text_data.load_text_splits`.
     workdir: the run's folder; the text source saves and reuses its vocabulary there.
+    save_vocabulary: False: a vocabulary not saved yet is built but not written (a
+      worker that is not the chief).
 
   Returns:
     A `Splits`.
@@ -145,7 +147,7 @@ def splits(config, workdir: str = "") -> Splits:
   """
   if config.source == "text":
     with reading("data"):
-      return _text_splits(config, workdir)
+      return _text_splits(config, workdir, save_vocabulary)
   facts, notes = {}, []
   if config.source == "folder":
     with reading("data"):
@@ -207,7 +209,7 @@ def adapted_to_data(config, dataset: Splits) -> Tuple[ConfigDict, List[str]]:
   return config, notes
 
 
-def _text_splits(config, workdir: str) -> Splits:
+def _text_splits(config, workdir: str, save_vocabulary: bool = True) -> Splits:
   """`config.data` with source 'text' translated into `text_data.load_text_splits`' arguments."""
   if config.augment:
     raise ConfigError("data.augment=True is image augmentation (crop and flip) and cannot apply "
@@ -216,6 +218,8 @@ def _text_splits(config, workdir: str) -> Splits:
     vocab_path = config.vocab_path
   else:  # The run's own vocabulary; without a workdir it is rebuilt each time, never saved.
     vocab_path = os.path.join(workdir, VOCAB_FILENAME) if workdir else None
+  if vocab_path and not save_vocabulary and not os.path.exists(vocab_path):
+    vocab_path = None  # built from the same rows as the chief's, so the same
   table = lambda spec: TableSpec(spec.path, spec.label_column, spec.text_column)
   return text_data.load_text_splits(
       table(config.train_file), table(config.test_file), class_names=tuple(config.class_names),

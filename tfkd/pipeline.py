@@ -18,7 +18,7 @@ import tf_keras
 from absl import logging
 
 from tfkd import compression_stages, config_checks, from_config, model_files, report_stage
-from tfkd import training
+from tfkd import training, workers
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run, make_workdir
 from tflite import convert, files
@@ -144,6 +144,8 @@ def export_model(run: Run, name: str, mode: str) -> str:
   return out
 
 
+# Stages that train nothing: on several workers the chief runs them while the others wait.
+CHIEF_ONLY_STAGES = ("export", "report")
 STAGE_FUNCTIONS = {
     "teacher": stage_teacher,
     "teacher_views": stage_teacher_views,
@@ -164,6 +166,11 @@ def run_pipeline(config, workdir: str) -> Run:
     config: a ConfigDict from `configs/` (missing keys take `configs/defaults.py`'s values).
     workdir: output folder (created if needed).
 
+  On several workers (`config.distribute='multiworker'`, `TF_CONFIG`) every worker
+  runs this with the same arguments: the training stages run on all of them, the
+  `CHIEF_ONLY_STAGES` on the chief, and every worker waits for the others at the
+  end of each stage, so all return together (see `tfkd.workers`).
+
   Returns:
     The stages' `Run` (data already loaded), for callers that go on measuring.
   """
@@ -177,7 +184,13 @@ def run_pipeline(config, workdir: str) -> Run:
   run = Run(config, workdir)
   for stage in config.stages:
     start = time.time()
-    logging.info("=== stage %s ===", stage)
-    STAGE_FUNCTIONS[stage](run)
+    run.alone = stage in CHIEF_ONLY_STAGES
+    if run.alone and not run.is_chief:
+      logging.info("=== stage %s: left to the chief ===", stage)
+    else:
+      logging.info("=== stage %s ===", stage)
+      STAGE_FUNCTIONS[stage](run)
+    run.alone = False
+    workers.barrier(run.strategy)
     logging.info("=== stage %s finished in %.0fs ===", stage, time.time() - start)
   return run

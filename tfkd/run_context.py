@@ -17,7 +17,7 @@ import tf_keras
 from absl import logging
 
 from tfkd import (config_checks, data, from_config, model_files, teacher_cache, teacher_checks,
-                  training, view_cache, views)
+                  training, view_cache, views, workers)
 from tfkd.errors import ConfigError, TeacherError
 from tflite import files
 
@@ -42,6 +42,13 @@ def make_workdir(workdir: str) -> None:
 class Run:
   """What every stage needs: config, workdir, data, distribution strategy.
 
+  On several workers (`config.distribute='multiworker'`, `tfkd.workers`) `Run` is
+  made first in the process (the strategy must precede any other TensorFlow
+  call), only the chief (`is_chief`) writes files, and every decision read from
+  the shared workdir (`exists`, `done`, the epoch a stage resumes at) is checked
+  to be the same on every worker. `alone` is set while the chief runs a stage
+  the others skip (export, report): it then decides by itself.
+
   Args:
     config: the run's ConfigDict with every key (`from_config.with_defaults`).
     workdir: folder for all artifacts.
@@ -50,7 +57,10 @@ class Run:
   def __init__(self, config, workdir: str):
     self.workdir = workdir
     self.strategy = from_config.strategy(config.distribute)
-    self.splits = from_config.splits(config.data, workdir)  # text keeps workdir/vocab.txt
+    self.is_chief = workers.is_chief(self.strategy)
+    self.alone = False
+    # Text keeps workdir/vocab.txt; the other workers read it, or build the same one unsaved.
+    self.splits = from_config.splits(config.data, workdir, save_vocabulary=self.is_chief)
     # Small data: batch size and learning rates; `adaptations` says what changed, for the report.
     self.config, self.adaptations = from_config.adapted_to_data(config, self.splits)
     self._teacher_view_logits = None  # filled by teacher_view_logits()
@@ -112,16 +122,23 @@ class Run:
   def tflite_path(self, model_name: str, mode: str) -> str:
     return self.path("export", f"{model_name}_{mode}.tflite")
 
+  def exists(self, path: str) -> bool:
+    """Whether `path` exists, the same answer on every worker (`workers.agree`)."""
+    found = os.path.exists(path)
+    return found if self.alone else bool(workers.agree(self.strategy, found,
+                                                       f"whether {path} exists"))
+
   def done(self, stage: str, artifact: str, epochs: Optional[int] = None) -> bool:
     """True (and says so) when `artifact`, a stage's final output, exists: the stage is skipped.
 
     With `epochs` (a training stage's budget), a finished stage whose history shows
     another epoch count is still skipped, with a warning that names both counts.
     """
-    if not os.path.exists(artifact):
+    if not self.exists(artifact):
       return False
     logging.info("[%s] done already (%s): skipping.", stage, artifact)
-    training.remove_backup(self.path(stage))  # left by a kill between the final save and its removal
+    if self.is_chief:  # a backup left by a kill between the final save and its removal
+      training.remove_backup(self.path(stage))
     trained = training.trained_epochs(self.path(stage))
     if epochs is not None and trained is not None and trained != epochs:
       logging.warning("[%s] the finished model in %s was trained for %d epochs, the config asks "
@@ -171,18 +188,19 @@ class Run:
                         cfg.teacher_logits_path, how)
       fingerprint = from_config.view_cache_fingerprint(
           self.config, [cfg.teacher_logits_path], x, y, imported_epochs=len(imported))
-      if not view_cache.is_complete(cache_dir, fingerprint):
+      if self.is_chief and not view_cache.is_complete(cache_dir, fingerprint):
         view_cache.import_logits(cache_dir, fingerprint, imported)
     else:
       teacher_paths = self.teacher_paths()
       self.require(teacher_paths, "teacher_views")
       fingerprint = from_config.view_cache_fingerprint(self.config, teacher_paths, x, y)
-      if not view_cache.is_complete(cache_dir, fingerprint):
+      if self.is_chief and not view_cache.is_complete(cache_dir, fingerprint):
         start = time.time()
         teachers = self.load_teachers(teacher_paths)
         view_cache.build(cache_dir, fingerprint, teachers, x, cfg.cache_batch_size)
         logging.info("[teacher_views] %d epochs of views labelled in %.0fs.", fingerprint["epochs"],
                      time.time() - start)
+    workers.barrier(self.strategy)  # the other workers read what the chief wrote
     logits = view_cache.load(cache_dir, fingerprint, self.splits.num_classes)
     logging.info("[teacher_views] %d cached epochs; the teacher agrees with %.1f%% of the labels "
                  "on epoch 0's views.", len(logits), 100 * teacher_cache.label_agreement(logits[0], y))
@@ -210,9 +228,10 @@ class Run:
     x, y = self.splits.train
     if distillation:
       x, y = from_config.with_transfer_set(self.config.data, x, y)
+    start_epoch = workers.agree(self.strategy, training.resume_epoch(self.path(stage)),
+                                f"the epoch {stage} resumes at")
     train = views.train_dataset(x, y, batch_size=batch_size, augment=self.config.data.augment,
-                                seed=self.config.seed,
-                                start_epoch=training.resume_epoch(self.path(stage)),
+                                seed=self.config.seed, start_epoch=start_epoch,
                                 teacher_logits=teacher_logits)
     val = data.eval_dataset(*self.splits.val, batch_size) if self.splits.val else None
     return train, val

@@ -111,6 +111,13 @@ class Search:
   """
 
   def __init__(self, config, workdir: str):
+    if config.distribute == "multiworker":
+      # Each worker would draw its own trials from the shared study and wait for the others'.
+      raise ConfigError("tfkd.search does not train one candidate across several workers "
+                        "(config.distribute='multiworker'): leave config.distribute empty and "
+                        "start one search per machine on a shared --workdir and study storage "
+                        "(docs/search.md, 'Several machines'), each training its own "
+                        "candidates.")
     self.config, self.workdir = config, workdir
     self.run = Run(config, workdir)
     if len(self.run.splits.input_shape) != 3:

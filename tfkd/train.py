@@ -5,7 +5,9 @@ Usage (`tfkd-train` is the same command once tfkd is pip-installed):
   python -m tfkd.train --config=configs/cifar10_quick.py --workdir=runs/quick \
       --config.train.epochs=3 --config.stages='("distill","export","report")'
 
-Rerunning the same command skips finished stages and resumes an interrupted one.
+Rerunning the same command skips finished stages and resumes an interrupted one. On
+several machines, each runs the same command with its own TF_CONFIG and
+--config.distribute=multiworker (docs/distillation.md, "Several machines").
 """
 
 from absl import flags, logging

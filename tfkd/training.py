@@ -12,6 +12,7 @@ import io
 import math
 import os
 import shutil
+import tempfile
 import time
 from typing import Optional
 
@@ -19,6 +20,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from tfkd import workers
 from tfkd.errors import TrainingError
 from tflite import files
 
@@ -223,6 +225,13 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
   backup does not hold). A NaN or infinite loss raises `TrainingError`
   (`StopOnNonFiniteLoss`).
 
+  On several workers (`MultiWorkerMirroredStrategy`, `tfkd.workers`) every worker
+  calls this with the same global batches: each takes its share of every batch
+  (auto-shard policy DATA), so the steps and the views of an epoch are those of
+  one worker. Only the chief writes the history and the backup (Keras' own
+  `BackupAndRestore`: the others write theirs to `backup/workertemp_<i>/` and
+  delete it), and every worker restores from the chief's backup.
+
   Args:
     model: a compiled model.
     train_ds: training batches: a finite dataset (one epoch, repeated here) or an
@@ -241,19 +250,24 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
     fit_resumable(model, train_ds, val_ds, epochs=30, stage_dir="runs/x/teacher")
     save_final_model(model, "runs/x/teacher/model.keras", "runs/x/teacher")
   """
+  chief = workers.is_chief(model.distribute_strategy)
   os.makedirs(stage_dir, exist_ok=True)
   stage = os.path.basename(os.path.normpath(stage_dir))
-  _keep_history_before(stage_dir, resume_epoch(stage_dir))
+  if chief:
+    _keep_history_before(stage_dir, resume_epoch(stage_dir))
   # Order matters at an epoch's end: the loss check first (nothing records a diverged
   # epoch), then the history row, then the backup, so a kill between the last two
   # retrains that epoch and the resume drops its row instead of logging it twice.
+  history_path = os.path.join(stage_dir, "history.csv")
   callbacks = [
       StopOnNonFiniteLoss(stage, epochs, stage_dir),
-      tf_keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+      *([tf_keras.callbacks.CSVLogger(history_path, append=True)] if chief else []),
       tf_keras.callbacks.BackupAndRestore(_backup_dir(stage_dir), delete_checkpoint=False),
       EpochProgress(stage, epochs),
       *callbacks,
   ]
+  train_ds = _shard_by_batch(train_ds)
+  val_ds = None if val_ds is None else _shard_by_batch(val_ds)
   # One endless iterator for the whole run: Keras otherwise rebuilds the input
   # iterator every epoch, which stalled training for up to half a minute here.
   steps = steps_per_epoch or int(tf.data.experimental.cardinality(train_ds))
@@ -265,17 +279,36 @@ def fit_resumable(model: tf_keras.Model, train_ds, val_ds, epochs: int, stage_di
                    verbose=0, steps_per_epoch=steps)
 
 
+def _shard_by_batch(dataset):
+  """`dataset` split batch by batch across workers (a no-op on one worker).
+
+  The training batches are made in memory (no files to shard), so each worker
+  builds every global batch and keeps its share of it: the global batch, and the
+  views of each epoch, stay those of a one-worker run.
+  """
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return dataset.with_options(options)
+
+
 def save_model_atomic(model: tf_keras.Model, path: str) -> None:
   """Saves a functional model for inference so `path` is either absent or complete.
 
   The saved model is uncompiled (no optimizer or schedule), so loading it needs
   neither tfkd nor the training losses, and the file holds only the weights
-  that inference uses.
+  that inference uses. On several workers only the chief writes `path`; the
+  others save to a temporary folder they delete, as Keras' multi-worker guide
+  asks (every worker takes part in a save of distributed variables).
   """
+  inference_model = tf_keras.Model(model.inputs, model.outputs, name=model.name)
+  if not workers.is_chief(model.distribute_strategy):
+    with tempfile.TemporaryDirectory() as scratch:
+      inference_model.save(os.path.join(scratch, os.path.basename(path)))
+    return
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   root, ext = os.path.splitext(path)
   tmp = f"{root}.partial{ext}"
-  tf_keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+  inference_model.save(tmp)
   os.replace(tmp, path)
 
 
@@ -294,4 +327,5 @@ def save_final_model(model: tf_keras.Model, path: str, stage_dir: str) -> None:
     save_final_model(distiller.student, "runs/x/distill/model.keras", "runs/x/distill")
   """
   save_model_atomic(model, path)
-  remove_backup(stage_dir)
+  if workers.is_chief(model.distribute_strategy):
+    remove_backup(stage_dir)
