@@ -246,24 +246,30 @@ def _best(st: optuna.Study):
   return max(complete, key=lambda t: t.value) if complete else None
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the teacher, trials, studies, report.")
-_TRIALS_ONLY = flags.DEFINE_bool("trials_only", False, "Only run trials (extra workers of a "
-                                 "shared study); no winner retraining, no report.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command's flags, defined only when it runs (importing tfkd.search defines none)."""
+  config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
+  flags.DEFINE_string("workdir", None, "Folder for the teacher, trials, studies, report.")
+  flags.DEFINE_bool("trials_only", False, "Only run trials (extra workers of a shared study); "
+                    "no winner retraining, no report.")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   del argv
-  config = from_config.with_defaults(_CONFIG.value)
+  config = from_config.with_defaults(FLAGS.config)
   config_checks.validate(config)  # every value and input file, before data is read
-  make_workdir(_WORKDIR.value)
+  make_workdir(FLAGS.workdir)
   logging.info("Config:\n%s", config)
-  Search(config, _WORKDIR.value).run_all(_TRIALS_ONLY.value)
+  Search(config, FLAGS.workdir).run_all(FLAGS.trials_only)
 
 
 def run():
   """The `tfkd-search` command."""
-  flags.mark_flags_as_required(["config", "workdir"])
+  define_flags()
   cli.run(main)
 
 
