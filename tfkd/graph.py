@@ -25,7 +25,6 @@ from tflite import benchmark, files
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the graph, models, .tflite files and report.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 LABELS = {"teacher": "GCN teacher (needs the graph)", "scratch": "MLP from scratch",
           "glnn": "MLP distilled (GLNN)"}
@@ -166,7 +165,8 @@ def main(argv):
 
 
 def run():
-  """The `tfkd-graph` command."""
+  """The `tfkd-graph` command (the flags are required only here: bench.glnn imports this module)."""
+  flags.mark_flags_as_required(["config", "workdir"])
   cli.run(main)
 
 
