@@ -88,8 +88,8 @@ def markdown_table(table) -> str:
 
 def plot(table, path: str) -> None:
   """Grouped bars: each model's accuracy on the observed and the held-out test nodes."""
-  fig, ax = files.new_figure(figsize=(9, 4.5))
-  labels = [f"{r['model']}\n{r['runs_as']}" for r in table]
+  fig, ax = files.new_figure(figsize=(10, 4.8))
+  labels = [f"{r['model'].replace(' (', chr(10) + '(')}\n{r['runs_as']}" for r in table]
   x = np.arange(len(table))
   for offset, key, name in ((-0.2, "observed", "observed test nodes"),
                             (0.2, "held_out", "held-out test nodes")):
