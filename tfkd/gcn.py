@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfkd.distiller import Distiller
+
 
 def normalized_adjacency(edges: np.ndarray, num_nodes: int) -> tf.SparseTensor:
   """Â = D̃^-1/2 (A + I) D̃^-1/2 as a sparse [N, N] float32 tensor.
@@ -175,7 +177,7 @@ def fit_nodes(model: tf_keras.Model, x, y, val_data, epochs: int, patience: int,
   """
   rows = len(y)
   model.compile(tf_keras.optimizers.Adam(learning_rate), metrics=["accuracy"],
-                **({} if hasattr(model, "distillation_losses") else {
+                **({} if isinstance(model, Distiller) else {
                     "loss": tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)}))
   stop = tf_keras.callbacks.EarlyStopping("val_accuracy", patience=patience, mode="max",
                                           restore_best_weights=True)

@@ -64,7 +64,8 @@ class GraphRun:
     graph: the `graph_data.Graph`.
     workdir: where every step writes.
     settings: `Settings`.
-    seed: weights, dropout and shuffling (each step starts from it).
+    seed: weights, dropout and shuffling (each step starts from it). The held-out
+      nodes are drawn with a fixed seed, so runs of every seed share them.
   """
 
   def __init__(self, graph: graph_data.Graph, workdir: str, settings: Settings, seed: int = 0):
