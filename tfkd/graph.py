@@ -23,8 +23,7 @@ from tfkd import cli, from_config, glnn, graph_data
 from tfkd.errors import ConfigError
 from tflite import benchmark, files
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the graph, models, .tflite files and report.")
+FLAGS = flags.FLAGS
 
 LABELS = {"teacher": "GCN teacher (needs the graph)", "scratch": "MLP from scratch",
           "glnn": "MLP distilled (GLNN)"}
@@ -160,12 +159,15 @@ def run_graph(config, workdir: str) -> str:
 
 def main(argv):
   del argv
-  logging.info("config.graph (seed %d):\n%s", _CONFIG.value.seed, _CONFIG.value.graph)
-  print(run_graph(_CONFIG.value, _WORKDIR.value))
+  logging.info("config.graph (seed %d):\n%s", FLAGS.config.seed, FLAGS.config.graph)
+  print(run_graph(FLAGS.config, FLAGS.workdir))
 
 
 def run():
-  """The `tfkd-graph` command (the flags are required only here: bench.glnn imports this module)."""
+  """The `tfkd-graph` command. Its flags are defined here, not on import: tests and bench.glnn
+  import this module beside others (tfkd.search) that define `--config` too."""
+  config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
+  flags.DEFINE_string("workdir", None, "Folder for the graph, models, .tflite files and report.")
   flags.mark_flags_as_required(["config", "workdir"])
   cli.run(main)
 
