@@ -169,6 +169,43 @@ def _search():
   return search
 
 
+def _graph():
+  graph = ml_collections.ConfigDict()
+  # python -m tfkd.graph only: GCN teacher → MLP from scratch → GLNN MLP (docs/distillation.md).
+  graph.source = "csbm"           # 'csbm' (generated at path if missing) or 'npz' (read from path)
+  graph.path = ""                 # the graph .npz (tfkd/graph_data.py layouts); '' = workdir/graph.npz
+  graph.split_seed = 0            # npz without splits: seed of the Planetoid-style splits drawn
+  graph.held_out = 0.5            # share of test nodes unseen in training (GLNN's inductive setting)
+  # The contextual stochastic block model written when source='csbm' (Deshpande et al. 2018).
+  graph.csbm = ml_collections.ConfigDict(dict(
+      nodes=2500,                 # N
+      classes=5,                  # C
+      features=128,               # F
+      average_degree=8.0,         # expected neighbours per node
+      homophily=0.8,              # expected share of edges inside a class
+      feature_signal=2.5,         # class centre's distance from the origin, in noise std devs
+      train_per_class=20,         # labelled nodes per class (Planetoid: 20)
+      val_size=500,               # validation nodes
+      test_size=1000,             # test nodes
+      seed=0))                    # classes, features, edges and splits
+  graph.teacher = ml_collections.ConfigDict(dict(
+      hidden=64,                  # GCN hidden width (Kipf & Welling: 16)
+      dropout=0.5,                # on the input and the hidden layer
+      weight_decay=5e-4))         # L2 on the first layer
+  graph.student = ml_collections.ConfigDict(dict(
+      hidden=(64,),               # MLP hidden widths (scratch and GLNN alike)
+      dropout=0.5,                # after each hidden layer
+      weight_decay=5e-4))         # L2 on every kernel
+  graph.epochs = 500              # at most; the epoch with the best validation accuracy is kept
+  graph.patience = 100            # epochs without a better validation accuracy before stopping
+  graph.learning_rate = 0.01      # Adam, every model
+  graph.batch_size = 0            # MLP and GLNN rows per step; 0 = all in one batch (exact GLNN loss)
+  graph.lam = 0.0                 # GLNN λ: λ·CE(labels) + (1−λ)·T²·KL(teacher‖student) on all nodes
+  graph.temperature = 1.0         # GLNN T
+  graph.representative_size = 500  # observed non-test nodes calibrating the int8 export
+  return graph
+
+
 def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0                 # weights, shuffling and augmentation
@@ -187,6 +224,7 @@ def get_config():
   config.distill = _distill()
   config.compress = _compress()
   config.search = _search()                # python -m tfkd.search only
+  config.graph = _graph()                  # python -m tfkd.graph only
 
   config.export = ml_collections.ConfigDict()
   config.export.modes = ("float32", "int8")  # tflite.convert.MODES
