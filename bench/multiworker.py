@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from bench import common
 from tfkd import cli, training
