@@ -20,7 +20,8 @@ INPUT_TYPES = {"float32": np.float32, "float16": np.float32, "dynamic": np.float
 def trained(image_folder):
   """A small CNN trained on the synthetic colour classes (3 classes, 16x16 images)."""
   splits = from_config.splits(ConfigDict(dict(source="folder", path=image_folder, image_size=(16, 16),
-                                              val_size=0, seed=0, train_limit=0)))
+                                              channels=0, val_size=0, adapt=False, seed=0,
+                                              train_limit=0)))
   tf_keras.utils.set_random_seed(0)
   inputs = tf_keras.Input((16, 16, 3))
   x = layers.Rescaling(1 / 255.0)(inputs)

@@ -157,7 +157,7 @@ def test_imported_probabilities_become_logits_and_shuffled_ones_are_refused():
 
 
 def test_teacher_path_distils_from_a_softmax_file_and_names_it(image_folder, tmp_path, caplog):
-  caplog.set_level("INFO")
+  caplog.set_level("INFO", logger="absl")
   teacher_file = str(tmp_path / "my_teacher.keras")
   channel_teacher("softmax", name="mine").save(teacher_file)
   config = tiny_config(image_folder)
@@ -221,7 +221,7 @@ def test_small_data_rules():
 
 
 def test_a_small_dataset_adapts_the_config_and_says_so_in_one_line(tmp_path, caplog):
-  caplog.set_level("INFO")
+  caplog.set_level("INFO", logger="absl")
   root = write_folder(str(tmp_path / "grey"), train_per_class=40, test_per_class=1, size=8)
   config = from_config.with_defaults(cifar10_quick.get_config())
   config.data.path = root
