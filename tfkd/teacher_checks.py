@@ -161,6 +161,7 @@ def check_teacher(model: tf_keras.Model, name: str, num_classes: int, train_x: n
     raise TeacherError(
         f"Teacher {name} scores {accuracy:.1%} on the {split} split, near chance ({chance:.1%}, "
         "the most frequent class): it has nothing to teach. Likely causes: too few epochs or a "
-        "learning rate too high, or inputs other than it was trained on (tfkd feeds raw pixels "
-        f"in [0, 255] of shape {tuple(train_x.shape[1:])}). Fix: {fix}.")
+        "learning rate too high, or inputs other than it was trained on (tfkd feeds "
+        f"{'raw pixels in [0, 255]' if train_x.dtype == np.uint8 else 'inputs'} of shape "
+        f"{tuple(train_x.shape[1:])}). Fix: {fix}.")
   return measured

@@ -191,7 +191,6 @@ def resume_epoch(stage_dir: str) -> int:
   return int(tf.train.load_checkpoint(latest).get_tensor(_SAVED_EPOCH_KEY)) + 1
 
 
-
 def _keep_history_before(stage_dir: str, epoch: int) -> None:
   """Drops history.csv rows of epochs >= `epoch`: a resumed stage trains them again."""
   path = os.path.join(stage_dir, "history.csv")
