@@ -30,7 +30,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from absl import flags
 
 from bench import common
 from tfkd import cli, training
+from tfkd.workers import free_local_ports
 from tflite import files
 
 _OUT = flags.DEFINE_string("out", "runs/bench_multiworker", "Output folder (and the runs' workdirs).")
@@ -53,16 +53,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCH_LINE = re.compile(r"\[scratch\] epoch (\d+)/(\d+) (\d+)s")
 
 
-def free_ports(count: int) -> list:
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(("localhost", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def command(workdir: str, epochs: int, train_limit: int = 0, multiworker: bool = False) -> list:
   return [sys.executable, "-m", "tfkd.train", "--config=configs/cifar10_resnet.py",
           f"--workdir={workdir}", f"--config.data.path={os.path.abspath(_DATA.value)}",
@@ -73,7 +63,7 @@ def command(workdir: str, epochs: int, train_limit: int = 0, multiworker: bool =
 
 def start(workdir: str, epochs: int, train_limit: int, workers: int, log_name: str) -> list:
   """Starts one process, or `workers` workers of a localhost cluster; returns (Popen, log path)."""
-  cluster = {"worker": [f"localhost:{p}" for p in free_ports(workers)]}
+  cluster = {"worker": [f"localhost:{p}" for p in free_local_ports(workers)]}
   started = []
   for index in range(workers):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}

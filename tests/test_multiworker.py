@@ -15,11 +15,12 @@ the other worker no file.
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
+
+from tfkd.workers import free_local_ports
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,16 +63,6 @@ def write_tables(folder, train_rows=192, test_rows=32):
   return str(folder / "train.tsv"), str(folder / "test.tsv")
 
 
-def free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(("localhost", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def start_train(config_file, workdir, tf_config=None):
   env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
   args = [sys.executable, "-m", "tfkd.train", f"--config={config_file}", f"--workdir={workdir}"]
@@ -96,7 +87,7 @@ def test_two_workers_train_as_one_and_only_the_chief_writes(tmp_path):
   train_file, test_file = write_tables(tmp_path)
   config_file = tmp_path / "tiny_text.py"
   config_file.write_text(CONFIG.format(train=train_file, test=test_file))
-  cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+  cluster = {"worker": [f"localhost:{port}" for port in free_local_ports(2)]}
   workdirs = {name: str(tmp_path / name) for name in ("chief", "worker1", "alone")}
   processes = {
       "chief": start_train(config_file, workdirs["chief"],

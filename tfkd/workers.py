@@ -17,6 +17,8 @@ Example:
   skip = workers.agree(strategy, os.path.exists(path), f"whether {path} exists")
 """
 
+import socket
+
 import tensorflow as tf
 
 from tfkd.errors import TfkdError
@@ -65,3 +67,18 @@ def agree(strategy: tf.distribute.Strategy, value: int, what: str) -> int:
 def barrier(strategy: tf.distribute.Strategy) -> None:
   """Returns once every worker has reached it (at once on one worker)."""
   agree(strategy, 1, "the barrier")
+
+
+def free_local_ports(count: int) -> list:
+  """`count` localhost ports free right now, for a TF_CONFIG cluster of local workers.
+
+  Example:
+    cluster = {"worker": [f"localhost:{p}" for p in free_local_ports(2)]}
+  """
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("localhost", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
