@@ -24,8 +24,10 @@ demo: setup
 
 # Two test processes (pytest-xdist): much of the suite is single-threaded (TFLite conversion,
 # TFLM runs, subprocess start-up); on 2 cores two processes took it from 10.0 to 5.9 minutes.
+# Work stealing: a few integration tests take minutes, so an idle process takes queued tests
+# from the busy one instead of waiting on a pre-assigned share.
 test: setup
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal tests
 
 clean:
 	rm -rf runs .pytest_cache

@@ -116,7 +116,9 @@ def test_a_rate_above_the_models_maximum_drops_frames_and_sustains_the_maximum(p
                                   threads=1, seconds=1.5, warmup=3)
   assert overload["dropped"] > overload["frames_offered"] / 2
   assert overload["frames_processed"] + overload["dropped"] == overload["frames_offered"]
-  assert overload["late"] >= 0.9 * overload["frames_processed"]
+  # Most processed frames finish after their due time; not all, since a shared machine's speed
+  # varies between the two runs (0.88 was seen at load 14).
+  assert overload["late"] >= 0.75 * overload["frames_processed"]
   # Machine shared with other work: the two maxima agree loosely.
   assert 0.6 < overload["sustained_fps"] / fastest["sustained_fps"] < 1.6
 
