@@ -79,18 +79,30 @@ def plot(rows, path: str) -> None:
   files.save_figure(fig, path)
 
 
-def per_class_section(rows, class_names=()) -> str:
-  """Markdown: every measured row's per-class table and confusion matrix, under the figure."""
-  parts = ["Precision, recall and F1 of each class on the test set, from the predictions that "
+def per_class_section(measured: dict, workdir: str, class_names=(), examples="the test set") -> str:
+  """Each model's per-class table and confusion matrix in markdown, under report_confusion.png.
+
+  Args:
+    measured: label → `tflite.metrics.classification_metrics`, in display order.
+    workdir: where report_confusion.png (a panel per model) is written.
+    class_names: the dataset's class names (index = label); () numbers them.
+    examples: what the metrics were measured on, for the text.
+
+  Returns:
+    The markdown of the section.
+  """
+  metrics.plot_confusion({f"{label}: {m['accuracy'] * 100:.2f}%, macro F1 {m['macro']['f1']:.3f}":
+                          m["confusion"] for label, m in measured.items()},
+                         os.path.join(workdir, "report_confusion.png"), class_names)
+  parts = [f"Precision, recall and F1 of each class on {examples}, from the predictions that "
            "give the accuracy above (a ratio 0/0 counts as 0; macro = mean over the classes "
            "present). Confusion matrices: a row per true class, a column per predicted class; "
            "the figure colours each row by its share of the true class.",
            "", "![confusion matrices](report_confusion.png)"]
-  for r in rows:
-    if r.metrics:
-      parts += ["", f"### {r.label}", "", metrics.per_class_markdown(r.metrics, class_names)]
-      if len(r.metrics["confusion"]) <= metrics.ANNOTATED_CLASSES:
-        parts += ["", metrics.confusion_markdown(r.metrics["confusion"], class_names)]
+  for label, m in measured.items():
+    parts += ["", f"### {label}", "", metrics.per_class_markdown(m, class_names)]
+    if len(m["confusion"]) <= metrics.ANNOTATED_CLASSES:
+      parts += ["", metrics.confusion_markdown(m["confusion"], class_names)]
   return "\n".join(parts)
 
 
@@ -114,12 +126,9 @@ def write(workdir: str, rows, meta: dict, sections=(), class_names=()) -> str:
           "float32 TFLite conversion. File bytes: `.keras` for Keras rows, `.tflite` otherwise. "
           "Macro F1: the mean of the classes' F1 (per class below).",
           "", "![accuracy against size](report.png)"]
-  measured = [r for r in rows if r.metrics]
+  measured = {r.label: r.metrics for r in rows if r.metrics}
   if measured:
-    sections = [*sections, ("Per-class metrics", per_class_section(measured, class_names))]
-    metrics.plot_confusion({f"{r.label}: {r.accuracy * 100:.2f}%, macro F1 {r.macro_f1:.3f}":
-                            r.metrics["confusion"] for r in measured},
-                           os.path.join(workdir, "report_confusion.png"), class_names)
+    sections = [*sections, ("Per-class metrics", per_class_section(measured, workdir, class_names))]
   for title, text in sections:
     body += ["", f"## {title}", "", text]
   files.write_atomic(os.path.join(workdir, "report.md"), "\n".join(body) + "\n")
