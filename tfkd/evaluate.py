@@ -59,7 +59,7 @@ def write_outputs(result: dict, class_names, output_dir: str, model_path: str, s
   """Writes `<model>_<split>_metrics.json` and `<model>_<split>_confusion.png` in `output_dir`;
   returns their paths."""
   stem = os.path.join(output_dir, f"{os.path.splitext(os.path.basename(model_path))[0]}_{split}")
-  title = (f"{os.path.basename(model_path)}, {split}: {result['accuracy'] * 100:.2f}%, "
+  title = (f"{os.path.basename(model_path)}, {split}\n{result['accuracy'] * 100:.2f}%, "
            f"macro F1 {result['macro']['f1']:.3f}")
   return (files.write_json(f"{stem}_metrics.json", {"model": model_path, "split": split,
                                                     "class_names": class_names, **result}),

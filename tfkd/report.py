@@ -91,7 +91,7 @@ def per_class_section(measured: dict, workdir: str, class_names=(), examples="th
   Returns:
     The markdown of the section.
   """
-  metrics.plot_confusion({f"{label}: {m['accuracy'] * 100:.2f}%, macro F1 {m['macro']['f1']:.3f}":
+  metrics.plot_confusion({f"{label}\n{m['accuracy'] * 100:.2f}%, macro F1 {m['macro']['f1']:.3f}":
                           m["confusion"] for label, m in measured.items()},
                          os.path.join(workdir, "report_confusion.png"), class_names)
   parts = [f"Precision, recall and F1 of each class on {examples}, from the predictions that "

@@ -16,6 +16,7 @@ Example:
   metrics["macro"]["f1"], metrics["per_class"]["recall"][3], metrics["accuracy"]
 """
 
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -157,7 +158,7 @@ def plot_confusion(panels: dict, path: str, class_names: Sequence[str] = ()) -> 
   columns = min(count, 3)
   rows = -(-count // columns)
   side = max(3.6, 0.32 * classes + 1.4)
-  fig, axes = files.new_figure(rows, columns, figsize=(side * columns + 1, side * rows),
+  fig, axes = files.new_figure(rows, columns, figsize=(side * columns + 1, (side + 0.6) * rows),
                                squeeze=False, layout="constrained")
   names = [name[:12] for name in _names(class_names, classes)]
   image = None
@@ -173,7 +174,9 @@ def plot_confusion(panels: dict, path: str, class_names: Sequence[str] = ()) -> 
       ax.set_yticks(range(classes), names, fontsize=7)
     ax.set_xlabel("predicted", fontsize=8)
     ax.set_ylabel("true", fontsize=8)
-    ax.set_title(title, fontsize=8)
+    # Wrapped to the panel's width (about 12 characters an inch at this size) so titles never meet.
+    ax.set_title("\n".join(textwrap.fill(line, int(side * 12)) for line in title.split("\n")),
+                 fontsize=8)
   for ax in axes.flat[count:]:
     ax.axis("off")
   fig.colorbar(image, ax=axes, shrink=0.6, label="share of the true class")
