@@ -164,6 +164,15 @@ def test_glnn_run_gcn_beats_scratch_and_the_int8_mlp_runs_on_tflite_micro(tmp_pa
   int8 = rows[("glnn", "LiteRT int8")]
   assert abs(int8["held_out"] - rows[("glnn", "Keras float32")]["held_out"]) <= 0.05
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
+  # Per-class metrics from the logits that gave each accuracy, on both test sets.
+  for r in report["rows"]:
+    for nodes, count in (("observed", "observed_test"), ("held_out", "held_out_test")):
+      confusion = np.array(r["metrics"][nodes]["confusion"])
+      assert confusion.shape == (3, 3) and confusion.sum() == report["graph"][count]
+      assert np.trace(confusion) / confusion.sum() == pytest.approx(r[nodes])
+  markdown = open(os.path.join(workdir, "report.md")).read()
+  assert markdown.count("| class | precision | recall | F1 | support |") == len(report["rows"])
+  assert os.path.getsize(os.path.join(workdir, "report_confusion.png")) > 0
   # A rerun skips every finished step: no result is rewritten.
   stamps = {s: os.path.getmtime(os.path.join(workdir, s, "result.json"))
             for s in ("teacher", "scratch", "glnn", "export")}

@@ -55,6 +55,20 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   assert report["rows"][4]["file_bytes"] < report["rows"][3]["file_bytes"]  # int8 is smaller
   assert all(r["gzip_bytes"] > 0 for r in report["rows"][3:])  # measured on every .tflite row
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
+  # Per-class metrics from the pass that gave the accuracy: the confusion matrix counts every
+  # test example once, its diagonal is the accuracy, its rows the class supports.
+  assert report["class_names"] == ["circle", "square", "stripes"]
+  for r in report["rows"]:
+    confusion = np.array(r["metrics"]["confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == report["test_examples"] == 30
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(r["accuracy"])
+    assert r["metrics"]["per_class"]["support"] == [10, 10, 10]
+    assert r["macro_f1"] == pytest.approx(np.mean(r["metrics"]["per_class"]["f1"]))
+  markdown = open(os.path.join(workdir, "report.md")).read()
+  assert "## Per-class metrics" in markdown and "![confusion matrices](report_confusion.png)" in markdown
+  assert markdown.count("| class | precision | recall | F1 | support |") == len(report["rows"])
+  assert markdown.count("| true \\ predicted | circle | square | stripes |") == len(report["rows"])
+  assert os.path.getsize(os.path.join(workdir, "report_confusion.png")) > 0
   # The export folds the input normalisation (tfkd.fold); the saved student keeps it for training.
   int8 = graph.read(os.path.join(workdir, "export", "distill_int8.tflite"))
   assert not {"SUB", "MUL"} & set(int8.op_names())

@@ -469,6 +469,9 @@ def test_pipeline_end_to_end_on_a_tiny_tsv(tmp_path):
     rows = {r["label"]: r for r in json.load(f)["rows"]}
   assert rows["distilled student, int8 TFLite"]["file_bytes"] < 20_000
   assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
+  # Text reports carry the per-class metrics too, named by data.class_names.
+  assert "| true \\ predicted | negative | positive |" in report
+  assert all(sum(r["metrics"]["per_class"]["support"]) == 40 for r in rows.values())
   # The distill stage trained on train + transfer set with as many batches as scratch did.
   # The stream is endless; fit takes steps_per_epoch batches of it per epoch.
   run = Run(config, workdir)

@@ -1,5 +1,6 @@
 """`tflite.evaluate.evaluate`, `python -m tfkd.evaluate` and the split reader behind it (`tfkd.eval_data`)."""
 
+import json
 import os
 import re
 import subprocess
@@ -34,8 +35,9 @@ def run_cli(*args):
                         capture_output=True, text=True, timeout=300)
 
 
-def test_command_prints_the_accuracy_litert_gives(int8_path, image_folder):
-  result = run_cli(f"--model={int8_path}", f"--data={image_folder}", "--batch_size=7")
+def test_command_prints_the_accuracy_litert_gives(int8_path, image_folder, tmp_path):
+  result = run_cli(f"--model={int8_path}", f"--data={image_folder}", "--batch_size=7",
+                   f"--output_dir={tmp_path}")
   assert result.returncode == 0, result.stderr[-2000:]
   match = re.search(r"accuracy (\d\.\d{4}) \((\d+)/(\d+)\) on the test split", result.stdout)
   assert match, result.stdout
@@ -44,6 +46,13 @@ def test_command_prints_the_accuracy_litert_gives(int8_path, image_folder):
   assert x.shape == (30, 12, 12, 3) and int(match.group(3)) == 30
   assert float(match.group(1)) == pytest.approx(interpreter.evaluate_accuracy(int8_path, x, y),
                                                 abs=1e-4)
+  # The per-class table and confusion matrix, named by the class folders, and the files.
+  assert "| class | precision | recall | F1 | support |" in result.stdout
+  assert "| true \\ predicted | circle | square | stripes |" in result.stdout
+  written = json.load(open(tmp_path / "tiny_int8_test_metrics.json"))
+  assert written["class_names"] == ["circle", "square", "stripes"]
+  assert written["per_class"]["support"] == [10, 10, 10] and written["correct"] == int(match.group(2))
+  assert os.path.getsize(tmp_path / "tiny_int8_test_confusion.png") > 0
 
 
 def test_evaluate_counts_correct_predictions(int8_path, image_folder):
@@ -52,6 +61,9 @@ def test_evaluate_counts_correct_predictions(int8_path, image_folder):
   assert result["examples"] == 30
   assert result["accuracy"] == pytest.approx(interpreter.evaluate_accuracy(int8_path, x, y))
   assert result["correct"] == round(result["accuracy"] * 30)
+  predicted = np.argmax(interpreter.predict(int8_path, x), axis=-1)
+  expected = [[np.sum((y == t) & (predicted == p)) for p in range(3)] for t in range(3)]
+  np.testing.assert_array_equal(result["confusion"], expected)
 
 
 def test_command_without_data_explains_what_to_pass(int8_path):

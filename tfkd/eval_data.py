@@ -60,7 +60,13 @@ def data_config(source: str, path: str, input_shape, val_size: int = 0, seed: in
 
 def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None,
                model_path: Optional[str] = None):
-  """(x, y) of one split of the dataset `config` describes.
+  """(x, y) of one split of the dataset `config` describes (`load_named_split` without the names)."""
+  return load_named_split(config, split, workdir, model_path)[:2]
+
+
+def load_named_split(config: ConfigDict, split: str, workdir: Optional[str] = None,
+                     model_path: Optional[str] = None):
+  """(x, y, class_names) of one split of the dataset `config` describes.
 
   A class folder's test split with known channels is decoded alone (the training
   folder is only listed, for the class order); every other case goes through
@@ -75,14 +81,14 @@ def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None,
       count are checked against the data (`check_model_fits`).
 
   Returns:
-    (features, labels) as numpy arrays.
+    (features, labels, class_names): numpy arrays and the classes' names (index = label).
 
   Raises:
     ConfigError: unknown split, or 'val' without a validation split.
     ModelMismatchError: the model does not fit the data.
 
   Example:
-    test_x, test_y = load_split(data_config("folder", "data/cifar10-jpeg", (32, 32, 3)), "test")
+    x, y, names = load_named_split(data_config("folder", "data/cifar10-jpeg", (32, 32, 3)), "test")
   """
   if split not in SPLITS:
     raise ConfigError(f"Unknown split {split!r} (argument split, flag --split): "
@@ -100,7 +106,7 @@ def load_split(config: ConfigDict, split: str, workdir: Optional[str] = None,
                         "with the same seed) to carve it from train.")
   if model_path:
     check_model_fits(model_path, chosen[0], len(class_names))
-  return chosen
+  return (*chosen, list(class_names))
 
 
 def check_model_fits(model_path: str, x, num_classes: Optional[int] = None) -> None:

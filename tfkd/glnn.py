@@ -14,7 +14,8 @@ early when its result file exists (a rerun skips finished steps):
 Accuracy is measured on two sets of test nodes (`graph_data.hold_out`): observed ones,
 whose features (and teacher soft labels) the GLNN student trained on (GLNN's
 transductive setting), and held-out ones no model saw in training (its inductive
-setting: new nodes on a device, where the MLP reads their features alone).
+setting: new nodes on a device, where the MLP reads their features alone). The same
+logits give each set's per-class precision, recall, F1 and confusion matrix (`GraphRun.metrics`).
 
 Example:
   run = GraphRun(graph, workdir="runs/glnn", settings=settings, seed=0)
@@ -32,7 +33,7 @@ import tf_keras
 from tfkd import gcn, graph_data, teacher_cache, training
 from tfkd.distiller import Distiller
 from tfkd.losses import LogitsDistillation
-from tflite import convert, files, interpreter
+from tflite import convert, files, interpreter, metrics
 
 EXPORT_MODES = ("float32", "int8")
 MLPS = ("scratch", "glnn")
@@ -95,6 +96,13 @@ class GraphRun:
     return {name: (float(np.mean(np.argmax(logits[nodes], -1) == labels[nodes]))
                    if len(nodes) else None) for name, nodes in self.test_sets().items()}
 
+  def metrics(self, logits: np.ndarray) -> dict:
+    """`tflite.metrics.classification_metrics` of [N, classes] logits on each test set (None
+    when a set is empty): per-class precision, recall, F1 and the confusion matrix."""
+    labels = self.graph.labels
+    return {name: (metrics.score_metrics(labels[nodes], logits[nodes]) if len(nodes) else None)
+            for name, nodes in self.test_sets().items()}
+
   def calibration_nodes(self) -> np.ndarray:
     """Observed non-test nodes, shuffled, `representative_size` of them (int8 calibration)."""
     nodes = np.setdiff1d(self.observed, self.graph.test)
@@ -142,7 +150,8 @@ def step_teacher(run: GraphRun) -> None:
   teacher_cache.save_teacher_logits(run.path("teacher", "logits.npy"), observed_logits)
   _write_result(run, "teacher", {"epochs": epochs, "train_seconds": seconds,
                                  "parameters": int(model.count_params()),
-                                 "accuracy": run.accuracies(logits)})
+                                 "accuracy": run.accuracies(logits),
+                                 "metrics": run.metrics(logits)})
 
 
 def step_scratch(run: GraphRun) -> None:
@@ -186,7 +195,8 @@ def _finish_mlp(run: GraphRun, step: str, model, epochs: int, seconds: float, ex
   logits = model.predict(run.graph.features, batch_size=4096, verbose=0)
   _write_result(run, step, {"epochs": epochs, "train_seconds": seconds,
                             "parameters": int(model.count_params()),
-                            "accuracy": run.accuracies(logits), **(extra or {})})
+                            "accuracy": run.accuracies(logits),
+                            "metrics": run.metrics(logits), **(extra or {})})
 
 
 def tflite_path(run: GraphRun, step: str, mode: str) -> str:
@@ -199,7 +209,7 @@ def step_export(run: GraphRun) -> None:
     return
   g = run.graph
   calibration = g.features[run.calibration_nodes()]
-  accuracy = {}
+  accuracy, measured = {}, {}
   for step in MLPS:
     model = tf_keras.models.load_model(run.path(step, "model.keras"), compile=False)
     for mode in EXPORT_MODES:
@@ -207,4 +217,6 @@ def step_export(run: GraphRun) -> None:
       files.write_atomic(path, convert.convert(model, mode, calibration))
       logits = interpreter.predict(path, g.features, batch_size=4096)
       accuracy[f"{step}_{mode}"] = run.accuracies(logits)
-  _write_result(run, "export", {"accuracy": accuracy, "calibration_nodes": len(calibration)})
+      measured[f"{step}_{mode}"] = run.metrics(logits)
+  _write_result(run, "export", {"accuracy": accuracy, "metrics": measured,
+                                "calibration_nodes": len(calibration)})

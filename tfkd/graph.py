@@ -10,7 +10,8 @@ With `graph.source='csbm'` the contextual SBM of `config.graph.csbm` is written 
 file is read (layouts: tfkd/graph_data.py). Then the steps of `tfkd.glnn`, then
 the report: workdir/report.md, report.json and report.png (accuracy bars), with
 the int8 MLPs' TFLite Micro section (arena, flash, parity with LiteRT on the
-held-out test nodes). Rerunning the command skips finished steps.
+held-out test nodes) and each model's per-class metrics and confusion matrix on the
+held-out nodes (report_confusion.png). Rerunning the command skips finished steps.
 """
 
 import os
@@ -19,7 +20,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from tfkd import cli, from_config, glnn, graph_data
+from tfkd import cli, from_config, glnn, graph_data, report
 from tfkd.errors import ConfigError
 from tflite import benchmark, files
 
@@ -57,31 +58,45 @@ def _percent(value) -> str:
   return "—" if value is None else f"{value * 100:.2f}%"
 
 
+def _measured(accuracy: dict, measured: dict) -> dict:
+  """A row's accuracies, macro F1s and per-class metrics per test set (results written before
+  tfkd measured per-class metrics have none)."""
+  measured = measured or {}
+  return {**accuracy, **{f"macro_f1_{name}": m and m["macro"]["f1"] for name, m in measured.items()},
+          "metrics": measured}
+
+
 def rows(run: glnn.GraphRun) -> list:
-  """One dict per model of the report: label, where it runs, parameters, bytes, accuracies."""
+  """One dict per model of the report: label, where it runs, parameters, bytes, accuracies,
+  macro F1s and per-class metrics."""
   table = []
   for step in ("teacher",) + glnn.MLPS:
     result = run.result(step)
     table.append({"model": LABELS[step], "runs_as": "Keras float32", "step": step,
-                  "parameters": result["parameters"], "bytes": None, **result["accuracy"]})
+                  "parameters": result["parameters"], "bytes": None,
+                  **_measured(result["accuracy"], result.get("metrics"))})
   export = run.result("export")
   for step in glnn.MLPS:
     for mode in glnn.EXPORT_MODES:
+      key = f"{step}_{mode}"
       table.append({"model": LABELS[step], "runs_as": f"LiteRT {mode}", "step": step,
                     "parameters": None,
                     "bytes": os.path.getsize(glnn.tflite_path(run, step, mode)),
-                    **export["accuracy"][f"{step}_{mode}"]})
+                    **_measured(export["accuracy"][key], export.get("metrics", {}).get(key))})
   return table
 
 
 def markdown_table(table) -> str:
   lines = ["| model | runs as | parameters | file bytes | test acc, observed nodes | "
-           "test acc, held-out nodes |", "|---|---|---:|---:|---:|---:|"]
+           "test acc, held-out nodes | macro F1, observed | macro F1, held-out |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
   for r in table:
+    f1 = [r.get(f"macro_f1_{name}") for name in ("observed", "held_out")]
     lines.append(f"| {r['model']} | {r['runs_as']} | "
                  f"{'—' if r['parameters'] is None else format(r['parameters'], ',')} | "
                  f"{'—' if r['bytes'] is None else format(r['bytes'], ',')} | "
-                 f"{_percent(r['observed'])} | {_percent(r['held_out'])} |")
+                 f"{_percent(r['observed'])} | {_percent(r['held_out'])} | "
+                 + " | ".join("—" if v is None else f"{v:.3f}" for v in f1) + " |")
   return "\n".join(lines)
 
 
@@ -105,7 +120,8 @@ def plot(table, path: str) -> None:
 
 
 def write_report(run: glnn.GraphRun, report_config, meta: dict) -> str:
-  """report.md, report.json and report.png in the workdir; returns the accuracy table."""
+  """report.md, report.json, report.png and report_confusion.png in the workdir; returns the
+  accuracy table."""
   table = rows(run)
   sample = run.graph.features[run.held_out if len(run.held_out) else run.observed_test]
   edge, sections = {}, []
@@ -138,6 +154,13 @@ def write_report(run: glnn.GraphRun, report_config, meta: dict) -> str:
           f"{facts['glnn']['alpha']:.4f} (λ = {run.settings.lam}, T = {run.settings.temperature}).",
           "", "![accuracy](report.png)", "", "## int8 MLPs on TFLite Micro", "",
           "Parity inputs: the held-out test nodes' features.", "", "\n\n".join(sections)]
+  # Per class on the held-out nodes, the ones a device meets (the observed ones when none are held out).
+  shown = "held_out" if len(run.held_out) else "observed"
+  measured = {f"{r['model']}, {r['runs_as']}": r["metrics"][shown] for r in table
+              if r["metrics"].get(shown)}
+  if measured:
+    body += ["", "## Per-class metrics", "", report.per_class_section(
+        measured, run.workdir, g.class_names, f"the {shown.replace('_', '-')} test nodes")]
   files.write_atomic(os.path.join(run.workdir, "report.md"), "\n".join(body) + "\n")
   files.write_json(os.path.join(run.workdir, "report.json"),
                    {"rows": table, "graph": facts, "edge": edge, **meta})

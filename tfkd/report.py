@@ -1,4 +1,5 @@
-"""The run report: `report.md` (table), `report.json` (everything) and `report.png` (plot).
+"""The run report: `report.md` (tables), `report.json` (everything), `report.png` (plot) and
+`report_confusion.png` (each model's confusion matrix).
 
 Example:
   table = write(workdir, [Row("teacher (Keras float)", "teacher", 274042, 1_200_000, 0.88, 1.9, 2.1)], {})
@@ -8,7 +9,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from tflite import files
+from tflite import files, metrics
 
 
 @dataclasses.dataclass
@@ -26,6 +27,9 @@ class Row:
       pruning compress, so this is where sparsity saves storage.
     sparsity: share of zero weights in the `.tflite`'s conv and dense kernels
       (None if not measured; see `tflite.sparsity.tflite_sparsity`).
+    macro_f1: F1 averaged over the classes (None if not measured).
+    metrics: `tflite.metrics.classification_metrics` of the same predictions as
+      `accuracy`: per-class precision, recall, F1, support, and the confusion matrix.
   """
   label: str
   model: str
@@ -36,6 +40,8 @@ class Row:
   latency_p90_ms: Optional[float] = None
   gzip_bytes: Optional[int] = None
   sparsity: Optional[float] = None
+  macro_f1: Optional[float] = None
+  metrics: Optional[dict] = None
 
 
 def _fmt(value, spec):
@@ -45,12 +51,13 @@ def _fmt(value, spec):
 def markdown_table(rows) -> str:
   # Compression columns appear once any row measured them (see tfkd.compress).
   compression = any(r.gzip_bytes is not None or r.sparsity is not None for r in rows)
-  lines = ["| model | parameters | file bytes | test accuracy | LiteRT p50 ms |"
+  lines = ["| model | parameters | file bytes | test accuracy | macro F1 | LiteRT p50 ms |"
            + (" gzip bytes | weight sparsity |" if compression else ""),
-           "|---|---:|---:|---:|---:|" + ("---:|---:|" if compression else "")]
+           "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if compression else "")]
   for r in rows:
     lines.append(f"| {r.label} | {_fmt(r.parameters, ',')} | {r.file_bytes:,} | "
-                 f"{r.accuracy * 100:.2f}% | {_fmt(r.latency_p50_ms, '.3f')} |"
+                 f"{r.accuracy * 100:.2f}% | {_fmt(r.macro_f1, '.3f')} | "
+                 f"{_fmt(r.latency_p50_ms, '.3f')} |"
                  + (f" {_fmt(r.gzip_bytes, ',')} | {_fmt(r.sparsity, '.1%')} |" if compression else ""))
   return "\n".join(lines)
 
@@ -72,14 +79,43 @@ def plot(rows, path: str) -> None:
   files.save_figure(fig, path)
 
 
-def write(workdir: str, rows, meta: dict, sections=()) -> str:
-  """Writes report.md, report.json and report.png in `workdir`.
+def per_class_section(measured: dict, workdir: str, class_names=(), examples="the test set") -> str:
+  """Each model's per-class table and confusion matrix in markdown, under report_confusion.png.
+
+  Args:
+    measured: label → `tflite.metrics.classification_metrics`, in display order.
+    workdir: where report_confusion.png (a panel per model) is written.
+    class_names: the dataset's class names (index = label); () numbers them.
+    examples: what the metrics were measured on, for the text.
+
+  Returns:
+    The markdown of the section.
+  """
+  metrics.plot_confusion({f"{label}\n{m['accuracy'] * 100:.2f}%, macro F1 {m['macro']['f1']:.3f}":
+                          m["confusion"] for label, m in measured.items()},
+                         os.path.join(workdir, "report_confusion.png"), class_names)
+  parts = [f"Precision, recall and F1 of each class on {examples}, from the predictions that "
+           "give the accuracy above (a ratio 0/0 counts as 0; macro = mean over the classes "
+           "present). Confusion matrices: a row per true class, a column per predicted class; "
+           "the figure colours each row by its share of the true class.",
+           "", "![confusion matrices](report_confusion.png)"]
+  for label, m in measured.items():
+    parts += ["", f"### {label}", "", metrics.per_class_markdown(m, class_names)]
+    if len(m["confusion"]) <= metrics.ANNOTATED_CLASSES:
+      parts += ["", metrics.confusion_markdown(m["confusion"], class_names)]
+  return "\n".join(parts)
+
+
+def write(workdir: str, rows, meta: dict, sections=(), class_names=()) -> str:
+  """Writes report.md, report.json, report.png and report_confusion.png in `workdir`.
 
   Args:
     workdir: output folder.
     rows: `Row`s, in display order.
     meta: extra facts for report.json (config, test size, latency settings).
     sections: extra (title, markdown) sections appended to report.md.
+    class_names: the dataset's class names (index = label) for the per-class
+      tables; () numbers the classes.
 
   Returns:
     The markdown table.
@@ -87,13 +123,18 @@ def write(workdir: str, rows, meta: dict, sections=()) -> str:
   table = markdown_table(rows)
   body = ["# tfkd report", "", table, "",
           "Latency: single-stream LiteRT invoke, after warm-up; Keras rows are timed on their "
-          "float32 TFLite conversion. File bytes: `.keras` for Keras rows, `.tflite` otherwise.",
+          "float32 TFLite conversion. File bytes: `.keras` for Keras rows, `.tflite` otherwise. "
+          "Macro F1: the mean of the classes' F1 (per class below).",
           "", "![accuracy against size](report.png)"]
+  measured = {r.label: r.metrics for r in rows if r.metrics}
+  if measured:
+    sections = [*sections, ("Per-class metrics", per_class_section(measured, workdir, class_names))]
   for title, text in sections:
     body += ["", f"## {title}", "", text]
   files.write_atomic(os.path.join(workdir, "report.md"), "\n".join(body) + "\n")
   files.write_json(os.path.join(workdir, "report.json"),
-                   {"rows": [dataclasses.asdict(r) for r in rows], **meta})
+                   {"rows": [dataclasses.asdict(r) for r in rows], "class_names": list(class_names),
+                    **meta})
   if rows:
     plot(rows, os.path.join(workdir, "report.png"))
   return table

@@ -5,11 +5,13 @@ distilled students; timed on their float32 `.tflite`), every exported mode of
 the distilled student, the scratch student's quantized files, and the
 compression stages' int8 files. Each `.tflite` row is evaluated on LiteRT over
 the whole test set, timed, and measured for gzip bytes and weight sparsity read
-from the file. The edge section (TFLite Micro arena, parity, flash, device fit)
-follows for the deployable student, and, with `report.stream_seconds` > 0, a
+from the file. Every row's one pass over the test set gives its accuracy and,
+from the same predictions, per-class precision, recall, F1 and the confusion
+matrix (`tflite.metrics`). The edge section (TFLite Micro arena, parity, flash,
+device fit) follows for the deployable student, and, with `report.stream_seconds` > 0, a
 streaming section: test images at `report.stream_fps` through the edge student
 and the float teacher (`tflite.stream`). Written as `report.{md,json,png}`
-(and `report_stream.png`).
+and `report_confusion.png` (and `report_stream.png`).
 
 Example:
   stage_report(run)   # or: python -m tfkd.train ... --config.stages='("report",)'
@@ -22,7 +24,7 @@ from absl import logging
 
 from tfkd import compression_stages, data, model_files, report, training
 from tfkd.run_context import Run
-from tflite import benchmark, interpreter, sparsity, stream
+from tflite import benchmark, interpreter, metrics, sparsity, stream
 
 KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
                 "distill": "distilled student"}
@@ -36,30 +38,32 @@ def keras_row(run: Run, name: str) -> Optional[report.Row]:
     return None
   cfg, (test_x, test_y) = run.config.report, run.splits.test
   model = model_files.load_model(path)
-  model.compile(metrics=["accuracy"])
-  _, accuracy = model.evaluate(data.eval_dataset(test_x, test_y, cfg.batch_size), verbose=0)
+  scores = model.predict(data.eval_dataset(test_x, test_y, cfg.batch_size), verbose=0)
+  measured = metrics.score_metrics(test_y, scores)
   float_tflite = run.tflite_path(name, "float32")
   latency = (interpreter.latency_ms(float_tflite, test_x[0], cfg.latency_runs, cfg.warmup_runs,
                                     cfg.threads) if os.path.exists(float_tflite) else None)
   row = report.Row(f"{KERAS_LABELS[name]} (Keras float)", model.name, model.count_params(),
-                   os.path.getsize(path), accuracy, latency and latency["p50"],
-                   latency and latency["p90"])
-  logging.info("[report] %s: test accuracy %.4f", row.label, accuracy)
+                   os.path.getsize(path), measured["accuracy"], latency and latency["p50"],
+                   latency and latency["p90"], macro_f1=measured["macro"]["f1"], metrics=measured)
+  logging.info("[report] %s: test accuracy %.4f, macro F1 %.4f", row.label, row.accuracy,
+               row.macro_f1)
   return row
 
 
 def tflite_row(run: Run, label: str, path: str, parameters: Optional[int]) -> report.Row:
-  """The row of one `.tflite` file: LiteRT accuracy, latency, sizes and sparsity."""
+  """The row of one `.tflite` file: LiteRT accuracy and per-class metrics, latency, sizes, sparsity."""
   cfg, (test_x, test_y) = run.config.report, run.splits.test
-  accuracy = interpreter.evaluate_accuracy(path, test_x, test_y, cfg.batch_size)
+  measured = metrics.score_metrics(test_y, interpreter.predict(path, test_x, cfg.batch_size))
   latency = interpreter.latency_ms(path, test_x[0], cfg.latency_runs, cfg.warmup_runs, cfg.threads)
   with open(path, "rb") as f:
     content = f.read()
-  row = report.Row(label, os.path.basename(path), parameters, len(content), accuracy,
+  row = report.Row(label, os.path.basename(path), parameters, len(content), measured["accuracy"],
                    latency["p50"], latency["p90"], gzip_bytes=sparsity.gzip_bytes(content),
-                   sparsity=sparsity.tflite_sparsity(content)["sparsity"])
-  logging.info("[report] %s: test accuracy %.4f, p50 %.3f ms, sparsity %.3f", label, accuracy,
-               row.latency_p50_ms, row.sparsity)
+                   sparsity=sparsity.tflite_sparsity(content)["sparsity"],
+                   macro_f1=measured["macro"]["f1"], metrics=measured)
+  logging.info("[report] %s: test accuracy %.4f, macro F1 %.4f, p50 %.3f ms, sparsity %.3f",
+               label, row.accuracy, row.macro_f1, row.latency_p50_ms, row.sparsity)
   return row
 
 
@@ -157,7 +161,7 @@ def stage_report(run: Run) -> None:
   if streamed:
     meta["stream"], text = streamed
     sections.append(("Streaming", text))
-  table = report.write(run.workdir, rows, meta, sections)
+  table = report.write(run.workdir, rows, meta, sections, run.splits.class_names)
   print(table)
   for title, markdown in sections:
     print(f"\n{title}\n{markdown}")
