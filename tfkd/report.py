@@ -26,6 +26,9 @@ class Row:
       pruning compress, so this is where sparsity saves storage.
     sparsity: share of zero weights in the `.tflite`'s conv and dense kernels
       (None if not measured; see `tflite.sparsity.tflite_sparsity`).
+    pgd_clean_accuracy / pgd_accuracy: accuracy on the images the PGD attack runs on
+      (`report.robust_examples` of the test set), before and after the attack (None if
+      not measured; see `tfkd.report_stage.robust_section`).
   """
   label: str
   model: str
@@ -36,6 +39,8 @@ class Row:
   latency_p90_ms: Optional[float] = None
   gzip_bytes: Optional[int] = None
   sparsity: Optional[float] = None
+  pgd_clean_accuracy: Optional[float] = None
+  pgd_accuracy: Optional[float] = None
 
 
 def _fmt(value, spec):
@@ -45,13 +50,19 @@ def _fmt(value, spec):
 def markdown_table(rows) -> str:
   # Compression columns appear once any row measured them (see tfkd.compress).
   compression = any(r.gzip_bytes is not None or r.sparsity is not None for r in rows)
+  # Robustness columns appear once any row was attacked (report.robust).
+  robust = any(r.pgd_accuracy is not None for r in rows)
   lines = ["| model | parameters | file bytes | test accuracy | LiteRT p50 ms |"
-           + (" gzip bytes | weight sparsity |" if compression else ""),
-           "|---|---:|---:|---:|---:|" + ("---:|---:|" if compression else "")]
+           + (" gzip bytes | weight sparsity |" if compression else "")
+           + (" clean (PGD images) | PGD accuracy |" if robust else ""),
+           "|---|---:|---:|---:|---:|" + ("---:|---:|" if compression else "")
+           + ("---:|---:|" if robust else "")]
   for r in rows:
     lines.append(f"| {r.label} | {_fmt(r.parameters, ',')} | {r.file_bytes:,} | "
                  f"{r.accuracy * 100:.2f}% | {_fmt(r.latency_p50_ms, '.3f')} |"
-                 + (f" {_fmt(r.gzip_bytes, ',')} | {_fmt(r.sparsity, '.1%')} |" if compression else ""))
+                 + (f" {_fmt(r.gzip_bytes, ',')} | {_fmt(r.sparsity, '.1%')} |" if compression else "")
+                 + (f" {_fmt(r.pgd_clean_accuracy, '.2%')} | {_fmt(r.pgd_accuracy, '.2%')} |"
+                    if robust else ""))
   return "\n".join(lines)
 
 
