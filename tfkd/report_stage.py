@@ -149,9 +149,19 @@ def distillation_summary(run: Run) -> str:
   teacher = (f"`{run.config.teacher.path}` (teacher.path)" if run.config.teacher.path
              else f"`{run.config.teacher.model}`")
   epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
-  return (f"method `{d.method}`, temperature {d.temperature}, student loss weight "
-          f"α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
+  return (f"method `{d.method}`{adversarial_summary(d.adversarial)}, temperature {d.temperature}, "
+          f"student loss weight α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
           f"`{run.config.student.model}`, {epochs} epochs.")
+
+
+def adversarial_summary(adversarial_config) -> str:
+  """', adversarial ard (pgd, ε = 8 pixels, ...)' for `distill.adversarial`, '' without it."""
+  built = from_config.adversarial_distillation(adversarial_config)
+  if built is None:
+    return ""
+  attack = (f"{built.steps} steps of {built.step_size:g} px" if built.attack == "pgd" else "one step")
+  return (f" on adversarial inputs: {built.method.upper()}, {built.attack.upper()} ε = "
+          f"{built.epsilon:g} px ({attack}), adversarial share β = {built.adversarial_weight:.3g}")
 
 
 def stream_section(run: Run) -> Optional[tuple]:
