@@ -329,7 +329,8 @@ def distillation_losses(distill_config) -> Tuple[List[DistillationLoss], List[fl
 
 def distiller(distill_config, teachers: Sequence[tf_keras.Model],
               student: tf_keras.Model) -> Distiller:
-  """An uncompiled `Distiller` with the losses, α and teacher weights of `config.distill`.
+  """An uncompiled `Distiller` with the losses, α, teacher weights and adversarial training
+  (`distill.adversarial`) of `config.distill`.
 
   Args:
     distill_config: `config.distill`.
