@@ -107,6 +107,16 @@ def _distill():
   # Logits from another framework's teacher: .npy [train examples, classes] (un-augmented) or
   # [E, examples, classes] for the views tfkd.views makes; implies cached_teacher.
   distill.teacher_logits_path = ""
+  # Adversarially robust distillation (tfkd/adversarial.py, docs/distillation.md): each step attacks
+  # the student and the distillation losses read it on the adversarial images (distill and compression).
+  distill.adversarial = ml_collections.ConfigDict(dict(
+      method="none",              # 'none', 'ard' (Goldblum et al. 2020) or 'rslad' (Zi et al. 2021)
+      attack="pgd",               # 'pgd' (steps of step_size from a random start) or 'fgsm' (one step of epsilon)
+      epsilon=8.0,                # L∞ radius in raw pixels (0-255): 8 = 8/255 of the range
+      step_size=2.0,              # pgd: pixels per step
+      steps=10,                   # pgd: steps per training batch
+      random_start=True,          # pgd: start at a uniform random point of the ball
+      weight=0.0))                # β, adversarial share of the distillation loss; 0 = the method's (ard 1, rslad 5/6)
   return distill
 
 
@@ -243,4 +253,12 @@ def get_config():
   config.report.parity_samples = 100         # test inputs compared between TFLM and LiteRT
   config.report.stream_seconds = 0.0         # stream test images this long through student and teacher (0: off)
   config.report.stream_fps = 30.0            # target rate of that stream; 0: as fast as possible
+  # Robust accuracy under PGD (CE on the labels, random start) of the Keras models and, the attack
+  # crafted on each float model and transferred, their .tflite files: 'auto' (when
+  # distill.adversarial.method is not 'none'), 'on' or 'off'. Images only.
+  config.report.robust = "auto"
+  config.report.pgd_epsilon = 8.0            # L∞ radius in raw pixels (0-255)
+  config.report.pgd_step_size = 2.0          # pixels per step
+  config.report.pgd_steps = 10               # steps
+  config.report.robust_examples = 1000       # test images attacked, spread over the test set; 0 = all
   return config

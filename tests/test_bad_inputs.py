@@ -65,6 +65,8 @@ CASES = [
      r"config.data.val_size=-5 is not valid: use a whole number >= 0"),
     ("tfkd.train", "temperature below 0", TRAIN + ["--config.distill.temperature=-1"],
      r"config.distill.temperature=-1.0 is not valid: use a number > 0"),
+    ("tfkd.train", "unknown adversarial method", TRAIN + ["--config.distill.adversarial.method=trades"],
+     r"config.distill.adversarial.method='trades' is not valid: use one of \['none', 'ard', 'rslad'\]"),
     ("tfkd.train", "unknown optimizer", TRAIN + ["--config.train.optimizer=adam"],
      r"config.train.optimizer='adam' is not valid: use one of \['sgd', 'adamw'\]"),
     ("tfkd.train", "sparsity above 1", TRAIN + ["--config.compress.prune.sparsity=1.5"],

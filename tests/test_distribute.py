@@ -4,7 +4,8 @@ Two logical CPU devices must be configured before TensorFlow initialises, so
 the comparison runs in a fresh Python process: this file run as a script
 trains the same Distiller (soft targets + a feature hint whose adapter is a
 mirrored variable) on one device and on two replicas, and prints the losses and
-final weights as JSON. Models have no BatchNormalization, whose per-replica
+final weights as JSON; then the same with ARD (a PGD attack inside each replica's
+step, without random start so both runs see the same adversarial inputs). Models have no BatchNormalization, whose per-replica
 batch statistics legitimately differ from one device's.
 """
 
@@ -32,6 +33,10 @@ def test_mirrored_two_devices_match_one_device():
   np.testing.assert_allclose(mirrored["student"], single["student"], rtol=1e-3, atol=1e-5)
   np.testing.assert_allclose(mirrored["adapter"], single["adapter"], rtol=1e-3, atol=1e-5)
   assert not np.allclose(single["adapter"], out["adapter_before"])  # the adapter was trained
+  single_ard, mirrored_ard = out["single_ard"], out["mirrored_ard"]
+  np.testing.assert_allclose(mirrored_ard["loss"], single_ard["loss"], rtol=1e-4)
+  np.testing.assert_allclose(mirrored_ard["student"], single_ard["student"], rtol=1e-3, atol=1e-5)
+  assert not np.allclose(single_ard["loss"], single["loss"])  # the attack changed what was learnt
 
 
 def _train_and_report():
@@ -41,6 +46,7 @@ def _train_and_report():
   tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
   import tf_keras  # pylint: disable=import-outside-toplevel
   from tfkd import losses  # pylint: disable=import-outside-toplevel
+  from tfkd.adversarial import AdversarialDistillation  # pylint: disable=import-outside-toplevel
   from tfkd.distiller import Distiller  # pylint: disable=import-outside-toplevel
 
   def convnet(name, width):
@@ -58,7 +64,7 @@ def _train_and_report():
   dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
   adapter_before = None
 
-  def train(strategy):
+  def train(strategy, adversarial=None):
     nonlocal adapter_before
     with strategy.scope():
       teacher, student = convnet("teacher", 6), convnet("student", 4)
@@ -66,7 +72,7 @@ def _train_and_report():
       student.set_weights(reference_weights["student"])
       hint = losses.FeatureDistillation("feat", "feat")   # 4 → 6 channels: a 1x1 conv adapter
       distiller = Distiller(teacher, student, [losses.LogitsDistillation(3.0), hint], [1.0, 0.5],
-                            student_loss_weight=0.3)
+                            student_loss_weight=0.3, adversarial=adversarial)
       distiller.compile(optimizer=tf_keras.optimizers.SGD(0.1, momentum=0.9))
     if adapter_before is None:
       adapter_before = hint.adapter.kernel.numpy()
@@ -81,10 +87,15 @@ def _train_and_report():
   single = train(tf.distribute.OneDeviceStrategy("/cpu:0"))
   mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   mirrored = train(mirrored_strategy)
+  ard = lambda: AdversarialDistillation("ard", epsilon=0.1, step_size=0.05, steps=2,
+                                        random_start=False, clip_range=(-5.0, 5.0))
+  single_ard = train(tf.distribute.OneDeviceStrategy("/cpu:0"), ard())
+  mirrored_ard = train(mirrored_strategy, ard())
   print(json.dumps({"replicas": mirrored_strategy.num_replicas_in_sync,
                     "devices": len(tf.config.list_logical_devices("CPU")),
                     "adapter_before": adapter_before.ravel().tolist(),
-                    "single": single, "mirrored": mirrored}))
+                    "single": single, "mirrored": mirrored,
+                    "single_ard": single_ard, "mirrored_ard": mirrored_ard}))
 
 
 if __name__ == "__main__":

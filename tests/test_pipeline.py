@@ -90,6 +90,9 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   config = tiny_config(image_folder)
   config.stages = ("teacher", "scratch", "distill", "report")
   config.train.epochs = 3
+  config.report.robust = "on"   # the report again, with PGD accuracy on 12 test images
+  config.report.robust_examples = 12
+  config.report.pgd_steps = 3
   caplog.clear()
   pipeline.run_pipeline(config, workdir)
   assert os.path.getmtime(os.path.join(workdir, "teacher", "model.keras")) == stamp
@@ -97,6 +100,12 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   assert "[teacher] the finished model" not in caplog.text  # teacher.epochs still matches
   assert training.trained_epochs(os.path.join(workdir, "teacher")) == 2
   assert "`resnet8`, 1 epochs." in open(os.path.join(workdir, "report.md")).read()
+  rows = json.load(open(os.path.join(workdir, "report.json")))["rows"]
+  assert len(rows) == 6 and all(0 <= r["pgd_accuracy"] <= 1 for r in rows)
+  # White-box PGD on the Keras models never helps them; the .tflite rows get the transferred images.
+  assert all(r["pgd_accuracy"] <= r["pgd_clean_accuracy"] for r in rows[:3])
+  report_md = open(os.path.join(workdir, "report.md")).read()
+  assert "## Robustness" in report_md and "on 12 test images" in report_md
 
 
 class InterruptAfter(tf_keras.callbacks.Callback):

@@ -18,7 +18,7 @@ import numbers
 import os
 from typing import Callable, Sequence, Tuple
 
-from tfkd import compress, from_config, model_files, text_data, view_cache
+from tfkd import adversarial, compress, from_config, model_files, text_data, view_cache
 from tfkd.errors import ConfigError, DatasetError, ModelFileError
 from tfkd.models import MODELS
 from tfkd.text_models import TEXT_MODELS
@@ -31,6 +31,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DATA_SOURCES = ("folder", "tfds", "text")
 DISTRIBUTE = ("", "mirrored", "multiworker")
+ROBUST_REPORT = ("auto", "on", "off")
 # How a user lets teachers be HDF5 or SavedModel (`tfkd.model_files`), for the messages.
 LEGACY_OPT_IN = "--config.teacher.allow_legacy_formats=True"
 
@@ -113,6 +114,12 @@ RULES = {
     "distill.cache_storage": _one_of(view_cache.STORAGES),
     "distill.cache_top_k": _whole(1),
     "distill.cache_batch_size": _whole(1),
+    "distill.adversarial.method": _one_of(adversarial.METHODS),
+    "distill.adversarial.attack": _one_of(adversarial.ATTACKS),
+    "distill.adversarial.epsilon": _at_least(0, strict=True),
+    "distill.adversarial.step_size": _at_least(0, strict=True),
+    "distill.adversarial.steps": _whole(1),
+    "distill.adversarial.weight": _between(0, 1),
     "compress.unsupported": _one_of(compress.UNSUPPORTED_CHOICES),
     "compress.train.epochs": _whole(1),
     "compress.train.learning_rate": _at_least(0, strict=True),
@@ -133,6 +140,11 @@ RULES = {
     "report.threads": _whole(1),
     "report.edge_mode": _one_of(MODES),
     "report.parity_samples": _whole(0),
+    "report.robust": _one_of(ROBUST_REPORT),
+    "report.pgd_epsilon": _at_least(0, strict=True),
+    "report.pgd_step_size": _at_least(0, strict=True),
+    "report.pgd_steps": _whole(1),
+    "report.robust_examples": _whole(0),
     "search.modes": _all_of(("distill", "scratch")),
     "search.trials": _whole(1),
     "search.max_rejected": _whole(1),
@@ -237,6 +249,12 @@ def _check_run(config) -> None:
   if d.teacher_logits_path and not os.path.isfile(d.teacher_logits_path):
     raise ConfigError(f"config.distill.teacher_logits_path={d.teacher_logits_path!r} is not a "
                       "file: give the .npy file of teacher logits, or '' to run the teacher.")
+  if config.data.source == "text" and (d.adversarial.method != "none" or
+                                      config.report.robust == "on"):
+    raise ConfigError(f"config.distill.adversarial.method={d.adversarial.method!r} / "
+                      f"report.robust={config.report.robust!r} perturb image pixels, but "
+                      "data.source='text' gives token ids: set distill.adversarial.method='none' "
+                      "and report.robust='auto' or 'off'.")
   if "report" in config.stages and config.report.edge and \
       config.report.edge_mode not in config.export.modes:
     raise ConfigError(f"config.report.edge_mode={config.report.edge_mode!r} is not among "

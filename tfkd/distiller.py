@@ -22,6 +22,11 @@ Teachers:
   - `teacher=None`: an offline teacher whose logits come with every training
     batch. Validation batches without logits then measure the student alone.
 
+Adversarially robust distillation (`adversarial=AdversarialDistillation(...)`, ARD or
+RSLAD, `tfkd.adversarial`): each training step crafts adversarial inputs x' against the
+student and the distillation losses compare the teachers on the clean x with the
+student on x' (a share β of them; the rest and the hard-label loss read the clean x).
+
 Distribution: build and compile the Distiller inside `strategy.scope()`. Losses
 are averaged over the global batch, so with per-example losses the gradient
 summed over replicas is the single-device gradient.
@@ -39,6 +44,7 @@ from typing import List, Optional, Sequence, Union
 import tensorflow as tf
 import tf_keras
 
+from tfkd.adversarial import AdversarialDistillation
 from tfkd.errors import ModelMismatchError
 from tfkd.losses import DistillationLoss
 
@@ -126,6 +132,8 @@ class Distiller(tf_keras.Model):
     student_loss_weight: α in [0, 1], the weight of the hard-label loss.
     teacher_weights: weight of each teacher's logits in their average
       (default: equal); normalised to sum to 1.
+    adversarial: an `AdversarialDistillation` (ARD, RSLAD) to train the student on
+      adversarial inputs; None: clean inputs only. Needs float inputs (images).
     name: model name.
   """
 
@@ -133,6 +141,7 @@ class Distiller(tf_keras.Model):
                distillation_losses: Union[DistillationLoss, Sequence[DistillationLoss]],
                distillation_loss_weights: Optional[Sequence[float]] = None,
                student_loss_weight: float = 0.5, teacher_weights: Optional[Sequence[float]] = None,
+               adversarial: Optional[AdversarialDistillation] = None,
                name: str = "distiller", **kwargs):
     super().__init__(name=name, **kwargs)
     teachers = [] if teacher is None else _as_list(teacher)
@@ -157,6 +166,11 @@ class Distiller(tf_keras.Model):
     self.teachers = teachers
     self.teacher = teachers[0] if teachers else None
     self.student = student
+    if adversarial is not None and not student.inputs[0].dtype.is_floating:
+      raise ValueError(f"adversarial={adversarial.method!r} perturbs float inputs but student "
+                       f"{student.name!r} takes {student.inputs[0].dtype.name} (token ids): "
+                       "use adversarial distillation with image models only.")
+    self.adversarial = adversarial
     # Each model runs once per step, returning logits plus every layer a loss reads.
     self._teacher_layers = [None] + sorted({l.teacher_layer_name for l in self.distillation_losses} - {None})
     self._student_layers = [None] + sorted({l.student_layer_name for l in self.distillation_losses} - {None})
@@ -270,25 +284,41 @@ class Distiller(tf_keras.Model):
     # teacher layer (30 filter-gradient convolutions for a ResNet-20), for nothing.
     return [tf.stop_gradient(t) for t in [logits] + first[1:]]
 
-  def _compute_losses(self, x, y, training, cached_logits=None):
-    """Per-example total, hard-label and distillation losses, the student's logits, label mask."""
+  def _distillation_loss(self, teacher_out, student_out):
+    """Σᵢ wᵢ · lossᵢ per example, each loss reading its teacher and student output."""
+    total = 0.0
+    for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
+      t = teacher_out[self._teacher_layers.index(loss.teacher_layer_name)]
+      s = student_out[self._student_layers.index(loss.student_layer_name)]
+      total += weight * loss.compute_loss(t, s)
+    return total
+
+  def _compute_losses(self, x, y, teacher_out, training, x_adversarial=None):
+    """Per-example total, hard-label and distillation losses, the student's logits, label mask.
+
+    Args:
+      x, y: the batch.
+      teacher_out: `teacher_outputs(x, ...)`, or None without a teacher (validation only).
+      training: the student's mode.
+      x_adversarial: adversarial inputs for `self.adversarial`'s share of the
+        distillation losses, or None.
+    """
     student_out = _as_list(self._student_taps(x, training=training))
     student_logits = student_out[0]
     # Examples labelled -1 (e.g. an augmented transfer set) learn from the teacher alone.
     labelled = tf.cast(y >= 0, tf.float32)
     student_loss = labelled * tf.cast(
         self.student_loss_fn(tf.maximum(y, 0), student_logits), tf.float32)
-    teacher_out = self.teacher_outputs(x, cached_logits)
     if teacher_out is None:
-      if training:
-        self._check_teacher_source(cached_logits)  # raises: no teacher and no logits
       # An offline teacher's logits come with training data only: measure the student alone.
       return student_loss, student_loss, None, student_logits, labelled
+    beta = self.adversarial.adversarial_weight if x_adversarial is not None else 0.0
     distillation_loss = tf.zeros_like(student_loss)
-    for loss, weight in zip(self.distillation_losses, self.distillation_loss_weights):
-      t = teacher_out[self._teacher_layers.index(loss.teacher_layer_name)]
-      s = student_out[self._student_layers.index(loss.student_layer_name)]
-      distillation_loss += weight * loss.compute_loss(t, s)
+    if beta < 1.0:
+      distillation_loss += (1.0 - beta) * self._distillation_loss(teacher_out, student_out)
+    if beta > 0.0:
+      adversarial_out = _as_list(self._student_taps(x_adversarial, training=training))
+      distillation_loss += beta * self._distillation_loss(teacher_out, adversarial_out)
     total = (self.student_loss_weight * student_loss
              + (1.0 - self.student_loss_weight) * distillation_loss)
     return total, student_loss, distillation_loss, student_logits, labelled
@@ -305,11 +335,22 @@ class Distiller(tf_keras.Model):
     self.compiled_metrics.update_state(tf.maximum(y, 0), logits, sample_weight=labelled)
     return {m.name: m.result() for m in self.metrics}
 
+  def adversarial_inputs(self, x, y, teacher_out):
+    """`self.adversarial`'s inputs crafted against the student for a batch (None without it)."""
+    if self.adversarial is None:
+      return None
+    return self.adversarial.craft(self.student, x, y, teacher_out[0])
+
   def train_step(self, data):
     x, y, cached_logits = self.unpack(data)
+    # The frozen teachers and the attack run outside the tape: nothing to differentiate there.
+    teacher_out = self.teacher_outputs(x, cached_logits)
+    if teacher_out is None:
+      self._check_teacher_source(cached_logits)  # raises: no teacher and no logits
+    x_adversarial = self.adversarial_inputs(x, y, teacher_out)
     with tf.GradientTape() as tape:
       total, student_loss, distillation_loss, logits, labelled = self._compute_losses(
-          x, y, training=True, cached_logits=cached_logits)
+          x, y, teacher_out, training=True, x_adversarial=x_adversarial)
       # Averaged over the global batch, so gradients summed across replicas of a
       # tf.distribute strategy equal the single-device gradient.
       loss = tf.nn.compute_average_loss(total)
@@ -321,5 +362,5 @@ class Distiller(tf_keras.Model):
 
   def test_step(self, data):
     x, y, cached_logits = self.unpack(data)
-    return self._update_metrics(y, *self._compute_losses(x, y, training=False,
-                                                         cached_logits=cached_logits))
+    teacher_out = self.teacher_outputs(x, cached_logits)
+    return self._update_metrics(y, *self._compute_losses(x, y, teacher_out, training=False))

@@ -18,7 +18,7 @@ Example:
 import contextlib
 import difflib
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras
@@ -28,6 +28,7 @@ from ml_collections import ConfigDict
 from configs import defaults
 from tfkd import (compress, data, fold, models, small_data, text_augment, text_data, training,
                   view_cache, views)
+from tfkd.adversarial import AdversarialDistillation
 from tfkd.distiller import Distiller
 from tfkd.errors import ConfigError, TfkdError
 from tfkd.splits import Splits, split_validation
@@ -328,7 +329,8 @@ def distillation_losses(distill_config) -> Tuple[List[DistillationLoss], List[fl
 
 def distiller(distill_config, teachers: Sequence[tf_keras.Model],
               student: tf_keras.Model) -> Distiller:
-  """An uncompiled `Distiller` with the losses, α and teacher weights of `config.distill`.
+  """An uncompiled `Distiller` with the losses, α, teacher weights and adversarial training
+  (`distill.adversarial`) of `config.distill`.
 
   Args:
     distill_config: `config.distill`.
@@ -342,7 +344,25 @@ def distiller(distill_config, teachers: Sequence[tf_keras.Model],
   with reading("distill"):
     return Distiller(teachers or None, student, losses, weights,
                      student_loss_weight=distill_config.student_loss_weight,
-                     teacher_weights=teacher_weights)
+                     teacher_weights=teacher_weights,
+                     adversarial=adversarial_distillation(distill_config.adversarial))
+
+
+def adversarial_distillation(adversarial_config) -> Optional[AdversarialDistillation]:
+  """The `AdversarialDistillation` `config.distill.adversarial` asks for, None for method 'none'."""
+  c = adversarial_config
+  if c.method == "none":
+    return None
+  with reading("distill.adversarial"):
+    return AdversarialDistillation(c.method, c.attack, c.epsilon, c.step_size, c.steps,
+                                   c.random_start, c.weight or None)
+
+
+def robust_evaluation(config) -> bool:
+  """Whether the report measures PGD robust accuracy (`config.report.robust`)."""
+  if config.report.robust == "auto":
+    return config.distill.adversarial.method != "none"
+  return config.report.robust == "on"
 
 
 def with_transfer_set(data_config, x, y):

@@ -90,8 +90,9 @@ def stage_distill(run: Run) -> None:
     distiller.compile(
         optimizer=from_config.optimizer(train_config, run.steps_per_epoch(train_config.batch_size)),
         metrics=["accuracy"])
-  logging.info("[distill] %s → %s, method=%s, %s, α=%.2f, %d epochs.", run.teacher_paths(),
+  logging.info("[distill] %s → %s, method=%s%s, %s, α=%.2f, %d epochs.", run.teacher_paths(),
                run.config.student.model, cfg.method,
+               report_stage.adversarial_summary(cfg.adversarial),
                f"{len(logits)} cached epochs of teacher logits" if logits is not None
                else f"{len(teachers)} live teacher(s)", cfg.student_loss_weight, train_config.epochs)
   run.fit(distiller, "distill", train_config, distillation=True, teacher_logits=logits)

@@ -30,6 +30,9 @@ class Row:
     macro_f1: F1 averaged over the classes (None if not measured).
     metrics: `tflite.metrics.classification_metrics` of the same predictions as
       `accuracy`: per-class precision, recall, F1, support, and the confusion matrix.
+    pgd_clean_accuracy / pgd_accuracy: accuracy on the images the PGD attack runs on
+      (`report.robust_examples` of the test set), before and after the attack (None if
+      not measured; see `tfkd.report_stage.robust_section`).
   """
   label: str
   model: str
@@ -42,6 +45,8 @@ class Row:
   sparsity: Optional[float] = None
   macro_f1: Optional[float] = None
   metrics: Optional[dict] = None
+  pgd_clean_accuracy: Optional[float] = None
+  pgd_accuracy: Optional[float] = None
 
 
 def _fmt(value, spec):
@@ -51,14 +56,20 @@ def _fmt(value, spec):
 def markdown_table(rows) -> str:
   # Compression columns appear once any row measured them (see tfkd.compress).
   compression = any(r.gzip_bytes is not None or r.sparsity is not None for r in rows)
+  # Robustness columns appear once any row was attacked (report.robust).
+  robust = any(r.pgd_accuracy is not None for r in rows)
   lines = ["| model | parameters | file bytes | test accuracy | macro F1 | LiteRT p50 ms |"
-           + (" gzip bytes | weight sparsity |" if compression else ""),
-           "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if compression else "")]
+           + (" gzip bytes | weight sparsity |" if compression else "")
+           + (" clean (PGD images) | PGD accuracy |" if robust else ""),
+           "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if compression else "")
+           + ("---:|---:|" if robust else "")]
   for r in rows:
     lines.append(f"| {r.label} | {_fmt(r.parameters, ',')} | {r.file_bytes:,} | "
                  f"{r.accuracy * 100:.2f}% | {_fmt(r.macro_f1, '.3f')} | "
                  f"{_fmt(r.latency_p50_ms, '.3f')} |"
-                 + (f" {_fmt(r.gzip_bytes, ',')} | {_fmt(r.sparsity, '.1%')} |" if compression else ""))
+                 + (f" {_fmt(r.gzip_bytes, ',')} | {_fmt(r.sparsity, '.1%')} |" if compression else "")
+                 + (f" {_fmt(r.pgd_clean_accuracy, '.2%')} | {_fmt(r.pgd_accuracy, '.2%')} |"
+                    if robust else ""))
   return "\n".join(lines)
 
 

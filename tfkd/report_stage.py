@@ -10,8 +10,10 @@ from the same predictions, per-class precision, recall, F1 and the confusion
 matrix (`tflite.metrics`). The edge section (TFLite Micro arena, parity, flash,
 device fit) follows for the deployable student, and, with `report.stream_seconds` > 0, a
 streaming section: test images at `report.stream_fps` through the edge student
-and the float teacher (`tflite.stream`). Written as `report.{md,json,png}`
-and `report_confusion.png` (and `report_stream.png`).
+and the float teacher (`tflite.stream`). With `report.robust` (default: when the
+student was distilled adversarially) every row also gets its accuracy under a PGD
+attack (`robust_section`). Written as `report.{md,json,png}` and
+`report_confusion.png` (and `report_stream.png`).
 
 Example:
   stage_report(run)   # or: python -m tfkd.train ... --config.stages='("report",)'
@@ -20,9 +22,11 @@ Example:
 import os
 from typing import Dict, List, Optional
 
+import numpy as np
 from absl import logging
 
-from tfkd import compression_stages, data, model_files, report, training
+from tfkd import (adversarial, compress, compression_stages, data, from_config, model_files, report,
+                  teacher_checks, training)
 from tfkd.run_context import Run
 from tflite import benchmark, interpreter, metrics, sparsity, stream
 
@@ -31,7 +35,49 @@ KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
 STREAM_FRAMES = 500  # test images the streaming section cycles through
 
 
-def keras_row(run: Run, name: str) -> Optional[report.Row]:
+class RobustEvaluation:
+  """The PGD attack of `config.report` on `report.robust_examples` test images spread over the
+  test set: crafted on each stage's Keras model once, then scored on it and on its `.tflite` files."""
+
+  def __init__(self, run: Run):
+    cfg, (x, y) = run.config.report, run.splits.test
+    count = cfg.robust_examples or len(y)
+    self.x, self.y = data.evenly_spaced(x, count), data.evenly_spaced(y, count)
+    self.config, self.seed = cfg, run.config.seed
+    self.crafted: Dict[str, np.ndarray] = {}   # stage → its adversarial images
+
+  def craft(self, stage: str, model) -> np.ndarray:
+    """The adversarial images of `stage`, crafted on its Keras `model` (a softmax output is
+    turned back into logits first, `teacher_checks.as_logits`)."""
+    if stage not in self.crafted:
+      logits_model, _ = teacher_checks.as_logits(model, self.x[:64])
+      c = self.config
+      self.crafted[stage] = adversarial.pgd_examples(logits_model, self.x, self.y, c.pgd_epsilon,
+                                                     c.pgd_step_size, c.pgd_steps, c.batch_size,
+                                                     seed=self.seed)
+    return self.crafted[stage]
+
+  def score(self, row: report.Row, predict, adversarial_images: np.ndarray) -> None:
+    """Sets the row's clean and PGD accuracy on the attacked images; `predict(x)` → scores."""
+    accuracy = lambda x: float(np.mean(np.argmax(predict(x), axis=-1) == self.y))
+    row.pgd_clean_accuracy, row.pgd_accuracy = accuracy(self.x), accuracy(adversarial_images)
+    logging.info("[report] %s: %.4f on %d test images, %.4f under PGD", row.label,
+                 row.pgd_clean_accuracy, len(self.y), row.pgd_accuracy)
+
+  def markdown(self) -> str:
+    c = self.config
+    return (f"PGD (L∞, ε = {c.pgd_epsilon:g} of the 0–255 pixel range = {c.pgd_epsilon / 255:.4f}, "
+            f"{c.pgd_steps} steps of {c.pgd_step_size:g} pixels, uniform random start, "
+            f"cross-entropy on the labels) on {len(self.y)} test images spread evenly over the "
+            "test set; the columns 'clean (PGD images)' and 'PGD accuracy' are accuracy on "
+            "those images before and after the attack. Keras rows: white-box, crafted on the "
+            "model itself in inference mode. TFLite rows: crafted on the Keras model the file "
+            "was converted from (float; QAT's fake-quant model for qat rows) and fed to the "
+            "`.tflite`, quantized with its input scale: a transfer attack, so an upper bound on "
+            "what an attacker with the file's own gradients could leave.")
+
+
+def keras_row(run: Run, name: str, robust: Optional[RobustEvaluation] = None) -> Optional[report.Row]:
   """The row of a stage's Keras model, or None when the stage has not saved one."""
   path = run.saved_model(name)
   if not os.path.exists(path):
@@ -48,11 +94,25 @@ def keras_row(run: Run, name: str) -> Optional[report.Row]:
                    latency and latency["p90"], macro_f1=measured["macro"]["f1"], metrics=measured)
   logging.info("[report] %s: test accuracy %.4f, macro F1 %.4f", row.label, row.accuracy,
                row.macro_f1)
+  if robust:
+    robust.score(row, lambda x: model.predict(x, batch_size=cfg.batch_size, verbose=0),
+                 robust.craft(name, model))
   return row
 
 
-def tflite_row(run: Run, label: str, path: str, parameters: Optional[int]) -> report.Row:
-  """The row of one `.tflite` file: LiteRT accuracy and per-class metrics, latency, sizes, sparsity."""
+def crafted_for_tflite(run: Run, robust: RobustEvaluation, stage: str) -> np.ndarray:
+  """The adversarial images of a `.tflite` file's stage, crafted on its Keras model."""
+  if stage not in robust.crafted:
+    compressed = stage in compression_stages.report_labels(run.config.compress)
+    path = compression_stages.compressed_model_path(run, stage) if compressed else run.saved_model(stage)
+    robust.craft(stage, compress.load_model(path))
+  return robust.crafted[stage]
+
+
+def tflite_row(run: Run, label: str, path: str, parameters: Optional[int],
+               robust: Optional[RobustEvaluation] = None, stage: str = "") -> report.Row:
+  """The row of one `.tflite` file: LiteRT accuracy and per-class metrics, latency, sizes,
+  sparsity; with `robust`, its accuracy on the PGD images crafted on `stage`'s Keras model."""
   cfg, (test_x, test_y) = run.config.report, run.splits.test
   measured = metrics.score_metrics(test_y, interpreter.predict(path, test_x, cfg.batch_size))
   latency = interpreter.latency_ms(path, test_x[0], cfg.latency_runs, cfg.warmup_runs, cfg.threads)
@@ -64,6 +124,9 @@ def tflite_row(run: Run, label: str, path: str, parameters: Optional[int]) -> re
                    macro_f1=measured["macro"]["f1"], metrics=measured)
   logging.info("[report] %s: test accuracy %.4f, macro F1 %.4f, p50 %.3f ms, sparsity %.3f",
                label, row.accuracy, row.macro_f1, row.latency_p50_ms, row.sparsity)
+  if robust:
+    robust.score(row, lambda x: interpreter.predict(path, x, cfg.batch_size),
+                 crafted_for_tflite(run, robust, stage))
   return row
 
 
@@ -91,9 +154,19 @@ def distillation_summary(run: Run) -> str:
   teacher = (f"`{run.config.teacher.path}` (teacher.path)" if run.config.teacher.path
              else f"`{run.config.teacher.model}`")
   epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
-  return (f"method `{d.method}`, temperature {d.temperature}, student loss weight "
-          f"α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
+  return (f"method `{d.method}`{adversarial_summary(d.adversarial)}, temperature {d.temperature}, "
+          f"student loss weight α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
           f"`{run.config.student.model}`, {epochs} epochs.")
+
+
+def adversarial_summary(adversarial_config) -> str:
+  """', adversarial ard (pgd, ε = 8 pixels, ...)' for `distill.adversarial`, '' without it."""
+  built = from_config.adversarial_distillation(adversarial_config)
+  if built is None:
+    return ""
+  attack = (f"{built.steps} steps of {built.step_size:g} px" if built.attack == "pgd" else "one step")
+  return (f" on adversarial inputs: {built.method.upper()}, {built.attack.upper()} ε = "
+          f"{built.epsilon:g} px ({attack}), adversarial share β = {built.adversarial_weight:.3g}")
 
 
 def stream_section(run: Run) -> Optional[tuple]:
@@ -138,17 +211,21 @@ def stage_report(run: Run) -> None:
   cfg, (test_x, test_y) = run.config.report, run.splits.test
   rows: List[report.Row] = []
   parameters: Dict[str, int] = {}
+  robust = RobustEvaluation(run) if from_config.robust_evaluation(run.config) else None
   for name in KERAS_LABELS:
-    row = keras_row(run, name)
+    row = keras_row(run, name, robust)
     if row:
       rows.append(row)
       parameters[name] = row.parameters
   for stage, label, path in tflite_files(run):
     # Compressed models are copies of the distilled student: same parameter count.
-    rows.append(tflite_row(run, label, path, parameters.get(stage, parameters.get("distill"))))
+    rows.append(tflite_row(run, label, path, parameters.get(stage, parameters.get("distill")),
+                           robust, stage))
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
           "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads}}
   sections = [("Distillation", distillation_summary(run)), ("Input", input_summary(run))]
+  if robust:
+    sections.append(("Robustness", robust.markdown()))
   edge_model = run.tflite_path("distill", cfg.edge_mode)
   if cfg.edge and os.path.exists(edge_model):
     # Device view of the deployable student: TFLM ops, arena, parity, flash, cost, board fit.
