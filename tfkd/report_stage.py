@@ -20,7 +20,10 @@ from typing import Dict, List, Optional
 
 from absl import logging
 
-from tfkd import compression_stages, data, model_files, report, training
+import numpy as np
+
+from tfkd import (compression_stages, data, model_files, report, teacher_checks,
+                  teacher_compression, training)
 from tfkd.run_context import Run
 from tflite import benchmark, interpreter, sparsity, stream
 
@@ -80,12 +83,67 @@ def tflite_files(run: Run) -> List[tuple]:
   return [entry for entry in found if os.path.exists(entry[2])]
 
 
+def _teacher_facts(run: Run, teacher, path: str, logits: np.ndarray, reference: np.ndarray) -> dict:
+  """Size, sparsity and test accuracy of one teacher, and its top-1 agreement with `reference`."""
+  test_y = run.splits.test[1]
+  if path.endswith(".tflite"):
+    runtime, measured = "LiteRT int8", sparsity.tflite_sparsity(path)["sparsity"]
+  else:
+    runtime = f"Keras {teacher_compression.compute_dtype(teacher)}"
+    measured = teacher_compression.kernel_sparsity(teacher)
+  return {"file": path, "runtime": runtime, "file_bytes": os.path.getsize(path),
+          "sparsity": measured, "accuracy": float(np.mean(np.argmax(logits, -1) == test_y)),
+          "agreement": float(np.mean(np.argmax(logits, -1) == np.argmax(reference, -1)))}
+
+
+def teacher_compression_section(run: Run, rows: List[report.Row]) -> Optional[tuple]:
+  """(row of the compressed teacher, facts, markdown): the teacher before and after
+  `teacher.compress` on the test set, each labelling batches the way it teaches; None without it."""
+  after_path, cfg = run.compressed_teacher_file(), run.config.report
+  if not after_path or not os.path.exists(after_path) or not os.path.exists(run.teacher_file()):
+    return None
+  test_x = run.splits.test[0]
+  before, _ = teacher_checks.as_logits(model_files.load_model(run.teacher_file()), test_x[:64])
+  after = teacher_compression.load_teacher(after_path)
+  logits = [teacher_compression.predict_logits(t, test_x, cfg.batch_size) for t in (before, after)]
+  facts = {name: _teacher_facts(run, t, p, l, logits[0]) for name, t, p, l in
+           zip(("before", "after"), (before, after), (run.teacher_file(), after_path), logits)}
+  latency = teacher_compression.batch_latency_ms({"before": before, "after": after},
+                                                  test_x[:cfg.batch_size], cfg.teacher_batch_runs)
+  how = run.config.teacher.compress
+  label = {"prune": f"pruned {run.config.teacher.prune_sparsity:.0%}", "int8": "int8 TFLite"}.get(
+      how, f"{how} compute")
+  lines = [f"| teacher | runs on | file bytes | weight sparsity | ms per batch of "
+           f"{len(test_x[:cfg.batch_size])} (p50) | test accuracy | top-1 as the float teacher |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+  for name, title in (("before", "float32 (before)"), ("after", f"{label} (after)")):
+    f = {**facts[name], "batch_latency_ms": latency[name]}
+    facts[name] = f
+    lines.append(f"| {title} | {f['runtime']} | {f['file_bytes']:,} | {f['sparsity']:.1%} | "
+                 f"{f['batch_latency_ms']['p50']:.1f} | {f['accuracy'] * 100:.2f}% | "
+                 f"{f['agreement'] * 100:.2f}% |")
+  students = [f"{r.label}: {r.accuracy * 100:.2f}%" for r in rows
+              if r.label.startswith(KERAS_LABELS["distill"])]
+  text = "\n".join(lines) + (
+      f"\n\nThe {label} teacher taught the distilled student{'s' if len(students) > 1 else ''} of "
+      f"this run ({'; '.join(students) or 'not trained yet'}). Batches of test images, each teacher "
+      f"timed {cfg.teacher_batch_runs} times in turn with the other, the way it teaches (Keras, or "
+      f"LiteRT on {os.cpu_count()} threads). The float teacher's students: the same run with "
+      "teacher.compress='none' (bench/compressed_teacher.py compares them).")
+  row = report.Row(f"teacher, {label} (teaches the students)", os.path.basename(after_path),
+                   before.count_params(), facts["after"]["file_bytes"], facts["after"]["accuracy"],
+                   sparsity=facts["after"]["sparsity"])
+  return row, {"compress": how, **facts}, text
+
+
 def distillation_summary(run: Run) -> str:
   """One line on how the distilled student was trained, epochs read from its history."""
   d = run.config.distill
   extra = f" + {len(d.extra_teachers)} more" if d.extra_teachers else ""
   teacher = (f"`{run.config.teacher.path}` (teacher.path)" if run.config.teacher.path
              else f"`{run.config.teacher.model}`")
+  if run.config.teacher.compress != "none":
+    teacher += f" compressed to `{run.config.teacher.compress}` (`{run.compressed_teacher_file()}`)"
   epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
   return (f"method `{d.method}`, temperature {d.temperature}, student loss weight "
           f"α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
@@ -142,9 +200,15 @@ def stage_report(run: Run) -> None:
   for stage, label, path in tflite_files(run):
     # Compressed models are copies of the distilled student: same parameter count.
     rows.append(tflite_row(run, label, path, parameters.get(stage, parameters.get("distill"))))
+  compressed = teacher_compression_section(run, rows)
+  if compressed:
+    rows.insert(1 if rows and rows[0].label.startswith("teacher") else 0, compressed[0])
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
           "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads}}
   sections = [("Distillation", distillation_summary(run)), ("Input", input_summary(run))]
+  if compressed:
+    meta["teacher_compression"] = compressed[1]
+    sections.insert(1, ("Teacher compression", compressed[2]))
   edge_model = run.tflite_path("distill", cfg.edge_mode)
   if cfg.edge and os.path.exists(edge_model):
     # Device view of the deployable student: TFLM ops, arena, parity, flash, cost, board fit.
