@@ -18,7 +18,7 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import compress, from_config, teacher_compression, training
+from tfkd import compress, from_config, teacher_checks, teacher_compression, training
 from tfkd.run_context import Run
 from tflite import convert, files, sparsity
 
@@ -172,7 +172,7 @@ def stage_teacher_compress(run: Run) -> None:
 def _log_teacher_change(run: Run, out: str) -> None:
   """Logs the validation accuracy of the teacher before and after, and how often they agree."""
   val_x, val_y = run.splits.val
-  chosen = np.linspace(0, len(val_y) - 1, min(2000, len(val_y))).astype(int)
+  chosen = np.linspace(0, len(val_y) - 1, min(teacher_checks.MAX_EVAL_SIZE, len(val_y))).astype(int)
   before = run.load_teachers([run.teacher_file()])[0]  # checked already: loaded only
   after = teacher_compression.load_teacher(out)
   top1 = [np.argmax(teacher_compression.predict_logits(t, val_x[chosen]), -1) for t in (before, after)]

@@ -18,9 +18,8 @@ Example:
 import os
 from typing import Dict, List, Optional
 
-from absl import logging
-
 import numpy as np
+from absl import logging
 
 from tfkd import (compression_stages, data, model_files, report, teacher_checks,
                   teacher_compression, training)
@@ -83,8 +82,10 @@ def tflite_files(run: Run) -> List[tuple]:
   return [entry for entry in found if os.path.exists(entry[2])]
 
 
-def _teacher_facts(run: Run, teacher, path: str, logits: np.ndarray, reference: np.ndarray) -> dict:
-  """Size, sparsity and test accuracy of one teacher, and its top-1 agreement with `reference`."""
+def _teacher_facts(run: Run, teacher, path: str, logits: np.ndarray, reference: np.ndarray,
+                   latency: dict) -> dict:
+  """Size, sparsity, test accuracy and batch time of one teacher, and its top-1 agreement
+  with `reference` (the float teacher's logits)."""
   test_y = run.splits.test[1]
   if path.endswith(".tflite"):
     runtime, measured = "LiteRT int8", sparsity.tflite_sparsity(path)["sparsity"]
@@ -93,7 +94,8 @@ def _teacher_facts(run: Run, teacher, path: str, logits: np.ndarray, reference: 
     measured = teacher_compression.kernel_sparsity(teacher)
   return {"file": path, "runtime": runtime, "file_bytes": os.path.getsize(path),
           "sparsity": measured, "accuracy": float(np.mean(np.argmax(logits, -1) == test_y)),
-          "agreement": float(np.mean(np.argmax(logits, -1) == np.argmax(reference, -1)))}
+          "agreement": float(np.mean(np.argmax(logits, -1) == np.argmax(reference, -1))),
+          "batch_latency_ms": latency}
 
 
 def teacher_compression_section(run: Run, rows: List[report.Row]) -> Optional[tuple]:
@@ -104,32 +106,33 @@ def teacher_compression_section(run: Run, rows: List[report.Row]) -> Optional[tu
     return None
   test_x = run.splits.test[0]
   before, _ = teacher_checks.as_logits(model_files.load_model(run.teacher_file()), test_x[:64])
-  after = teacher_compression.load_teacher(after_path)
-  logits = [teacher_compression.predict_logits(t, test_x, cfg.batch_size) for t in (before, after)]
-  facts = {name: _teacher_facts(run, t, p, l, logits[0]) for name, t, p, l in
-           zip(("before", "after"), (before, after), (run.teacher_file(), after_path), logits)}
-  latency = teacher_compression.batch_latency_ms({"before": before, "after": after},
-                                                  test_x[:cfg.batch_size], cfg.teacher_batch_runs)
+  teachers = {"before": (before, run.teacher_file()),
+              "after": (teacher_compression.load_teacher(after_path), after_path)}
+  logits = {name: teacher_compression.predict_logits(t, test_x, cfg.batch_size)
+            for name, (t, _) in teachers.items()}
+  batch = test_x[:cfg.batch_size]
+  latency = teacher_compression.batch_latency_ms({n: t for n, (t, _) in teachers.items()}, batch,
+                                                  cfg.teacher_batch_runs)
+  facts = {name: _teacher_facts(run, t, path, logits[name], logits["before"], latency[name])
+           for name, (t, path) in teachers.items()}
   how = run.config.teacher.compress
   label = {"prune": f"pruned {run.config.teacher.prune_sparsity:.0%}", "int8": "int8 TFLite"}.get(
       how, f"{how} compute")
-  lines = [f"| teacher | runs on | file bytes | weight sparsity | ms per batch of "
-           f"{len(test_x[:cfg.batch_size])} (p50) | test accuracy | top-1 as the float teacher |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+  lines = [f"| teacher | runs on | file bytes | weight sparsity | ms per batch of {len(batch)} "
+           "(p50) | test accuracy | top-1 as the float teacher |", "|---|---|---:|---:|---:|---:|---:|"]
   for name, title in (("before", "float32 (before)"), ("after", f"{label} (after)")):
-    f = {**facts[name], "batch_latency_ms": latency[name]}
-    facts[name] = f
+    f = facts[name]
     lines.append(f"| {title} | {f['runtime']} | {f['file_bytes']:,} | {f['sparsity']:.1%} | "
                  f"{f['batch_latency_ms']['p50']:.1f} | {f['accuracy'] * 100:.2f}% | "
                  f"{f['agreement'] * 100:.2f}% |")
   students = [f"{r.label}: {r.accuracy * 100:.2f}%" for r in rows
               if r.label.startswith(KERAS_LABELS["distill"])]
   text = "\n".join(lines) + (
-      f"\n\nThe {label} teacher taught the distilled student{'s' if len(students) > 1 else ''} of "
-      f"this run ({'; '.join(students) or 'not trained yet'}). Batches of test images, each teacher "
-      f"timed {cfg.teacher_batch_runs} times in turn with the other, the way it teaches (Keras, or "
-      f"LiteRT on {os.cpu_count()} threads). The float teacher's students: the same run with "
-      "teacher.compress='none' (bench/compressed_teacher.py compares them).")
+      f"\n\nThe {label} teacher taught the distilled student of this run "
+      f"({'; '.join(students) or 'not trained yet'}). Batch time: the same test images, the two "
+      f"teachers timed alternately {cfg.teacher_batch_runs} times each, the way each teaches "
+      f"(Keras, or LiteRT on {os.cpu_count()} threads). The float teacher's students: the same "
+      "run with teacher.compress='none' (bench/compressed_teacher.py compares them).")
   row = report.Row(f"teacher, {label} (teaches the students)", os.path.basename(after_path),
                    before.count_params(), facts["after"]["file_bytes"], facts["after"]["accuracy"],
                    sparsity=facts["after"]["sparsity"])
