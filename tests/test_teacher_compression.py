@@ -115,7 +115,7 @@ def test_the_pruned_teacher_has_the_requested_sparsity_in_its_saved_weights(imag
   config.stages = ("teacher_compress",)
   workdir = str(tmp_path / "run")
   pipeline.run_pipeline(config, workdir)
-  pruned = model_files.load_model(os.path.join(workdir, "teacher_compress", "model.keras"))
+  pruned = model_files.load_model(os.path.join(workdir, "teacher_compress", "prune_0.6", "model.keras"))
   kernels = [l.kernel.numpy() for l in pruned.layers
              if isinstance(l, (tf_keras.layers.Conv2D, tf_keras.layers.Dense))]
   assert len(kernels) >= 4
@@ -123,6 +123,12 @@ def test_the_pruned_teacher_has_the_requested_sparsity_in_its_saved_weights(imag
     assert abs(np.mean(kernel == 0) - 0.6) < 0.02
   dense = model_files.load_model(config.teacher.path)
   assert teacher_compression.kernel_sparsity(dense) == 0.0
+  # Another kind in the same workdir is made anew beside it, never taken for it.
+  config.teacher.compress = "float16"
+  pipeline.run_pipeline(config, workdir)
+  half = model_files.load_model(os.path.join(workdir, "teacher_compress", "float16", "model.keras"))
+  assert teacher_compression.compute_dtype(half) == "float16"
+  assert teacher_compression.kernel_sparsity(half) == 0.0
 
 
 def test_an_int8_teacher_teaches_through_its_own_cache_never_the_float_teachers(
@@ -141,7 +147,7 @@ def test_an_int8_teacher_teaches_through_its_own_cache_never_the_float_teachers(
   for name in os.listdir(cache_dir):
     os.remove(os.path.join(cache_dir, name))
   run = pipeline.run_pipeline(config, workdir)
-  int8_path = os.path.join(workdir, "teacher_compress", "teacher_int8.tflite")
+  int8_path = os.path.join(workdir, "teacher_compress", "int8", "teacher_int8.tflite")
   fingerprint = json.load(open(os.path.join(cache_dir, "fingerprint.json")))
   assert fingerprint["teachers"][0]["sha256"] == view_cache.file_sha256(int8_path)
   # No augmentation: the cached views are the training images, labelled by LiteRT.

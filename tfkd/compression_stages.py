@@ -137,7 +137,7 @@ def stage_teacher_compress(run: Run) -> None:
   normalisation folded as `export.fold_normalization` says) converted to full-integer TFLite,
   calibrated on `export.representative_size` training images, run on LiteRT; 'float16' /
   'bfloat16': `teacher_compression.low_precision_copy`. Written to
-  `Run.compressed_teacher_file`, whose hash then keys the teacher-logit cache; the
+  `Run.compressed_teacher_file` (a folder per kind), whose hash then keys the teacher-logit cache; the
   validation accuracy before and after is logged.
   """
   how, out = run.config.teacher.compress, run.compressed_teacher_file()
@@ -145,7 +145,8 @@ def stage_teacher_compress(run: Run) -> None:
     logging.info("[teacher_compress] teacher.compress='none': the teacher distils as trained.")
     return
   train_config = from_config.stage_train_config(run.config, "teacher_compress")
-  if run.done("teacher_compress", out, train_config.epochs if how == "prune" else None):
+  stage = os.path.relpath(os.path.dirname(out), run.workdir)  # e.g. teacher_compress/prune_0.5
+  if run.done(stage, out, train_config.epochs if how == "prune" else None):
     return
   run.require([run.teacher_file()], "teacher_compress")
   if how == "prune":
@@ -156,8 +157,8 @@ def stage_teacher_compress(run: Run) -> None:
       model.compile(optimizer=from_config.optimizer(train_config, steps),
                     loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
-    run.fit(model, "teacher_compress", train_config, callbacks=compress.pruning_callbacks())
-    training.save_final_model(compress.strip_pruning(model), out, run.path("teacher_compress"))
+    run.fit(model, stage, train_config, callbacks=compress.pruning_callbacks())
+    training.save_final_model(compress.strip_pruning(model), out, run.path(stage))
   elif run.is_chief:
     teacher = run.load_teachers([run.teacher_file()])[0]
     if how == "int8":

@@ -81,11 +81,16 @@ class Run:
     return self.teacher_file() if name == "teacher" else self.model_path(name)
 
   def compressed_teacher_file(self) -> str:
-    """The `teacher_compress` stage's teacher (`teacher.compress`), '' when it is 'none'."""
+    """The `teacher_compress` stage's teacher (`teacher.compress`), '' when it is 'none'.
+
+    One folder per kind (and sparsity), so a run asking for another never finds this one's.
+    """
     how = self.config.teacher.compress
     if how == "none":
       return ""
-    return self.path("teacher_compress", "teacher_int8.tflite" if how == "int8" else "model.keras")
+    folder = f"prune_{self.config.teacher.prune_sparsity:g}" if how == "prune" else how
+    return self.path("teacher_compress", folder,
+                     "teacher_int8.tflite" if how == "int8" else "model.keras")
 
   def teacher_paths(self) -> list:
     """The teacher (compressed, with `teacher.compress`) and `distill.extra_teachers`: every
