@@ -11,7 +11,9 @@ from ai_edge_litert.interpreter import Interpreter
 from configs import cifar10_quick
 from tests.conftest import make_image
 from tfkd import from_config, model_files, models, pipeline, teacher_compression, training, view_cache
+from tfkd.distiller import Distiller
 from tfkd.errors import ConfigError, DatasetError
+from tfkd.losses import LogitsDistillation
 from tflite import convert
 
 CLASSES = 3
@@ -168,3 +170,20 @@ def test_an_int8_teacher_without_the_cache_is_a_config_error(image_folder, tmp_p
   config.teacher.compress = "int8"
   with pytest.raises(ConfigError, match="set distill.cached_teacher=True"):
     pipeline.run_pipeline(config, str(tmp_path / "run"))
+
+
+def test_a_bfloat16_teacher_teaches_live_as_its_cached_logits_do(images, teacher):
+  x, y = images
+  half = teacher_compression.low_precision_copy(teacher, "bfloat16")
+  losses = []
+  for live in (True, False):
+    student = tf_keras.models.clone_model(teacher)
+    student.set_weights(teacher.get_weights())
+    distiller = Distiller(half if live else None, student, LogitsDistillation(4.0),
+                          student_loss_weight=0.1)
+    distiller.compile(optimizer="sgd")
+    batch = x[:40] if live else (x[:40], half(x[:40], training=False).numpy())
+    losses.append(distiller.test_on_batch(batch, y[:40], return_dict=True))
+  assert losses[0]["distillation_loss"] > 0
+  for key in losses[0]:
+    np.testing.assert_allclose(losses[0][key], losses[1][key], rtol=1e-5, err_msg=key)
