@@ -34,7 +34,7 @@ from bench import common
 from configs import cifar10_resnet
 from tfkd import cli, config_checks, from_config, pipeline
 from tfkd.run_context import Run, make_workdir
-from tflite import files
+from tflite import files, sparsity
 
 _OUT = flags.DEFINE_string("out", "runs/bench_compressed_teacher", "Output folder (resumed if it exists).")
 _DATA = flags.DEFINE_string("data", "../shared/data/cifar10-jpeg", "CIFAR-10 class-folder copy.")
@@ -99,8 +99,8 @@ def run_variant(base_run: Run, variant: str, seed: int, first_seed: int) -> dict
 
 def summarize(variant: str, reports: list) -> dict:
   """One table row: the teacher's facts (from the first seed) and the students' accuracies."""
-  def accuracies(prefix):
-    return [r["accuracy"] for report in reports for r in report["rows"] if r["label"] == prefix]
+  def accuracies(label):
+    return [r["accuracy"] for report in reports for r in report["rows"] if r["label"] == label]
   first = reports[0]
   facts = first.get("teacher_compression")
   teacher_row = next(r for r in first["rows"] if r["label"] == "teacher (Keras float)")
@@ -108,8 +108,11 @@ def summarize(variant: str, reports: list) -> dict:
     teacher = facts["after"]
     ratio = teacher["batch_latency_ms"]["p50"] / facts["before"]["batch_latency_ms"]["p50"]
   else:
-    teacher = {"runtime": "Keras float32", "file_bytes": teacher_row["file_bytes"], "sparsity": 0.0,
-               "accuracy": teacher_row["accuracy"], "agreement": 1.0, "batch_latency_ms": None}
+    with open(first["config"]["teacher"]["path"], "rb") as f:
+      gzip_bytes = sparsity.gzip_bytes(f.read())
+    teacher = {"runtime": "Keras float32", "file_bytes": teacher_row["file_bytes"],
+               "gzip_bytes": gzip_bytes, "sparsity": 0.0, "accuracy": teacher_row["accuracy"],
+               "agreement": 1.0, "batch_latency_ms": None}
     ratio = 1.0
   return {"variant": variant, "teacher": teacher, "batch_time_vs_float": ratio,
           "student_float": accuracies("distilled student (Keras float)"),
@@ -125,12 +128,13 @@ def _mean_sd(values) -> str:
 
 
 def markdown(rows) -> str:
-  lines = ["| teacher | runs on | file bytes | weight sparsity | teacher test acc. | top-1 as float "
-           "teacher | batch time vs float teacher | student (Keras float) | student int8 | seeds |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+  lines = ["| teacher | runs on | file bytes | gzip bytes | weight sparsity | teacher test acc. | "
+           "top-1 as float teacher | batch time vs float teacher | student (Keras float) | "
+           "student int8 | seeds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in rows:
     t = r["teacher"]
-    lines.append(f"| {r['variant']} | {t['runtime']} | {t['file_bytes']:,} | {t['sparsity']:.1%} | "
+    lines.append(f"| {r['variant']} | {t['runtime']} | {t['file_bytes']:,} | {t['gzip_bytes']:,} | "
+                 f"{t['sparsity']:.1%} | "
                  f"{t['accuracy'] * 100:.2f}% | {t['agreement'] * 100:.2f}% | "
                  f"{r['batch_time_vs_float']:.2f}× | {_mean_sd(r['student_float'])} | "
                  f"{_mean_sd(r['student_int8'])} | {','.join(map(str, r['seeds']))} |")

@@ -92,8 +92,10 @@ def _teacher_facts(run: Run, teacher, path: str, logits: np.ndarray, reference: 
   else:
     runtime = f"Keras {teacher_compression.compute_dtype(teacher)}"
     measured = teacher_compression.kernel_sparsity(teacher)
+  with open(path, "rb") as f:
+    gzip_bytes = sparsity.gzip_bytes(f.read())  # where pruning's zeros save storage
   return {"file": path, "runtime": runtime, "file_bytes": os.path.getsize(path),
-          "sparsity": measured, "accuracy": float(np.mean(np.argmax(logits, -1) == test_y)),
+          "gzip_bytes": gzip_bytes, "sparsity": measured, "accuracy": float(np.mean(np.argmax(logits, -1) == test_y)),
           "agreement": float(np.mean(np.argmax(logits, -1) == np.argmax(reference, -1))),
           "batch_latency_ms": latency}
 
@@ -118,11 +120,13 @@ def teacher_compression_section(run: Run, rows: List[report.Row]) -> Optional[tu
   how = run.config.teacher.compress
   label = {"prune": f"pruned {run.config.teacher.prune_sparsity:.0%}", "int8": "int8 TFLite"}.get(
       how, f"{how} compute")
-  lines = [f"| teacher | runs on | file bytes | weight sparsity | ms per batch of {len(batch)} "
-           "(p50) | test accuracy | top-1 as the float teacher |", "|---|---|---:|---:|---:|---:|---:|"]
+  lines = [f"| teacher | runs on | file bytes | gzip bytes | weight sparsity | ms per batch of "
+           f"{len(batch)} (p50) | test accuracy | top-1 as the float teacher |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
   for name, title in (("before", "float32 (before)"), ("after", f"{label} (after)")):
     f = facts[name]
-    lines.append(f"| {title} | {f['runtime']} | {f['file_bytes']:,} | {f['sparsity']:.1%} | "
+    lines.append(f"| {title} | {f['runtime']} | {f['file_bytes']:,} | {f['gzip_bytes']:,} | "
+                 f"{f['sparsity']:.1%} | "
                  f"{f['batch_latency_ms']['p50']:.1f} | {f['accuracy'] * 100:.2f}% | "
                  f"{f['agreement'] * 100:.2f}% |")
   students = [f"{r.label}: {r.accuracy * 100:.2f}%" for r in rows
@@ -135,7 +139,7 @@ def teacher_compression_section(run: Run, rows: List[report.Row]) -> Optional[tu
       "run with teacher.compress='none' (bench/compressed_teacher.py compares them).")
   row = report.Row(f"teacher, {label} (teaches the students)", os.path.basename(after_path),
                    before.count_params(), facts["after"]["file_bytes"], facts["after"]["accuracy"],
-                   sparsity=facts["after"]["sparsity"])
+                   gzip_bytes=facts["after"]["gzip_bytes"], sparsity=facts["after"]["sparsity"])
   return row, {"compress": how, **facts}, text
 
 
