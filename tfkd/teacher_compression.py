@@ -11,7 +11,7 @@ inside `Distiller.train_step`, so it teaches through the cached views only.
 
 Example:
   half = low_precision_copy(teacher, "bfloat16")        # float32 logits, bfloat16 compute
-  int8_teacher = LiteRTTeacher("runs/x/teacher_compress/teacher_int8.tflite")
+  int8_teacher = LiteRTTeacher("runs/x/teacher_compress/int8/teacher_int8.tflite")
   logits = int8_teacher(images)                         # dequantized float32 logits
   batch_latency_ms({"float": teacher, "int8": int8_teacher}, images[:256], runs=10)
 """
@@ -27,12 +27,11 @@ from tfkd import model_files
 from tflite import interpreter
 
 COMPRESSIONS = ("none", "prune", "int8", "float16", "bfloat16")
-LOW_PRECISIONS = ("float16", "bfloat16")
 # Keras dtype policy of each low precision. bfloat16 variables cannot be saved in a
 # `.keras` file (h5py has no bfloat16: loading fails with "No cast function
-# available"), so the bfloat16 teacher keeps float32 variables holding bfloat16 values
-# and computes in bfloat16 ('mixed_bfloat16'), which computes exactly what bfloat16
-# variables would. float16 variables save, so that teacher is float16 throughout.
+# available"), so the bfloat16 teacher keeps float32 variables, cast to bfloat16 at every
+# use ('mixed_bfloat16'): it computes what bfloat16 weights (rounded to nearest) would.
+# float16 variables save, so that teacher is float16 throughout.
 POLICIES = {"float16": "float16", "bfloat16": "mixed_bfloat16"}
 OUTPUT_LAYER = "logits_float32"  # the cast back to float32 the distillation losses read
 
