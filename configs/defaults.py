@@ -62,6 +62,12 @@ def _model(name: str, epochs: int = -1):
     # A trained Keras classifier file (.keras, .h5, SavedModel) to distil from instead of training
     # `model`: raw pixels in [0, 255] in, logits or probabilities out (docs/distillation.md).
     model.path = ""
+    # The teacher that distils, made by the 'teacher_compress' stage (docs/distillation.md): 'none',
+    # 'prune' (tfmot, fine-tuned on the labels), 'int8' (full-integer TFLite on LiteRT; teaches through
+    # distill.cached_teacher), 'float16' or 'bfloat16' (the teacher computing in that precision).
+    model.compress = "none"
+    model.prune_sparsity = 0.5    # compress='prune': share of each conv/dense kernel set to zero
+    model.prune_epochs = 5        # compress='prune': fine-tuning epochs (compress.train's rate, schedule)
   return model
 
 
@@ -219,8 +225,8 @@ def _graph():
 def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0                 # weights, shuffling and augmentation
-  # Stages run in order; also: 'teacher_views' (after 'teacher', with distill.cached_teacher)
-  # and 'prune', 'qat', 'prune_qat' (before 'report').
+  # Stages run in order; also: 'teacher_compress' (after 'teacher', with teacher.compress),
+  # 'teacher_views' (after it, with distill.cached_teacher) and 'prune', 'qat', 'prune_qat' (before 'report').
   config.stages = ("teacher", "scratch", "distill", "export", "report")
   # '' = one device; 'mirrored' = all local GPUs/CPUs; 'multiworker' = the TF_CONFIG cluster.
   config.distribute = ""
@@ -261,4 +267,5 @@ def get_config():
   config.report.pgd_step_size = 2.0          # pixels per step
   config.report.pgd_steps = 10               # steps
   config.report.robust_examples = 1000       # test images attacked, spread over the test set; 0 = all
+  config.report.teacher_batch_runs = 10      # teacher.compress: timed batches (report.batch_size) per teacher
   return config

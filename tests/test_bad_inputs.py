@@ -75,6 +75,11 @@ CASES = [
      r"config.export.modes=\('int7',\) is not valid: use a non-empty tuple of \['float32'"),
     ("tfkd.train", "edge mode not exported", TRAIN + ["--config.export.modes=('float32',)"],
      r"config.report.edge_mode='int8' is not among export.modes=\('float32',\)"),
+    ("tfkd.train", "unknown teacher compression", TRAIN + ["--config.teacher.compress=int4"],
+     r"config.teacher.compress='int4' is not valid: use one of \['none', 'prune', 'int8'"),
+    ("tfkd.train", "int8 teacher without the cache", TRAIN + ["--config.teacher.compress=int8"],
+     r"config.teacher.compress='int8' makes a teacher that runs on LiteRT.*set "
+     r"distill.cached_teacher=True"),
     ("tfkd.train", "teacher logits file missing", TRAIN + [
         "--config.distill.teacher_logits_path={tmp}/nowhere.npy"],
      r"config.distill.teacher_logits_path='.*nowhere.npy' is not a file"),

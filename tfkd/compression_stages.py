@@ -1,9 +1,11 @@
-"""Compression stages: prune, qat and prune_qat, each under distillation.
+"""Compression stages: prune, qat and prune_qat, each under distillation; teacher_compress.
 
 Each fine-tunes a compressed copy of the distilled student inside a `Distiller`,
 the teacher guiding it as in the distill stage (live, or from the cached views), and exports it to full-integer
 int8; `report_labels` names their rows in the report (`tfkd.report_stage`). Stages skip when
 done and resume like the others (see `tfkd.pipeline`). See docs/compression.md.
+`teacher_compress` makes the compressed teacher of `teacher.compress` that the later
+stages distil from (docs/distillation.md).
 
 Example:
   config = configs.cifar10_compress.get_config()   # stages (..., "prune", "qat", "prune_qat", ...)
@@ -12,10 +14,11 @@ Example:
 
 import os
 
+import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import compress, from_config, training
+from tfkd import compress, from_config, teacher_checks, teacher_compression, training
 from tfkd.run_context import Run
 from tflite import convert, files, sparsity
 
@@ -124,3 +127,57 @@ def report_labels(compress_config) -> dict:
   return {"prune": f"pruned student ({pruning}), int8 TFLite (post-training)",
           "qat": "QAT student, int8 TFLite",
           "prune_qat": f"pruned ({pruning}) + QAT student, int8 TFLite"}
+
+
+def stage_teacher_compress(run: Run) -> None:
+  """Makes the teacher the student learns from when `teacher.compress` is not 'none'.
+
+  'prune': tfmot magnitude pruning to `teacher.prune_sparsity`, fine-tuned on the labels for
+  `teacher.prune_epochs` (resumable), stripped and saved; 'int8': the teacher (input
+  normalisation folded as `export.fold_normalization` says) converted to full-integer TFLite,
+  calibrated on `export.representative_size` training images, run on LiteRT; 'float16' /
+  'bfloat16': `teacher_compression.low_precision_copy`. Written to
+  `Run.compressed_teacher_file` (a folder per kind), whose hash then keys the teacher-logit cache; the
+  validation accuracy before and after is logged.
+  """
+  how, out = run.config.teacher.compress, run.compressed_teacher_file()
+  if how == "none":
+    logging.info("[teacher_compress] teacher.compress='none': the teacher distils as trained.")
+    return
+  train_config = from_config.stage_train_config(run.config, "teacher_compress")
+  stage = os.path.relpath(os.path.dirname(out), run.workdir)  # e.g. teacher_compress/prune_0.5
+  if run.done(stage, out, train_config.epochs if how == "prune" else None):
+    return
+  run.require([run.teacher_file()], "teacher_compress")
+  if how == "prune":
+    steps = run.steps_per_epoch(train_config.batch_size)
+    with run.strategy.scope():
+      teacher = run.load_teachers([run.teacher_file()])[0]
+      model = from_config.pruned_teacher(run.config, teacher, train_config.epochs * steps)
+      model.compile(optimizer=from_config.optimizer(train_config, steps),
+                    loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+    run.fit(model, stage, train_config, callbacks=compress.pruning_callbacks())
+    training.save_final_model(compress.strip_pruning(model), out, run.path(stage))
+  elif run.is_chief:
+    teacher = run.load_teachers([run.teacher_file()])[0]
+    if how == "int8":
+      model = from_config.for_export(run.config.export, teacher)
+      files.write_atomic(out, convert.convert(model, "int8", run.representative_inputs()))
+    else:
+      training.save_model_atomic(teacher_compression.low_precision_copy(teacher, how), out)
+  if run.is_chief and run.splits.val:
+    _log_teacher_change(run, out)
+
+
+def _log_teacher_change(run: Run, out: str) -> None:
+  """Logs the validation accuracy of the teacher before and after, and how often they agree."""
+  val_x, val_y = run.splits.val
+  chosen = np.linspace(0, len(val_y) - 1, min(teacher_checks.MAX_EVAL_SIZE, len(val_y))).astype(int)
+  before = run.load_teachers([run.teacher_file()])[0]  # checked already: loaded only
+  after = teacher_compression.load_teacher(out)
+  top1 = [np.argmax(teacher_compression.predict_logits(t, val_x[chosen]), -1) for t in (before, after)]
+  logging.info("[teacher_compress] %s (%d bytes): validation accuracy %.2f%% → %.2f%%, same top-1 "
+               "class as the teacher on %.2f%% of %d images.", out, os.path.getsize(out),
+               100 * np.mean(top1[0] == val_y[chosen]), 100 * np.mean(top1[1] == val_y[chosen]),
+               100 * np.mean(top1[0] == top1[1]), len(chosen))

@@ -18,7 +18,8 @@ import numbers
 import os
 from typing import Callable, Sequence, Tuple
 
-from tfkd import adversarial, compress, from_config, model_files, text_data, view_cache
+from tfkd import (adversarial, compress, from_config, model_files, teacher_compression, text_data,
+                  view_cache)
 from tfkd.errors import ConfigError, DatasetError, ModelFileError
 from tfkd.models import MODELS
 from tfkd.text_models import TEXT_MODELS
@@ -95,6 +96,9 @@ RULES = {
     "data.transfer_set.seed": _whole(0),
     "teacher.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
     "teacher.epochs": _whole(0),
+    "teacher.compress": _one_of(teacher_compression.COMPRESSIONS),
+    "teacher.prune_sparsity": _between(0, 1, "()"),
+    "teacher.prune_epochs": _whole(1),
     "student.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
     "train.batch_size": _whole(1),
     "train.epochs": _whole(1),
@@ -145,6 +149,7 @@ RULES = {
     "report.pgd_step_size": _at_least(0, strict=True),
     "report.pgd_steps": _whole(1),
     "report.robust_examples": _whole(0),
+    "report.teacher_batch_runs": _whole(1),
     "search.modes": _all_of(("distill", "scratch")),
     "search.trials": _whole(1),
     "search.max_rejected": _whole(1),
@@ -255,6 +260,14 @@ def _check_run(config) -> None:
                       f"report.robust={config.report.robust!r} perturb image pixels, but "
                       "data.source='text' gives token ids: set distill.adversarial.method='none' "
                       "and report.robust='auto' or 'off'.")
+  if config.teacher.compress == "int8" and not d.cached_teacher:
+    raise ConfigError("config.teacher.compress='int8' makes a teacher that runs on LiteRT, which "
+                      "cannot run inside a training step: set distill.cached_teacher=True (it "
+                      "labels the training views once), or pick another teacher.compress.")
+  if config.teacher.compress != "none" and d.teacher_logits_path:
+    raise ConfigError(f"config.teacher.compress={config.teacher.compress!r} compresses the teacher "
+                      "tfkd runs, but distill.teacher_logits_path replaces that teacher by a logits "
+                      "file: set teacher.compress='none' or distill.teacher_logits_path=''.")
   if "report" in config.stages and config.report.edge and \
       config.report.edge_mode not in config.export.modes:
     raise ConfigError(f"config.report.edge_mode={config.report.edge_mode!r} is not among "

@@ -248,11 +248,16 @@ def stage_train_config(config, stage: str) -> ConfigDict:
 
   The teacher trains for `teacher.epochs` (0: `train.epochs`); the compression
   stages replace `train`'s keys by `compress.train`'s, and QAT stages take
-  `compress.qat`'s epochs and learning rate where they are not 0.
+  `compress.qat`'s epochs and learning rate where they are not 0. The pruned
+  teacher's fine-tune (`teacher_compress`) takes `compress.train`'s keys and
+  `teacher.prune_epochs`.
   """
   train = config.train.copy_and_resolve_references()
   if stage == "teacher":
     train.epochs = config.teacher.epochs or train.epochs
+  elif stage == "teacher_compress":
+    train.update(config.compress.train.to_dict())
+    train.epochs = config.teacher.prune_epochs
   elif stage in COMPRESSION_STAGES:
     train.update(config.compress.train.to_dict())
     if stage != "prune":
@@ -389,6 +394,16 @@ def pruned_model(compress_config, model: tf_keras.Model, total_steps: int) -> tf
     schedule = None if m_by_n else compress.pruning_schedule(
         prune.sparsity, total_steps, prune.end_fraction, prune.frequency)
     return compress.prune(model, schedule, m_by_n, compress_config.unsupported)
+
+
+def pruned_teacher(config, model: tf_keras.Model, total_steps: int) -> tf_keras.Model:
+  """The teacher wrapped for magnitude pruning to `teacher.prune_sparsity` (polynomial schedule
+  with `compress.prune`'s end_fraction and frequency)."""
+  prune = config.compress.prune
+  with reading("teacher"):
+    schedule = compress.pruning_schedule(config.teacher.prune_sparsity, total_steps,
+                                         prune.end_fraction, prune.frequency)
+    return compress.prune(model, schedule, None, config.compress.unsupported)
 
 
 def view_cache_fingerprint(config, teacher_files: Sequence[str], x, y, imported_epochs: int = 0) -> dict:

@@ -3,8 +3,8 @@
 Each stage reads and writes `workdir/<stage>/`. A stage whose final artifact
 exists is skipped, and an interrupted training stage resumes from its last
 epoch (see `training.fit_resumable`), so rerunning the same command continues
-where it stopped. Artifacts are written atomically. The prune, qat and
-prune_qat stages live in `tfkd.compression_stages`, the report in
+where it stopped. Artifacts are written atomically. The prune, qat,
+prune_qat and teacher_compress stages live in `tfkd.compression_stages`, the report in
 `tfkd.report_stage`; `Run` in `tfkd.run_context`.
 
 Example:
@@ -149,6 +149,7 @@ def export_model(run: Run, name: str, mode: str) -> str:
 CHIEF_ONLY_STAGES = ("export", "report")
 STAGE_FUNCTIONS = {
     "teacher": stage_teacher,
+    "teacher_compress": compression_stages.stage_teacher_compress,
     "teacher_views": stage_teacher_views,
     "scratch": stage_scratch,
     "distill": stage_distill,

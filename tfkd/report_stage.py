@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 
 from tfkd import (adversarial, compress, compression_stages, data, from_config, model_files, report,
-                  teacher_checks, training)
+                  teacher_checks, teacher_compression, training)
 from tfkd.run_context import Run
 from tflite import benchmark, interpreter, metrics, sparsity, stream
 
@@ -147,12 +147,77 @@ def tflite_files(run: Run) -> List[tuple]:
   return [entry for entry in found if os.path.exists(entry[2])]
 
 
+def _teacher_facts(run: Run, teacher, path: str, logits: np.ndarray, reference: np.ndarray,
+                   latency: dict) -> dict:
+  """Size, sparsity, test accuracy and batch time of one teacher, and its top-1 agreement
+  with `reference` (the float teacher's logits)."""
+  test_y = run.splits.test[1]
+  if path.endswith(".tflite"):
+    runtime, measured = "LiteRT int8", sparsity.tflite_sparsity(path)["sparsity"]
+  else:
+    runtime = f"Keras {teacher_compression.compute_dtype(teacher)}"
+    measured = teacher_compression.kernel_sparsity(teacher)
+  with open(path, "rb") as f:
+    gzip_bytes = sparsity.gzip_bytes(f.read())  # where pruning's zeros save storage
+  return {"file": path, "runtime": runtime, "file_bytes": os.path.getsize(path),
+          "gzip_bytes": gzip_bytes, "sparsity": measured, "accuracy": float(np.mean(np.argmax(logits, -1) == test_y)),
+          "agreement": float(np.mean(np.argmax(logits, -1) == np.argmax(reference, -1))),
+          "batch_latency_ms": latency}
+
+
+def teacher_compression_section(run: Run, rows: List[report.Row]) -> Optional[tuple]:
+  """(row of the compressed teacher, facts, markdown): the teacher before and after
+  `teacher.compress` on the test set, each labelling batches the way it teaches; None without it."""
+  after_path, cfg = run.compressed_teacher_file(), run.config.report
+  if not after_path or not os.path.exists(after_path) or not os.path.exists(run.teacher_file()):
+    return None
+  test_x, test_y = run.splits.test
+  before, _ = teacher_checks.as_logits(model_files.load_model(run.teacher_file()), test_x[:64])
+  teachers = {"before": (before, run.teacher_file()),
+              "after": (teacher_compression.load_teacher(after_path), after_path)}
+  logits = {name: teacher_compression.predict_logits(t, test_x, cfg.batch_size)
+            for name, (t, _) in teachers.items()}
+  batch = test_x[:cfg.batch_size]
+  latency = teacher_compression.batch_latency_ms({n: t for n, (t, _) in teachers.items()}, batch,
+                                                  cfg.teacher_batch_runs)
+  facts = {name: _teacher_facts(run, t, path, logits[name], logits["before"], latency[name])
+           for name, (t, path) in teachers.items()}
+  how = run.config.teacher.compress
+  label = {"prune": f"pruned {run.config.teacher.prune_sparsity:.0%}", "int8": "int8 TFLite"}.get(
+      how, f"{how} compute")
+  lines = [f"| teacher | runs on | file bytes | gzip bytes | weight sparsity | ms per batch of "
+           f"{len(batch)} (p50) | test accuracy | top-1 as the float teacher |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+  for name, title in (("before", "float32 (before)"), ("after", f"{label} (after)")):
+    f = facts[name]
+    lines.append(f"| {title} | {f['runtime']} | {f['file_bytes']:,} | {f['gzip_bytes']:,} | "
+                 f"{f['sparsity']:.1%} | "
+                 f"{f['batch_latency_ms']['p50']:.1f} | {f['accuracy'] * 100:.2f}% | "
+                 f"{f['agreement'] * 100:.2f}% |")
+  students = [f"{r.label}: {r.accuracy * 100:.2f}%" for r in rows
+              if r.label.startswith(KERAS_LABELS["distill"])]
+  text = "\n".join(lines) + (
+      f"\n\nThe {label} teacher taught the distilled student of this run "
+      f"({'; '.join(students) or 'not trained yet'}). Batch time: the same test images, the two "
+      f"teachers timed alternately {cfg.teacher_batch_runs} times each, the way each teaches "
+      f"(Keras, or LiteRT on {os.cpu_count()} threads). The float teacher's students: the same "
+      "run with teacher.compress='none' (bench/compressed_teacher.py compares them).")
+  measured = metrics.score_metrics(test_y, logits["after"])
+  row = report.Row(f"teacher, {label} (teaches the students)", os.path.basename(after_path),
+                   before.count_params(), facts["after"]["file_bytes"], facts["after"]["accuracy"],
+                   gzip_bytes=facts["after"]["gzip_bytes"], sparsity=facts["after"]["sparsity"],
+                   macro_f1=measured["macro"]["f1"], metrics=measured)
+  return row, {"compress": how, **facts}, text
+
+
 def distillation_summary(run: Run) -> str:
   """One line on how the distilled student was trained, epochs read from its history."""
   d = run.config.distill
   extra = f" + {len(d.extra_teachers)} more" if d.extra_teachers else ""
   teacher = (f"`{run.config.teacher.path}` (teacher.path)" if run.config.teacher.path
              else f"`{run.config.teacher.model}`")
+  if run.config.teacher.compress != "none":
+    teacher += f" compressed to `{run.config.teacher.compress}` (`{run.compressed_teacher_file()}`)"
   epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
   return (f"method `{d.method}`{adversarial_summary(d.adversarial)}, temperature {d.temperature}, "
           f"student loss weight α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
@@ -221,9 +286,15 @@ def stage_report(run: Run) -> None:
     # Compressed models are copies of the distilled student: same parameter count.
     rows.append(tflite_row(run, label, path, parameters.get(stage, parameters.get("distill")),
                            robust, stage))
+  compressed = teacher_compression_section(run, rows)
+  if compressed:
+    rows.insert(1 if rows and rows[0].label.startswith("teacher") else 0, compressed[0])
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
           "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads}}
   sections = [("Distillation", distillation_summary(run)), ("Input", input_summary(run))]
+  if compressed:
+    meta["teacher_compression"] = compressed[1]
+    sections.insert(1, ("Teacher compression", compressed[2]))
   if robust:
     sections.append(("Robustness", robust.markdown()))
   edge_model = run.tflite_path("distill", cfg.edge_mode)

@@ -17,7 +17,7 @@ import tf_keras
 from absl import logging
 
 from tfkd import (config_checks, data, from_config, model_files, teacher_cache, teacher_checks,
-                  training, view_cache, views, workers)
+                  teacher_compression, training, view_cache, views, workers)
 from tfkd.errors import ConfigError, TeacherError
 from tflite import files
 
@@ -80,13 +80,28 @@ class Run:
     """The Keras file of 'teacher' (see `teacher_file`), 'scratch' or 'distill'."""
     return self.teacher_file() if name == "teacher" else self.model_path(name)
 
+  def compressed_teacher_file(self) -> str:
+    """The `teacher_compress` stage's teacher (`teacher.compress`), '' when it is 'none'.
+
+    One folder per kind (and sparsity), so a run asking for another never finds this one's.
+    """
+    how = self.config.teacher.compress
+    if how == "none":
+      return ""
+    folder = f"prune_{self.config.teacher.prune_sparsity:g}" if how == "prune" else how
+    return self.path("teacher_compress", folder,
+                     "teacher_int8.tflite" if how == "int8" else "model.keras")
+
   def teacher_paths(self) -> list:
-    """The teacher and `distill.extra_teachers`: every model the student learns from."""
-    return [self.teacher_file()] + list(self.config.distill.extra_teachers)
+    """The teacher (compressed, with `teacher.compress`) and `distill.extra_teachers`: every
+    model the student learns from."""
+    teacher = self.compressed_teacher_file() or self.teacher_file()
+    return [teacher] + list(self.config.distill.extra_teachers)
 
   def load_teachers(self, paths) -> list:
     """The models at `paths`, each returning logits, checked before anything learns from them.
 
+    A `.tflite` teacher (`teacher.compress='int8'`) runs on LiteRT (`teacher_compression.LiteRTTeacher`).
     Loaded without running code stored in them (`tfkd.model_files`); HDF5 and SavedModel
     only with `teacher.allow_legacy_formats`. A teacher ending in softmax gets its logits back (`teacher_checks.as_logits`,
     logged); one at chance or with unsettled BatchNorm statistics stops the run with
@@ -95,6 +110,9 @@ class Run:
     """
     teachers = []
     for path in paths:
+      if path.endswith(".tflite"):  # made and measured by teacher_compress from a checked teacher
+        teachers.append(teacher_compression.LiteRTTeacher(path))
+        continue
       loaded = model_files.load_model(path, self.config.teacher.allow_legacy_formats,
                                       opt_in=config_checks.LEGACY_OPT_IN)
       model, how = teacher_checks.as_logits(loaded, self.splits.train[0][:64])
@@ -149,7 +167,7 @@ class Run:
   def require(self, paths, stage: str) -> None:
     """Raises `ConfigError` naming the first of `paths` (earlier stages' outputs) that is missing."""
     producers = {self.model_path("teacher"): "teacher", self.model_path("distill"): "distill",
-                 self.model_path("prune"): "prune"}
+                 self.model_path("prune"): "prune", self.compressed_teacher_file(): "teacher_compress"}
     for path in paths:
       if not os.path.exists(path):
         producer = producers.get(path)

@@ -152,7 +152,8 @@ def _decode(stored, num_classes: int) -> np.ndarray:
 def _predict(teachers, weights, batch) -> np.ndarray:
   logits = 0.0
   for model, weight in zip(teachers, weights):
-    logits = logits + weight * model(batch, training=False).numpy().astype(np.float32)
+    # np.asarray: a Keras teacher returns a tensor, a LiteRT one (teacher_compression) an array.
+    logits = logits + weight * np.asarray(model(batch, training=False), np.float32)
   return logits
 
 
@@ -164,7 +165,8 @@ def build(cache_dir: str, fingerprint: dict, teachers: Sequence[tf_keras.Model],
   Args:
     cache_dir: where the cache lives (created if needed).
     fingerprint: from `make_fingerprint` for these teachers and this data.
-    teachers: the loaded teacher models, in the fingerprint's order.
+    teachers: the loaded teacher models (Keras, or `teacher_compression.LiteRTTeacher`), in the
+      fingerprint's order.
     x: the training inputs the fingerprint was made from.
     batch_size: inference batch size (large: inference needs no gradients).
     on_epoch: called with each epoch number after it is written (progress, tests).
