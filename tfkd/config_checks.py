@@ -18,7 +18,7 @@ import numbers
 import os
 from typing import Callable, Sequence, Tuple
 
-from tfkd import compress, from_config, model_files, text_data, view_cache
+from tfkd import compress, from_config, hub_teacher, model_files, text_data, view_cache
 from tfkd.errors import ConfigError, DatasetError, ModelFileError
 from tfkd.models import MODELS
 from tfkd.text_models import TEXT_MODELS
@@ -31,6 +31,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DATA_SOURCES = ("folder", "tfds", "text")
 DISTRIBUTE = ("", "mirrored", "multiworker")
+TEACHER_KINDS = ("tfkd", "keras_hub")
 # How a user lets teachers be HDF5 or SavedModel (`tfkd.model_files`), for the messages.
 LEGACY_OPT_IN = "--config.teacher.allow_legacy_formats=True"
 
@@ -94,6 +95,17 @@ RULES = {
     "data.transfer_set.seed": _whole(0),
     "teacher.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
     "teacher.epochs": _whole(0),
+    "teacher.kind": _one_of(TEACHER_KINDS),
+    "teacher.hub.sequence_length": _whole(3),
+    "teacher.hub.epochs": _whole(1),
+    "teacher.hub.batch_size": _whole(1),
+    "teacher.hub.learning_rate": _at_least(0, strict=True),
+    "teacher.hub.warmup_fraction": _between(0, 1, "[)"),
+    "teacher.hub.weight_decay": _at_least(0),
+    "teacher.hub.dropout": _between(0, 1, "[)"),
+    "teacher.hub.dtype": _one_of(("float32", "mixed_bfloat16")),
+    "teacher.hub.checkpoint_steps": _whole(1),
+    "teacher.hub.inference_batch_size": _whole(1),
     "student.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
     "train.batch_size": _whole(1),
     "train.epochs": _whole(1),
@@ -237,8 +249,28 @@ def _check_run(config) -> None:
   if d.teacher_logits_path and not os.path.isfile(d.teacher_logits_path):
     raise ConfigError(f"config.distill.teacher_logits_path={d.teacher_logits_path!r} is not a "
                       "file: give the .npy file of teacher logits, or '' to run the teacher.")
+  if config.teacher.kind == "keras_hub":
+    _check_hub_teacher(config)
   if "report" in config.stages and config.report.edge and \
       config.report.edge_mode not in config.export.modes:
     raise ConfigError(f"config.report.edge_mode={config.report.edge_mode!r} is not among "
                       f"export.modes={tuple(config.export.modes)}: export that mode too, or "
                       "pick one of them.")
+
+
+def _check_hub_teacher(config) -> None:
+  """A keras-hub teacher reads text, runs in one process and teaches through cached logits."""
+  if config.data.source != "text":
+    raise ConfigError(f"config.teacher.kind='keras_hub' reads text, but data.source="
+                      f"{config.data.source!r}: use data.source='text', or teacher.kind='tfkd'.")
+  if config.distribute:
+    raise ConfigError(f"config.teacher.kind='keras_hub' fine-tunes in one process, not with "
+                      f"distribute={config.distribute!r}: set --config.distribute=''.")
+  if config.teacher.path or config.distill.teacher_logits_path or config.distill.extra_teachers:
+    raise ConfigError("config.teacher.kind='keras_hub' is the only teacher: clear teacher.path, "
+                      "distill.teacher_logits_path and distill.extra_teachers, or use "
+                      "teacher.kind='tfkd'.")
+  try:
+    hub_teacher.check_preset(config.teacher.hub.preset)
+  except ValueError as e:
+    raise ConfigError(f"config.teacher.hub.{e}") from e

@@ -20,9 +20,9 @@ from typing import Dict, List, Optional
 
 from absl import logging
 
-from tfkd import compression_stages, data, model_files, report, training
+from tfkd import compression_stages, data, hub_stage, model_files, report, training
 from tfkd.run_context import Run
-from tflite import benchmark, interpreter, sparsity, stream
+from tflite import benchmark, files, interpreter, sparsity, stream
 
 KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
                 "distill": "distilled student"}
@@ -46,6 +46,19 @@ def keras_row(run: Run, name: str) -> Optional[report.Row]:
                    latency and latency["p90"])
   logging.info("[report] %s: test accuracy %.4f", row.label, accuracy)
   return row
+
+
+def hub_teacher_row(run: Run) -> Optional[report.Row]:
+  """The keras-hub teacher's row: its dev accuracy as its stage measured it (`tfkd.hub_stage`)."""
+  path = hub_stage.result_path(run)
+  if not os.path.exists(path):
+    return None
+  result = files.read_json(path)
+  weights = run.path("teacher", hub_stage.WEIGHTS)
+  return report.Row(f"teacher {os.path.basename(result['preset'])}, fine-tuned (Keras 3)",
+                    hub_stage.WEIGHTS, result["parameters"],
+                    os.path.getsize(weights) if os.path.exists(weights) else 0,
+                    result["dev_accuracy"])
 
 
 def tflite_row(run: Run, label: str, path: str, parameters: Optional[int]) -> report.Row:
@@ -85,6 +98,8 @@ def distillation_summary(run: Run) -> str:
   d = run.config.distill
   extra = f" + {len(d.extra_teachers)} more" if d.extra_teachers else ""
   teacher = (f"`{run.config.teacher.path}` (teacher.path)" if run.config.teacher.path
+             else "keras-hub `" + (run.config.teacher.hub.preset or "all-MiniLM-L6-v2") + "` "
+             "fine-tuned, its logits cached" if run.hub_teacher
              else f"`{run.config.teacher.model}`")
   epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
   return (f"method `{d.method}`, temperature {d.temperature}, student loss weight "
@@ -135,7 +150,7 @@ def stage_report(run: Run) -> None:
   rows: List[report.Row] = []
   parameters: Dict[str, int] = {}
   for name in KERAS_LABELS:
-    row = keras_row(run, name)
+    row = hub_teacher_row(run) if name == "teacher" and run.hub_teacher else keras_row(run, name)
     if row:
       rows.append(row)
       parameters[name] = row.parameters
