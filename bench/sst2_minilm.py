@@ -29,7 +29,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from bench import common
-from bench.sst2 import keras_accuracy, tflm_predictions
+from bench.text_eval import keras_accuracy, tflm_predictions
 from configs import sst2_minilm
 from tfkd import cli, hub_stage, pipeline
 from tfkd.run_context import Run

@@ -102,9 +102,15 @@ def distillation_summary(run: Run) -> str:
              "fine-tuned, its logits cached" if run.hub_teacher
              else f"`{run.config.teacher.model}`")
   epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
-  return (f"method `{d.method}`, temperature {d.temperature}, student loss weight "
+  line = (f"method `{d.method}`, temperature {d.temperature}, student loss weight "
           f"α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
           f"`{run.config.student.model}`, {epochs} epochs.")
+  if run.hub_teacher and os.path.exists(hub_stage.result_path(run)):
+    result = files.read_json(hub_stage.result_path(run))
+    line += (f" The teacher: test accuracy {result['dev_accuracy']:.4f}, validation "
+             f"{result['val_accuracy']:.4f}; fine-tuned in {result['fine_tune_seconds'] / 60:.1f} "
+             "min, its logits computed once (teacher/logits/).")
+  return line
 
 
 def stream_section(run: Run) -> Optional[tuple]:
