@@ -7,6 +7,8 @@ straight from model.safetensors, for the tokenizer Hugging Face's `tokenizers` r
 tokenizer.json: both independent of keras-hub.
 """
 
+import glob
+import json
 import math
 import os
 
@@ -146,3 +148,51 @@ def test_transfer_texts_are_the_student_copies_with_the_words_the_vocabulary_lac
   student = [small.decode(row) for row in augment_token_ids(small_ids, 3, **settings)]
   assert any("<unk>" in s for s in student)
   assert all(len(s.split()) == len(c.split()) for s, c in zip(student, copies))
+
+
+def tiny_preset(folder, words):
+  """A small random BERT saved as a keras-hub preset folder: a 'local preset folder by path'."""
+  import keras  # pylint: disable=import-outside-toplevel
+  import keras_hub  # pylint: disable=import-outside-toplevel
+  keras.utils.set_random_seed(0)
+  vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(words))
+  keras_hub.models.BertBackbone(
+      vocabulary_size=len(vocabulary), num_layers=1, num_heads=2, hidden_dim=16,
+      intermediate_dim=32, max_sequence_length=16).save_to_preset(str(folder))
+  keras_hub.models.BertTokenizer(vocabulary=vocabulary).save_to_preset(str(folder))
+  return str(folder)
+
+
+def test_pipeline_fine_tunes_a_local_preset_caches_its_logits_once_and_distils(tmp_path):
+  from configs import sst2_minilm  # pylint: disable=import-outside-toplevel
+  from tests.test_text import FILLER, NEGATIVE, POSITIVE, write_sst2_like  # pylint: disable=import-outside-toplevel
+  data = write_sst2_like(tmp_path / "sst2", train_rows=96, dev_rows=24)
+  config = sst2_minilm.get_config()
+  config.stages = ("teacher", "teacher_views", "distill")
+  config.data.train_file.path, config.data.test_file.path = (os.path.join(data, f"{n}.tsv")
+                                                             for n in ("train", "dev"))
+  config.data.update(dict(vocab_size=30, max_length=12, val_size=16, val_unit="row"))
+  config.data.transfer_set.copies = 1
+  config.student.kwargs.update(dict(vocab_size=30, embedding_dim=8, filters=8))
+  config.train.update(dict(epochs=1, batch_size=16))
+  config.teacher.hub.update(dict(preset=tiny_preset(tmp_path / "preset", POSITIVE + NEGATIVE + FILLER),
+                                 sequence_length=16, epochs=6, batch_size=16, learning_rate=3e-3,
+                                 dtype="float32", dropout=0.0))
+  workdir = str(tmp_path / "run")
+  run = tfkd.run_pipeline(config, workdir)
+  result = json.load(open(os.path.join(workdir, "teacher", "hub_teacher.json")))
+  assert result["dev_accuracy"] > 0.7 and result["val_accuracy"] > 0.7  # chance: 0.5
+  assert not os.path.exists(os.path.join(workdir, "teacher", "checkpoint"))
+  logits_files = glob.glob(os.path.join(workdir, "teacher", "logits", "*.npy"))
+  assert len(logits_files) == 1 and np.load(logits_files[0]).shape == (2 * 80, 2)  # rows + copies
+  assert os.path.exists(os.path.join(workdir, "distill", "model.keras"))
+  assert run.teacher_view_logits().shape == (1, 160, 2)
+  # A second student of another vocabulary reads the same cached file: no teacher pass.
+  before = os.path.getmtime(logits_files[0])
+  other = config.copy_and_resolve_references()
+  other.data.vocab_size = other.student.kwargs.vocab_size = 12
+  os.makedirs(tmp_path / "other")
+  os.symlink(os.path.join(workdir, "teacher"), tmp_path / "other" / "teacher")
+  tfkd.run_pipeline(other, str(tmp_path / "other"))
+  assert glob.glob(os.path.join(workdir, "teacher", "logits", "*.npy")) == logits_files
+  assert os.path.getmtime(logits_files[0]) == before
