@@ -27,7 +27,8 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
-from tfkd.hub_teacher import WIDTH_STEP, _keras, batch_inputs
+from tfkd.errors import TrainingError
+from tfkd.hub_teacher import WIDTH_STEP, batch_inputs, import_keras
 from tflite import files
 
 STATE_FILE = "state.json"
@@ -64,7 +65,7 @@ def compile_for_fine_tune(model, learning_rate: float, total_steps: int,
 
   Biases and LayerNorm parameters get no weight decay (as BERT's fine-tuning recipe).
   """
-  keras, _ = _keras()
+  keras, _ = import_keras()
   warmup = int(warmup_fraction * total_steps)
   schedule = keras.optimizers.schedules.CosineDecay(
       0.0 if warmup else learning_rate, max(1, total_steps - warmup), alpha=0.0,
@@ -117,6 +118,9 @@ def fine_tune(model, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, epoc
 
   Returns:
     Seconds spent training, over every resumed attempt.
+
+  Raises:
+    TrainingError: the loss became NaN or infinite.
   """
   os.makedirs(checkpoint_dir, exist_ok=True)
   if not model.optimizer.built:  # its variables must exist for a checkpoint to fill them
@@ -138,8 +142,9 @@ def fine_tune(model, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, epoc
       logs = model.train_on_batch(batch_inputs(ids, mask, rows), labels[rows], return_dict=True)
       step, segment_steps = step + 1, segment_steps + 1
       if not np.isfinite(logs["loss"]):
-        raise FloatingPointError(f"the fine-tune's loss became {logs['loss']} at epoch "
-                                 f"{epoch + 1}, step {step}: lower the learning rate.")
+        raise TrainingError(f"The teacher's fine-tune loss became {logs['loss']} at epoch "
+                            f"{epoch + 1}, step {step}: lower teacher.hub.learning_rate, or use "
+                            "teacher.hub.dtype='float32'.")
       done = step == len(batches)
       if done or step % checkpoint_steps == 0:
         elapsed = seconds + time.time() - start

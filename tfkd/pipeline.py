@@ -98,7 +98,8 @@ def stage_distill(run: Run) -> None:
     distiller.compile(
         optimizer=from_config.optimizer(train_config, run.steps_per_epoch(train_config.batch_size)),
         metrics=["accuracy"])
-  logging.info("[distill] %s → %s, method=%s, %s, α=%.2f, %d epochs.", run.teacher_paths(),
+  taught_by = [run.path("teacher", hub_stage.WEIGHTS)] if run.hub_teacher else run.teacher_paths()
+  logging.info("[distill] %s → %s, method=%s, %s, α=%.2f, %d epochs.", taught_by,
                run.config.student.model, cfg.method,
                f"{len(logits)} cached epochs of teacher logits" if logits is not None
                else f"{len(teachers)} live teacher(s)", cfg.student_loss_weight, train_config.epochs)
