@@ -121,9 +121,9 @@ def teacher_costs(run: Run) -> dict:
 def markdown(teacher: dict, students: dict) -> str:
   pct = lambda v: f"{100 * v:.2f}%"
   lines = [
-      f"Teacher: all-MiniLM-L6-v2 ({teacher['parameters']:,} parameters) fine-tuned "
-      f"{teacher['epochs']} epoch ({teacher['steps_per_epoch']:,} length-bucketed steps of "
-      f"{teacher.get('batch_size', 32)}, {teacher['dtype']}, ≤ {teacher['sequence_length']} wordpieces): "
+      f"Teacher: {teacher['name']} ({teacher['parameters']:,} parameters) fine-tuned "
+      f"{teacher['epochs']} epoch(s) ({teacher['steps_per_epoch']:,} length-bucketed steps of "
+      f"{teacher['batch_size']}, {teacher['dtype']}, ≤ {teacher['sequence_length']} wordpieces): "
       f"**dev {pct(teacher['dev_accuracy'])}**, validation {pct(teacher['val_accuracy'])}. "
       f"One-time cost: fine-tune {teacher['fine_tune_seconds'] / 60:.1f} min, logits of "
       f"{teacher['logits_rows']:,} texts (training phrases and transfer set) "
@@ -176,7 +176,8 @@ def main(argv):
   link_shared(workdir, micro_dir, ("teacher",))
   students["micro"] = student(sst2_minilm.with_student(config, "micro"), micro_dir, _SEEDS.value)
   teacher = teacher_costs(students["cnn"]["run"])
-  teacher["batch_size"] = config.teacher.hub.batch_size
+  teacher.update(batch_size=config.teacher.hub.batch_size,
+                 name=config.teacher.hub.preset or "all-MiniLM-L6-v2 (the shipped wheel)")
   table = markdown(teacher, students)
   wall = (time.time() - start) / 60
   files.write_atomic(os.path.join(_OUT.value, "sst2_minilm.md"),

@@ -55,7 +55,8 @@ def hub_teacher_row(run: Run) -> Optional[report.Row]:
     return None
   result = files.read_json(path)
   weights = run.path("teacher", hub_stage.WEIGHTS)
-  return report.Row(f"teacher {os.path.basename(result['preset'])}, fine-tuned (Keras 3)",
+  name = run.config.teacher.hub.preset or "all-MiniLM-L6-v2"
+  return report.Row(f"teacher {os.path.basename(name.rstrip('/'))}, fine-tuned (Keras 3)",
                     hub_stage.WEIGHTS, result["parameters"],
                     os.path.getsize(weights) if os.path.exists(weights) else 0,
                     result["dev_accuracy"])
