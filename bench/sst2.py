@@ -27,10 +27,10 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from bench import common
-from tfkd import cli, data, model_files, pipeline
+from bench.text_eval import keras_accuracy, tflm_predictions
+from tfkd import cli, pipeline
 from tfkd.run_context import Run
 from tflite import files, interpreter, micro
-from tflite_micro.python.tflite_micro import runtime
 
 # No default file: ml_collections would apply --config.* overrides to it at import, before
 # cli.run can explain a misspelt key.
@@ -40,26 +40,6 @@ _OUT = flags.DEFINE_string("out", "bench_out/sst2", "Folder for sst2.{md,json,pn
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds of the scratch and distilled students (1 = only config.seed).")
 flags.mark_flags_as_required(["config"])
 GOAL = 0.85  # the target: the int8 student at 85% dev accuracy or better
-
-
-def keras_accuracy(path: str, x: np.ndarray, y: np.ndarray) -> tuple:
-  """(dev accuracy, parameters) of a saved Keras model."""
-  model = model_files.load_model(path)
-  model.compile(metrics=["accuracy"])
-  _, accuracy = model.evaluate(data.eval_dataset(x, y, 500), verbose=0)
-  return float(accuracy), int(model.count_params())
-
-
-def tflm_predictions(model_bytes: bytes, x: np.ndarray, arena_size: int) -> np.ndarray:
-  """Raw outputs of TFLite Micro, one input row per invoke (as a device runs it)."""
-  detail = interpreter.load(model_bytes).get_input_details()[0]
-  tflm = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
-  outputs = []
-  for row in x:
-    tflm.set_input(interpreter.quantize_input(row[None], detail), 0)
-    tflm.invoke()
-    outputs.append(tflm.get_output(0)[0].copy())
-  return np.stack(outputs)
 
 
 def measure(run: Run) -> dict:

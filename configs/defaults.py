@@ -235,6 +235,21 @@ def get_config():
   # Teachers (teacher/model.keras, distill.extra_teachers) may be HDF5 or SavedModel, formats that
   # can run code stored in them; Lambda layers' code is still never run (tfkd.model_files).
   config.teacher.allow_legacy_formats = False
+  # 'tfkd': teacher.model trained here (or teacher.path); 'keras_hub': a pretrained BERT-family
+  # model fine-tuned on the training text (teacher.hub), its logits cached once (docs/text.md).
+  config.teacher.kind = "tfkd"
+  config.teacher.hub = ml_collections.ConfigDict(dict(
+      preset="",                  # local keras-hub/Hugging Face BERT folder; '' = shipped all-MiniLM-L6-v2
+      sequence_length=64,         # wordpieces per text, [CLS] and [SEP] included; longer texts are cut
+      epochs=1,                   # fine-tune epochs over the training split
+      batch_size=32,              # rows per fine-tune step (batches of rows of similar length)
+      learning_rate=5e-5,         # AdamW peak: linear warm-up, then cosine decay to 0
+      warmup_fraction=0.06,       # share of the steps warming up
+      weight_decay=0.01,          # AdamW's, not on biases and LayerNorm
+      dropout=0.1,                # on the pooled sentence vector
+      dtype="mixed_bfloat16",     # 'float32' or 'mixed_bfloat16' (bfloat16 compute, ~1.7x faster on CPU)
+      checkpoint_steps=200,       # steps between the checkpoints a killed fine-tune resumes from
+      inference_batch_size=256))  # rows per batch of the logits pass and the evaluation
   config.student = _model("resnet8")
   config.train = _train()              # the teacher, scratch and distill stages
   config.distill = _distill()

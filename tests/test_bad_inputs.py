@@ -83,6 +83,8 @@ CASES = [
     ("tfkd.train", "teacher logits file missing", TRAIN + [
         "--config.distill.teacher_logits_path={tmp}/nowhere.npy"],
      r"config.distill.teacher_logits_path='.*nowhere.npy' is not a file"),
+    ("tfkd.train", "keras-hub teacher on images", TRAIN + ["--config.teacher.kind=keras_hub"],
+     r"config.teacher.kind='keras_hub' reads text, but data.source='folder'"),
     # Files and folders.
     ("tfkd.train", "dataset folder missing", TRAIN[:2] + ["--config.data.path={tmp}/nowhere"]
      + TRAIN[3:], r"config.data.path='.*nowhere' does not exist or is not a folder"),

@@ -18,8 +18,8 @@ import numbers
 import os
 from typing import Callable, Sequence, Tuple
 
-from tfkd import (adversarial, compress, from_config, model_files, teacher_compression, text_data,
-                  view_cache)
+from tfkd import (adversarial, compress, from_config, hub_teacher, model_files, teacher_compression,
+                  text_data, view_cache)
 from tfkd.errors import ConfigError, DatasetError, ModelFileError
 from tfkd.models import MODELS
 from tfkd.text_models import TEXT_MODELS
@@ -33,6 +33,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 DATA_SOURCES = ("folder", "tfds", "text")
 DISTRIBUTE = ("", "mirrored", "multiworker")
 ROBUST_REPORT = ("auto", "on", "off")
+TEACHER_KINDS = ("tfkd", "keras_hub")
 # How a user lets teachers be HDF5 or SavedModel (`tfkd.model_files`), for the messages.
 LEGACY_OPT_IN = "--config.teacher.allow_legacy_formats=True"
 
@@ -99,6 +100,17 @@ RULES = {
     "teacher.compress": _one_of(teacher_compression.COMPRESSIONS),
     "teacher.prune_sparsity": _between(0, 1, "()"),
     "teacher.prune_epochs": _whole(1),
+    "teacher.kind": _one_of(TEACHER_KINDS),
+    "teacher.hub.sequence_length": _whole(3),
+    "teacher.hub.epochs": _whole(1),
+    "teacher.hub.batch_size": _whole(1),
+    "teacher.hub.learning_rate": _at_least(0, strict=True),
+    "teacher.hub.warmup_fraction": _between(0, 1, "[)"),
+    "teacher.hub.weight_decay": _at_least(0),
+    "teacher.hub.dropout": _between(0, 1, "[)"),
+    "teacher.hub.dtype": _one_of(("float32", "mixed_bfloat16")),
+    "teacher.hub.checkpoint_steps": _whole(1),
+    "teacher.hub.inference_batch_size": _whole(1),
     "student.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
     "train.batch_size": _whole(1),
     "train.epochs": _whole(1),
@@ -268,8 +280,32 @@ def _check_run(config) -> None:
     raise ConfigError(f"config.teacher.compress={config.teacher.compress!r} compresses the teacher "
                       "tfkd runs, but distill.teacher_logits_path replaces that teacher by a logits "
                       "file: set teacher.compress='none' or distill.teacher_logits_path=''.")
+  if config.teacher.kind == "keras_hub":
+    if config.teacher.compress != "none":
+      raise ConfigError(f"config.teacher.compress={config.teacher.compress!r} compresses a tfkd "
+                        "(tf_keras) teacher, but teacher.kind='keras_hub' fine-tunes a keras-hub "
+                        "one: set teacher.compress='none'.")
+    _check_hub_teacher(config)
   if "report" in config.stages and config.report.edge and \
       config.report.edge_mode not in config.export.modes:
     raise ConfigError(f"config.report.edge_mode={config.report.edge_mode!r} is not among "
                       f"export.modes={tuple(config.export.modes)}: export that mode too, or "
                       "pick one of them.")
+
+
+def _check_hub_teacher(config) -> None:
+  """A keras-hub teacher reads text, runs in one process and teaches through cached logits."""
+  if config.data.source != "text":
+    raise ConfigError(f"config.teacher.kind='keras_hub' reads text, but data.source="
+                      f"{config.data.source!r}: use data.source='text', or teacher.kind='tfkd'.")
+  if config.distribute:
+    raise ConfigError(f"config.teacher.kind='keras_hub' fine-tunes in one process, not with "
+                      f"distribute={config.distribute!r}: set --config.distribute=''.")
+  if config.teacher.path or config.distill.teacher_logits_path or config.distill.extra_teachers:
+    raise ConfigError("config.teacher.kind='keras_hub' is the only teacher: clear teacher.path, "
+                      "distill.teacher_logits_path and distill.extra_teachers, or use "
+                      "teacher.kind='tfkd'.")
+  try:
+    hub_teacher.check_preset(config.teacher.hub.preset)
+  except ValueError as e:
+    raise ConfigError(f"config.teacher.hub.{e}") from e

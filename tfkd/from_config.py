@@ -385,6 +385,16 @@ def with_transfer_set(data_config, x, y):
         seed=transfer.seed)
 
 
+def transfer_texts(data_config, texts, ids, mask_token: str) -> list:
+  """`with_transfer_set`'s augmented rows as text of the training rows' words (a text teacher's)."""
+  t = data_config.transfer_set
+  with reading("data.transfer_set"):
+    return text_augment.augmented_texts(
+        texts, ids, t.copies, mask_token, mask_probability=t.mask_probability,
+        ngram_probability=t.ngram_probability, ngram_range=tuple(t.ngram_range), seed=t.seed,
+        lowercase=data_config.lowercase)
+
+
 def pruned_model(compress_config, model: tf_keras.Model, total_steps: int) -> tf_keras.Model:
   """`model` wrapped for magnitude pruning as `config.compress` asks: a polynomial schedule to
   `prune.sparsity`, or 2:4-style `prune.m_by_n` sparsity."""

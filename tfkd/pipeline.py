@@ -17,7 +17,8 @@ import time
 import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, config_checks, from_config, model_files, report_stage
+from tfkd import compression_stages, config_checks, from_config, hub_stage, model_files
+from tfkd import report_stage
 from tfkd import training, workers
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run, make_workdir
@@ -42,7 +43,13 @@ def train_supervised(run: Run, stage: str, model_config) -> None:
 
 
 def stage_teacher(run: Run) -> None:
-  """Trains the teacher, unless `teacher.path` names one (then only checks the file is there)."""
+  """Trains the teacher, unless `teacher.path` names one (then only checks the file is there).
+
+  With `teacher.kind='keras_hub'` fine-tunes the pretrained preset instead (`tfkd.hub_stage`).
+  """
+  if run.hub_teacher:
+    hub_stage.stage_fine_tune(run)
+    return
   if run.config.teacher.path:
     run.require([run.config.teacher.path], "teacher")
     logging.info("[teacher] teacher.path=%s: using that model, none is trained.",
@@ -76,7 +83,8 @@ def stage_distill(run: Run) -> None:
   cfg, train_config = run.config.distill, from_config.stage_train_config(run.config, "distill")
   if run.done("distill", run.model_path("distill"), train_config.epochs):
     return
-  if (cfg.cached_teacher or cfg.teacher_logits_path) and run.config.data.transfer_set.copies:
+  if ((cfg.cached_teacher or cfg.teacher_logits_path) and run.config.data.transfer_set.copies
+      and not run.hub_teacher):  # a keras-hub teacher's cached logits cover the transfer set
     raise ConfigError("Cached teacher logits cover the training split only, but "
                       "data.transfer_set adds inputs the teacher must label live: turn off "
                       "distill.cached_teacher or set data.transfer_set.copies=0.")
@@ -90,7 +98,8 @@ def stage_distill(run: Run) -> None:
     distiller.compile(
         optimizer=from_config.optimizer(train_config, run.steps_per_epoch(train_config.batch_size)),
         metrics=["accuracy"])
-  logging.info("[distill] %s → %s, method=%s%s, %s, α=%.2f, %d epochs.", run.teacher_paths(),
+  taught_by = [run.path("teacher", hub_stage.WEIGHTS)] if run.hub_teacher else run.teacher_paths()
+  logging.info("[distill] %s → %s, method=%s%s, %s, α=%.2f, %d epochs.", taught_by,
                run.config.student.model, cfg.method,
                report_stage.adversarial_summary(cfg.adversarial),
                f"{len(logits)} cached epochs of teacher logits" if logits is not None

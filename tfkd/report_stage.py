@@ -25,10 +25,10 @@ from typing import Dict, List, Optional
 import numpy as np
 from absl import logging
 
-from tfkd import (adversarial, compress, compression_stages, data, from_config, model_files, report,
-                  teacher_checks, teacher_compression, training)
+from tfkd import (adversarial, compress, compression_stages, data, from_config, hub_stage,
+                  model_files, report, teacher_checks, teacher_compression, training)
 from tfkd.run_context import Run
-from tflite import benchmark, interpreter, metrics, sparsity, stream
+from tflite import benchmark, files, interpreter, metrics, sparsity, stream
 
 KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
                 "distill": "distilled student"}
@@ -98,6 +98,20 @@ def keras_row(run: Run, name: str, robust: Optional[RobustEvaluation] = None) ->
     robust.score(row, lambda x: model.predict(x, batch_size=cfg.batch_size, verbose=0),
                  robust.craft(name, model))
   return row
+
+
+def hub_teacher_row(run: Run) -> Optional[report.Row]:
+  """The keras-hub teacher's row: its dev accuracy as its stage measured it (`tfkd.hub_stage`)."""
+  path = hub_stage.result_path(run)
+  if not os.path.exists(path):
+    return None
+  result = files.read_json(path)
+  weights = run.path("teacher", hub_stage.WEIGHTS)
+  name = run.config.teacher.hub.preset or "all-MiniLM-L6-v2"
+  return report.Row(f"teacher {os.path.basename(name.rstrip('/'))}, fine-tuned (Keras 3)",
+                    hub_stage.WEIGHTS, result["parameters"],
+                    os.path.getsize(weights) if os.path.exists(weights) else 0,
+                    result["dev_accuracy"])
 
 
 def crafted_for_tflite(run: Run, robust: RobustEvaluation, stage: str) -> np.ndarray:
@@ -215,13 +229,21 @@ def distillation_summary(run: Run) -> str:
   d = run.config.distill
   extra = f" + {len(d.extra_teachers)} more" if d.extra_teachers else ""
   teacher = (f"`{run.config.teacher.path}` (teacher.path)" if run.config.teacher.path
+             else "keras-hub `" + (run.config.teacher.hub.preset or "all-MiniLM-L6-v2") + "` "
+             "fine-tuned, its logits cached" if run.hub_teacher
              else f"`{run.config.teacher.model}`")
   if run.config.teacher.compress != "none":
     teacher += f" compressed to `{run.config.teacher.compress}` (`{run.compressed_teacher_file()}`)"
   epochs = training.trained_epochs(run.path("distill")) or run.config.train.epochs
-  return (f"method `{d.method}`{adversarial_summary(d.adversarial)}, temperature {d.temperature}, "
+  line = (f"method `{d.method}`{adversarial_summary(d.adversarial)}, temperature {d.temperature}, "
           f"student loss weight α = {d.student_loss_weight}, teacher {teacher}{extra}, student "
           f"`{run.config.student.model}`, {epochs} epochs.")
+  if run.hub_teacher and os.path.exists(hub_stage.result_path(run)):
+    result = files.read_json(hub_stage.result_path(run))
+    line += (f" The teacher: test accuracy {result['dev_accuracy']:.4f}, validation "
+             f"{result['val_accuracy']:.4f}; fine-tuned in {result['fine_tune_seconds'] / 60:.1f} "
+             "min, its logits computed once (teacher/logits/).")
+  return line
 
 
 def adversarial_summary(adversarial_config) -> str:
@@ -278,7 +300,8 @@ def stage_report(run: Run) -> None:
   parameters: Dict[str, int] = {}
   robust = RobustEvaluation(run) if from_config.robust_evaluation(run.config) else None
   for name in KERAS_LABELS:
-    row = keras_row(run, name, robust)
+    row = (hub_teacher_row(run) if name == "teacher" and run.hub_teacher
+           else keras_row(run, name, robust))
     if row:
       rows.append(row)
       parameters[name] = row.parameters

@@ -16,8 +16,8 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import (config_checks, data, from_config, model_files, teacher_cache, teacher_checks,
-                  teacher_compression, training, view_cache, views, workers)
+from tfkd import (config_checks, data, from_config, hub_stage, model_files, teacher_cache,
+                  teacher_checks, teacher_compression, training, view_cache, views, workers)
 from tfkd.errors import ConfigError, TeacherError
 from tflite import files
 
@@ -185,7 +185,7 @@ class Run:
     Checked and loaded once per run: every distilling stage after the first reuses it.
     """
     cfg = self.config.distill
-    if not (cfg.cached_teacher or cfg.teacher_logits_path):
+    if not (cfg.cached_teacher or cfg.teacher_logits_path or self.hub_teacher):
       return None
     if self._teacher_view_logits is None:
       self._teacher_view_logits = self._load_teacher_views()
@@ -197,15 +197,18 @@ class Run:
     cache_dir = self.path("teacher_views")
     with from_config.reading("distill"):
       teacher_cache.check_cacheable(from_config.distillation_losses(cfg)[0])
-    if cfg.teacher_logits_path:
-      imported = teacher_cache.load_teacher_logits(cfg.teacher_logits_path, len(y),
-                                                   self.splits.num_classes, self.config.data.augment)
-      imported, how = teacher_checks.logits_of_file(imported, y, cfg.teacher_logits_path)
+    logits_path = cfg.teacher_logits_path
+    if self.hub_teacher:  # its logits cover the transfer set too (`hub_stage.distill_texts`)
+      logits_path = hub_stage.teacher_logits_file(self)
+      x, y = from_config.with_transfer_set(self.config.data, x, y)
+    if logits_path:
+      imported = teacher_cache.load_teacher_logits(logits_path, len(y), self.splits.num_classes,
+                                                   self.config.data.augment)
+      imported, how = teacher_checks.logits_of_file(imported, y, logits_path)
       if how:
-        logging.warning("[teacher_views] %s holds probabilities, not logits: %s.",
-                        cfg.teacher_logits_path, how)
+        logging.warning("[teacher_views] %s holds probabilities, not logits: %s.", logits_path, how)
       fingerprint = from_config.view_cache_fingerprint(
-          self.config, [cfg.teacher_logits_path], x, y, imported_epochs=len(imported))
+          self.config, [logits_path], x, y, imported_epochs=len(imported))
       if self.is_chief and not view_cache.is_complete(cache_dir, fingerprint):
         view_cache.import_logits(cache_dir, fingerprint, imported)
     else:
@@ -223,6 +226,11 @@ class Run:
     logging.info("[teacher_views] %d cached epochs; the teacher agrees with %.1f%% of the labels "
                  "on epoch 0's views.", len(logits), 100 * teacher_cache.label_agreement(logits[0], y))
     return logits
+
+  @property
+  def hub_teacher(self) -> bool:
+    """Whether the teacher is a keras-hub model (`teacher.kind`): text in, logits cached."""
+    return self.config.teacher.kind == "keras_hub"
 
   def build(self, model_config, name: str) -> tf_keras.Model:
     """A fresh model as `config.teacher` / `config.student` describes, for this run's data."""

@@ -29,6 +29,8 @@ class Splits:
     facts: how images were read (`tfkd.data.load_image_folder`'s facts: stored
       sizes, resized or not, channels); empty for other sources.
     notes: settings adapted to this data (`tfkd.small_data`), one phrase each.
+    texts: text sources only: the raw texts of 'train', 'val' and 'test', one per
+      row (a teacher that reads text, `tfkd.hub_teacher`); empty for other sources.
 
   Raises:
     DatasetError: fewer than two classes (there is nothing to classify).
@@ -43,6 +45,7 @@ class Splits:
   class_names: list
   facts: dict = dataclasses.field(default_factory=dict)
   notes: list = dataclasses.field(default_factory=list)
+  texts: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if len(self.class_names) < 2:

@@ -8,6 +8,11 @@ probability `mask_probability`, then with probability `ngram_probability` only
 a random n-gram (n uniform in `ngram_range`) of the sentence is kept. (The
 paper's part-of-speech-guided word swaps are left out: they need a tagger.)
 
+`augmented_texts` makes the same copies as text, from the training rows' own
+words, for a teacher that reads text (`tfkd.hub_teacher`): position for
+position what the student sees, except that a word the student's vocabulary
+lacks is the word itself there, not `<unk>`.
+
 Example:
   x, y = with_transfer_set(train_x, train_y, copies=4, seed=0)   # 5x the rows, the new ones -1
 """
@@ -17,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
-from tfkd.vocabulary import MASK_ID, PAD_ID
+from tfkd.vocabulary import MASK_ID, PAD_ID, tokenize
 
 TRANSFER_LABEL = -1  # the Distiller gives these no hard-label loss
 
@@ -111,3 +116,42 @@ def with_transfer_set(x: np.ndarray, y: np.ndarray, copies: int, mask_probabilit
                len(augmented), len(y))
   return (np.concatenate([x, augmented]),
           np.concatenate([y, np.full(len(augmented), TRANSFER_LABEL, np.int32)]).astype(np.int32))
+
+
+def augmented_texts(texts: Sequence[str], ids: np.ndarray, copies: int, mask_token: str,
+                    mask_probability: float = 0.1, ngram_probability: float = 0.25,
+                    ngram_range: Sequence[int] = (1, 5), seed: int = 0,
+                    lowercase: bool = True) -> list:
+  """The copies `augment_token_ids(ids, ...)` makes, as text of the original words.
+
+  `augment_token_ids` draws its masks and n-grams from the rows' lengths alone, so
+  augmenting each token's position instead of its id picks the same positions;
+  the words at those positions come from `texts`. A vocabulary of any size thus
+  gives the same texts, and a text teacher labels the words, not `<unk>`.
+
+  Args:
+    texts: the training rows' raw texts, one per row of `ids`.
+    ids: their token ids, int [N, max_length] (`Vocabulary.encode` of `texts`).
+    copies: augmented copies per row.
+    mask_token: the teacher's mask token, e.g. '[MASK]'.
+    mask_probability, ngram_probability, ngram_range, seed: as `augment_token_ids`.
+    lowercase: as the vocabulary (`data.lowercase`).
+
+  Returns:
+    `len(texts) * copies` strings, in `augment_token_ids`' row order.
+
+  Example:
+    augmented_texts(["a witty film"], ids, copies=1, mask_token="[MASK]")  # e.g. ['a [MASK] film']
+  """
+  ids = np.asarray(ids)
+  if len(texts) != len(ids):
+    raise ValueError(f"texts has {len(texts)} rows but ids {len(ids)}: pass the texts the ids "
+                      "were encoded from, in the same order.")
+  first_position = MASK_ID + 1  # positions shifted past the reserved ids
+  positions = np.where(ids != PAD_ID, np.arange(ids.shape[1])[None, :] + first_position, PAD_ID)
+  augmented = augment_token_ids(positions, copies, mask_probability, ngram_probability,
+                                ngram_range, seed)
+  words = [tokenize(text, lowercase) for text in texts]
+  return [" ".join(mask_token if p == MASK_ID else words[row % len(texts)][p - first_position]
+                   for p in augmented_row if p != PAD_ID)
+          for row, augmented_row in enumerate(augmented)]

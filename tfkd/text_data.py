@@ -116,7 +116,9 @@ def load_text_splits(train_file: TableLike, test_file: TableLike, *, vocab_size:
   encode = lambda texts: vocabulary.encode(texts, max_length)
   splits = Splits(train=(encode(train[0]), train[1]),
                   val=None if val is None else (encode(val[0]), val[1]),
-                  test=(encode(test_texts), test_y), class_names=class_names)
+                  test=(encode(test_texts), test_y), class_names=class_names,
+                  texts={"train": list(train[0]), "val": [] if val is None else list(val[0]),
+                         "test": list(test_texts)})
   logging.info("Text: %d train, %d val, %d test examples, %d classes, %d tokens, max_length %d "
                "(%.1f%% of test tokens unknown).", len(splits.train[1]),
                0 if val is None else len(val[1]), len(test_y), len(class_names), len(vocabulary),
