@@ -1,6 +1,6 @@
 r"""Benchmark of SST-2 distilled into an int8 text CNN that runs on TFLite Micro.
 
-  .venv/bin/python -m bench.sst2 --config=configs/sst2_full.py --workdir=runs/sst2 --out=bench_out/sst2
+  .venv/bin/python -m bench.sst2 --config=configs/sst2_full.py --workdir=runs/sst2 --out=runs/bench_sst2
 
 Runs (or resumes) the pipeline of the config, then measures on every dev
 sentence (dev.tsv, 872 sentences, the "test" split): the teacher, the student
@@ -36,7 +36,7 @@ from tflite import files, interpreter, micro
 # cli.run can explain a misspelt key.
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config, e.g. configs/sst2_full.py.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst2", "Run folder (resumed if it exists).")
-_OUT = flags.DEFINE_string("out", "bench_out/sst2", "Folder for sst2.{md,json,png}.")
+_OUT = flags.DEFINE_string("out", "runs/bench_sst2", "Folder for sst2.{md,json,png}.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds of the scratch and distilled students (1 = only config.seed).")
 flags.mark_flags_as_required(["config"])
 GOAL = 0.85  # the target: the int8 student at 85% dev accuracy or better

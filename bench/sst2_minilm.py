@@ -1,7 +1,7 @@
 r"""Benchmark: all-MiniLM-L6-v2 fine-tuned on SST-2, distilled into two int8 students.
 
   nice -n 5 .venv/bin/python -m bench.sst2_minilm --config=configs/sst2_minilm.py \
-      --workdir=runs/sst2_minilm --out=bench_out/sst2_minilm --seeds=5
+      --workdir=runs/sst2_minilm --out=runs/bench_sst2_minilm --seeds=5
 
 One command, each step resumed or skipped when its files exist:
   1. the teacher stage fine-tunes MiniLM (`teacher.hub`; 1 epoch in configs/sst2_minilm.py);
@@ -37,7 +37,7 @@ from tflite import files, interpreter, micro
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/sst2_minilm.py (its student: the CNN).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst2_minilm", "Run folder (resumed if it exists).")
-_OUT = flags.DEFINE_string("out", "bench_out/sst2_minilm", "Folder for sst2_minilm.{md,json}.")
+_OUT = flags.DEFINE_string("out", "runs/bench_sst2_minilm", "Folder for sst2_minilm.{md,json}.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds of both students (1 = only config.seed).")
 flags.mark_flags_as_required(["config"])
 GOAL = 0.85  # the text CNN's int8 target on dev
