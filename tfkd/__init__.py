@@ -51,5 +51,6 @@ from tfkd.losses import (AttentionTransfer, ContrastiveDistillation, Distillatio
                          FeatureDistillation, LogitsDistillation, RelationalDistillation)
 from tfkd.models import build_model
 from tfkd.pipeline import run_pipeline
+from tfkd.seed import SEEDDistillation
 
 __version__ = "0.2.0"

@@ -358,6 +358,8 @@ class Distiller(tf_keras.Model):
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
     variables = self._trainable_variables()
     self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    for each in self.distillation_losses:  # memories (SEED's queue) after the step
+      each.update_state(teacher_out[self._teacher_layers.index(each.teacher_layer_name)])
     return self._update_metrics(y, total, student_loss, distillation_loss, logits, labelled)
 
   def test_step(self, data):

@@ -59,6 +59,12 @@ class DistillationLoss(tf.Module):
     """Returns a float32 tensor of shape [batch]: the loss of each example."""
     raise NotImplementedError
 
+  def update_state(self, teacher_outputs) -> None:
+    """Called by the `Distiller` once per training step, after the gradient step, with the
+    teacher output the loss reads (never on validation). The default keeps no state; a
+    loss with a memory (SEED's queue) updates it here."""
+    del teacher_outputs
+
   def trainable_weights(self):
     """Weights the loss learns with the student (adapters, projection heads)."""
     return list(self.trainable_variables)
