@@ -9,7 +9,8 @@ with α = `student_loss_weight`. Examples labelled -1 have no hard label and
 learn from the teacher alone (e.g. an augmented transfer set). Only the student
 (and any weights the losses learn, such as adapters) is trained; the teachers
 run in inference mode. `distiller.student` is the model to save and export,
-without the teachers or the losses' weights.
+without the teachers or the losses' weights. A loss with a memory (SEED's queue of
+teacher embeddings) updates it after each training step (`DistillationLoss.update_state`).
 
 Teachers:
   - one model, or a list of models of any architectures, each with the

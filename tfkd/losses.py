@@ -12,6 +12,7 @@ Losses:
                            projected teacher and student embeddings (after CRD, Tian et al. 2020).
   AttentionTransfer        spatial attention maps (Zagoruyko & Komodakis 2017).
   RelationalDistillation   distances and angles between examples (RKD, Park et al. 2019).
+  (`tfkd.seed.SEEDDistillation`: the teacher's similarities over a queue, SEED, Fang et al. 2021.)
 
 Losses that learn weights (adapters, projection heads) create them in `build`,
 which the `Distiller` calls from its constructor: inside the `tf.distribute`
