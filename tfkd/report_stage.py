@@ -32,7 +32,7 @@ from tfkd.run_context import Run
 from tflite import benchmark, files, interpreter, metrics, sparsity, stream
 
 KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
-                "distill": "distilled student", "selfsup": "self-supervised student (SEED + head)"}
+                "distill": "distilled student", "selfsup": "self-supervised student"}
 STREAM_FRAMES = 500  # test images the streaming section cycles through
 
 
