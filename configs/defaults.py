@@ -33,6 +33,10 @@ def _data():
   data.val_unit = "row"           # text only: 'row' or 'sentence' (whole sentences and their phrases)
   data.seed = 0                   # draws the validation split
   data.train_limit = 0            # use only the first N training examples; 0 = all
+  # Share of training images that keep their label: class-stratified, drawn with data.seed, the same
+  # in every stage. The rest are unlabelled (-1): supervised stages skip them, distillation stages
+  # learn them from the teacher alone. 1.0 = every label.
+  data.label_fraction = 1.0
   data.augment = True             # images: random crop (padding 1/8 of the side) + horizontal flip
   # Text source: one labelled table per split, each with its own column names.
   data.train_file = ml_collections.ConfigDict(dict(path="", label_column="label", text_column="sentence"))
@@ -124,6 +128,22 @@ def _distill():
       random_start=True,          # pgd: start at a uniform random point of the ball
       weight=0.0))                # β, adversarial share of the distillation loss; 0 = the method's (ard 1, rslad 5/6)
   return distill
+
+
+def _selfsup():
+  selfsup = ml_collections.ConfigDict()
+  # The self-supervised route (docs/distillation.md): stage 'selfsup_pretrain' distils the teacher into
+  # the student with SEED (Fang et al. 2021) on every training image, no label read; stage 'selfsup'
+  # then trains the classifier on the labelled images (data.label_fraction).
+  selfsup.embedding_layer = "features"   # teacher and student layer SEED compares (spatially averaged)
+  selfsup.queue_size = 4096              # K: past teacher embeddings kept (FIFO) to compare against
+  selfsup.teacher_temperature = 0.01     # τ_T of the teacher's similarity distribution
+  selfsup.student_temperature = 0.2      # τ_S of the student's
+  selfsup.epochs = 0                     # SEED epochs over every training image; 0 = train.epochs
+  selfsup.head = "fine_tune"             # 'fine_tune' (every weight) or 'linear' (backbone frozen)
+  selfsup.head_epochs = 0                # epochs over the labelled images; 0 = train.epochs
+  selfsup.head_learning_rate = 0.0       # peak rate of the head stage; 0 = train.learning_rate
+  return selfsup
 
 
 def _compress():
@@ -226,7 +246,8 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0                 # weights, shuffling and augmentation
   # Stages run in order; also: 'teacher_compress' (after 'teacher', with teacher.compress),
-  # 'teacher_views' (after it, with distill.cached_teacher) and 'prune', 'qat', 'prune_qat' (before 'report').
+  # 'teacher_views' (after it, with distill.cached_teacher), 'prune', 'qat', 'prune_qat' (before 'report')
+  # and 'selfsup_pretrain', 'selfsup' (the self-supervised route, before 'export').
   config.stages = ("teacher", "scratch", "distill", "export", "report")
   # '' = one device; 'mirrored' = all local GPUs/CPUs; 'multiworker' = the TF_CONFIG cluster.
   config.distribute = ""
@@ -253,6 +274,7 @@ def get_config():
   config.student = _model("resnet8")
   config.train = _train()              # the teacher, scratch and distill stages
   config.distill = _distill()
+  config.selfsup = _selfsup()              # stages 'selfsup_pretrain' and 'selfsup'
   config.compress = _compress()
   config.search = _search()                # python -m tfkd.search only
   config.graph = _graph()                  # python -m tfkd.graph only

@@ -63,6 +63,8 @@ CASES = [
      r"config.data.image_size=\(0, 32\) is not valid: use \(height, width\)"),
     ("tfkd.train", "negative validation size", TRAIN[:4] + ["--config.data.val_size=-5"],
      r"config.data.val_size=-5 is not valid: use a whole number >= 0"),
+    ("tfkd.train", "no labels kept", TRAIN + ["--config.data.label_fraction=0"],
+     r"config.data.label_fraction=0.0 is not valid: use a number in \(0, 1\]"),
     ("tfkd.train", "temperature below 0", TRAIN + ["--config.distill.temperature=-1"],
      r"config.distill.temperature=-1.0 is not valid: use a number > 0"),
     ("tfkd.train", "unknown adversarial method", TRAIN + ["--config.distill.adversarial.method=trades"],

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfkd import losses
+from tfkd import losses, seed
 from tfkd.errors import ModelMismatchError
 
 
@@ -213,12 +213,65 @@ def test_relational_distillation_pools_feature_maps():
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
+# SEED.
+
+def numpy_seed(teacher, student, hidden, projection, queue, tau_t, tau_s):
+  """SEED's loss written out: similarities to [t_i; queue], teacher and student softmax, CE."""
+  (w1, b1), (w2, b2) = hidden, projection
+  t = l2_normalize(teacher.mean(axis=(1, 2)) if teacher.ndim == 4 else teacher)
+  s = l2_normalize(np.maximum(student @ w1 + b1, 0.0) @ w2 + b2)
+  teacher_scores = np.concatenate([(t * t).sum(-1, keepdims=True), t @ queue.T], axis=-1)
+  student_scores = np.concatenate([(s * t).sum(-1, keepdims=True), s @ queue.T], axis=-1)
+  return -(softmax(teacher_scores / tau_t) * log_softmax(student_scores / tau_s)).sum(-1)
+
+
+def built_seed(teacher, student, **kwargs):
+  loss = seed.SEEDDistillation("t", "s", **kwargs)
+  loss.build(teacher.shape, student.shape)
+  for layer in (loss.hidden, loss.projection):   # non-zero biases, so the test sees them
+    layer.bias.assign(random(*layer.bias.shape, seed=3, scale=0.1))
+  return loss
+
+
+@pytest.mark.parametrize("tau_t", [0.01, 0.5])
+def test_seed_matches_numpy(tau_t):
+  teacher, student = random(6, 4, 4, 5, seed=11), random(6, 3, seed=12)  # teacher maps are pooled
+  loss = built_seed(teacher, student, queue_size=7, teacher_temperature=tau_t,
+                    student_temperature=0.2)
+  assert len(loss.trainable_weights()) == 4   # the MLP head learns; the queue does not
+  weights = [(l.kernel.numpy(), l.bias.numpy()) for l in (loss.hidden, loss.projection)]
+  expected = numpy_seed(teacher, student, *weights, loss.queue.numpy(), tau_t, 0.2)
+  np.testing.assert_allclose(loss.compute_loss(teacher, student), expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(loss.queue.numpy(), axis=-1), 1.0, rtol=1e-5)
+
+
+def test_seed_queue_is_a_fifo_of_normalised_teacher_embeddings():
+  loss = built_seed(random(1, 3), random(1, 2), queue_size=5)
+  queue, pointer = loss.queue.numpy().copy(), 0
+  for step, batch in enumerate([random(3, 3, seed=20), random(3, 3, seed=21), random(7, 3, seed=22)]):
+    loss.update_state(batch)
+    for row in l2_normalize(batch)[-5:]:   # a batch larger than the queue keeps its newest 5
+      queue[pointer] = row
+      pointer = (pointer + 1) % 5
+    np.testing.assert_allclose(loss.queue.numpy(), queue, rtol=1e-6, err_msg=f"step {step}")
+    assert int(loss.queue_pointer.numpy()) == pointer
+
+
+def test_seed_needs_building_and_valid_settings():
+  with pytest.raises(ValueError, match="build"):
+    seed.SEEDDistillation().compute_loss(random(4, 3), random(4, 3))
+  with pytest.raises(ValueError, match="queue_size"):
+    seed.SEEDDistillation(queue_size=0)
+  with pytest.raises(ValueError, match="student_temperature"):
+    seed.SEEDDistillation(student_temperature=0)
+
 def test_every_loss_round_trips_through_its_config():
   made = [losses.LogitsDistillation(2.5),
           losses.FeatureDistillation("stage2", "stage3", adapter=False),
           losses.ContrastiveDistillation("a", "b", projection_dim=32, temperature=0.2),
           losses.AttentionTransfer("stage1", "stage2", p=3.0, beta=10.0),
-          losses.RelationalDistillation("f", "g", distance_weight=2.0, angle_weight=3.0)]
+          losses.RelationalDistillation("f", "g", distance_weight=2.0, angle_weight=3.0),
+          seed.SEEDDistillation("f", "g", queue_size=64, teacher_temperature=0.05, seed=3)]
   for loss in made:
     config = loss.get_config()
     again = type(loss).from_config(config)

@@ -3,7 +3,8 @@
 The public API:
   Distiller                       a Keras model that trains a student against frozen teachers.
   DistillationLoss and its kinds  LogitsDistillation, FeatureDistillation, AttentionTransfer,
-                                  ContrastiveDistillation, RelationalDistillation.
+                                  ContrastiveDistillation, RelationalDistillation,
+                                  SEEDDistillation (no labels: `tfkd.seed`).
   build_model                     the ResNet, DS-CNN and text models by name.
   prune, quantize, strip_pruning  tfmot pruning and quantization-aware training (`tfkd.compress`).
   run_pipeline                    teacher → scratch → distill → export → report from a config.
@@ -51,5 +52,6 @@ from tfkd.losses import (AttentionTransfer, ContrastiveDistillation, Distillatio
                          FeatureDistillation, LogitsDistillation, RelationalDistillation)
 from tfkd.models import build_model
 from tfkd.pipeline import run_pipeline
+from tfkd.seed import SEEDDistillation
 
 __version__ = "0.2.0"

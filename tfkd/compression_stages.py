@@ -51,7 +51,7 @@ def finetune_with_teacher(run: Run, stage: str, start: str, wrap_student,
   logits = run.teacher_view_logits()  # None: the teachers run live
   teacher_paths = run.teacher_paths() if logits is None else []
   run.require([start_path] + teacher_paths, stage)
-  steps = run.steps_per_epoch(train_config.batch_size)
+  steps = run.steps_per_epoch(train_config.batch_size, distillation=True)
   with run.strategy.scope():
     teachers = run.load_teachers(teacher_paths)
     student = wrap_student(compress.load_model(start_path), train_config.epochs * steps)

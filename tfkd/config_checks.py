@@ -34,6 +34,7 @@ DATA_SOURCES = ("folder", "tfds", "text")
 DISTRIBUTE = ("", "mirrored", "multiworker")
 ROBUST_REPORT = ("auto", "on", "off")
 TEACHER_KINDS = ("tfkd", "keras_hub")
+SELFSUP_HEADS = ("fine_tune", "linear")
 # How a user lets teachers be HDF5 or SavedModel (`tfkd.model_files`), for the messages.
 LEGACY_OPT_IN = "--config.teacher.allow_legacy_formats=True"
 
@@ -86,6 +87,7 @@ RULES = {
     "data.val_unit": _one_of(text_data.VAL_UNITS),
     "data.seed": _whole(0),
     "data.train_limit": _whole(0),
+    "data.label_fraction": _between(0, 1, "(]"),
     "data.delimiter": (lambda v: len(v) <= 1, "'' (from the file extension) or one character"),
     "data.vocab_size": _whole(len(RESERVED_TOKENS) + 1),
     "data.max_length": _whole(1),
@@ -136,6 +138,13 @@ RULES = {
     "distill.adversarial.step_size": _at_least(0, strict=True),
     "distill.adversarial.steps": _whole(1),
     "distill.adversarial.weight": _between(0, 1),
+    "selfsup.queue_size": _whole(1),
+    "selfsup.teacher_temperature": _at_least(0, strict=True),
+    "selfsup.student_temperature": _at_least(0, strict=True),
+    "selfsup.epochs": _whole(0),
+    "selfsup.head": _one_of(SELFSUP_HEADS),
+    "selfsup.head_epochs": _whole(0),
+    "selfsup.head_learning_rate": _at_least(0),
     "compress.unsupported": _one_of(compress.UNSUPPORTED_CHOICES),
     "compress.train.epochs": _whole(1),
     "compress.train.learning_rate": _at_least(0, strict=True),
@@ -298,6 +307,10 @@ def _check_hub_teacher(config) -> None:
   if config.data.source != "text":
     raise ConfigError(f"config.teacher.kind='keras_hub' reads text, but data.source="
                       f"{config.data.source!r}: use data.source='text', or teacher.kind='tfkd'.")
+  if config.data.label_fraction < 1:
+    raise ConfigError(f"config.teacher.kind='keras_hub' fine-tunes on every training label, but "
+                      f"data.label_fraction={config.data.label_fraction}: set data.label_fraction=1 "
+                      "or use teacher.kind='tfkd'.")
   if config.distribute:
     raise ConfigError(f"config.teacher.kind='keras_hub' fine-tunes in one process, not with "
                       f"distribute={config.distribute!r}: set --config.distribute=''.")

@@ -9,7 +9,8 @@ with α = `student_loss_weight`. Examples labelled -1 have no hard label and
 learn from the teacher alone (e.g. an augmented transfer set). Only the student
 (and any weights the losses learn, such as adapters) is trained; the teachers
 run in inference mode. `distiller.student` is the model to save and export,
-without the teachers or the losses' weights.
+without the teachers or the losses' weights. A loss with a memory (SEED's queue of
+teacher embeddings) updates it after each training step (`DistillationLoss.update_state`).
 
 Teachers:
   - one model, or a list of models of any architectures, each with the
@@ -358,6 +359,8 @@ class Distiller(tf_keras.Model):
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
     variables = self._trainable_variables()
     self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    for each in self.distillation_losses:  # memories (SEED's queue) after the step
+      each.update_state(teacher_out[self._teacher_layers.index(each.teacher_layer_name)])
     return self._update_metrics(y, total, student_loss, distillation_loss, logits, labelled)
 
   def test_step(self, data):

@@ -12,6 +12,7 @@ Losses:
                            projected teacher and student embeddings (after CRD, Tian et al. 2020).
   AttentionTransfer        spatial attention maps (Zagoruyko & Komodakis 2017).
   RelationalDistillation   distances and angles between examples (RKD, Park et al. 2019).
+  (`tfkd.seed.SEEDDistillation`: the teacher's similarities over a queue, SEED, Fang et al. 2021.)
 
 Losses that learn weights (adapters, projection heads) create them in `build`,
 which the `Distiller` calls from its constructor: inside the `tf.distribute`
@@ -58,6 +59,12 @@ class DistillationLoss(tf.Module):
   def compute_loss(self, teacher_outputs, student_outputs):
     """Returns a float32 tensor of shape [batch]: the loss of each example."""
     raise NotImplementedError
+
+  def update_state(self, teacher_outputs) -> None:
+    """Called by the `Distiller` once per training step, after the gradient step, with the
+    teacher output the loss reads (never on validation). The default keeps no state; a
+    loss with a memory (SEED's queue) updates it here."""
+    del teacher_outputs
 
   def trainable_weights(self):
     """Weights the loss learns with the student (adapters, projection heads)."""

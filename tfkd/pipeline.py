@@ -4,8 +4,9 @@ Each stage reads and writes `workdir/<stage>/`. A stage whose final artifact
 exists is skipped, and an interrupted training stage resumes from its last
 epoch (see `training.fit_resumable`), so rerunning the same command continues
 where it stopped. Artifacts are written atomically. The prune, qat,
-prune_qat and teacher_compress stages live in `tfkd.compression_stages`, the report in
-`tfkd.report_stage`; `Run` in `tfkd.run_context`.
+prune_qat and teacher_compress stages live in `tfkd.compression_stages`, the self-supervised
+route (selfsup_pretrain, selfsup) in `tfkd.selfsup_stages`, the report in `tfkd.report_stage`;
+`Run` in `tfkd.run_context`.
 
 Example:
   run_pipeline(config, "runs/cifar10")   # or: python -m tfkd.train --config=... --workdir=...
@@ -18,7 +19,7 @@ import tf_keras
 from absl import logging
 
 from tfkd import compression_stages, config_checks, from_config, hub_stage, model_files
-from tfkd import report_stage
+from tfkd import report_stage, selfsup_stages
 from tfkd import training, workers
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run, make_workdir
@@ -96,7 +97,8 @@ def stage_distill(run: Run) -> None:
     student = run.build(run.config.student, "student")
     distiller = from_config.distiller(cfg, teachers, student)
     distiller.compile(
-        optimizer=from_config.optimizer(train_config, run.steps_per_epoch(train_config.batch_size)),
+        optimizer=from_config.optimizer(train_config, run.steps_per_epoch(train_config.batch_size,
+                                                                        distillation=True)),
         metrics=["accuracy"])
   taught_by = [run.path("teacher", hub_stage.WEIGHTS)] if run.hub_teacher else run.teacher_paths()
   logging.info("[distill] %s → %s, method=%s%s, %s, α=%.2f, %d epochs.", taught_by,
@@ -109,14 +111,15 @@ def stage_distill(run: Run) -> None:
 
 
 def stage_export(run: Run) -> None:
-  """Converts both students in every `export.modes`, and the teacher and students to float32.
+  """Converts the students (distilled, scratch, self-supervised: those trained) in every
+  `export.modes`, and the teacher to float32.
 
-  The scratch student is quantized too so distillation's gain is judged on the deployed
-  model; the float32 files let the report time every Keras model on LiteRT.
+  The scratch and self-supervised students are quantized too so distillation's gain is
+  judged on the deployed model; the float32 files let the report time every Keras model on LiteRT.
   """
   modes = run.config.export.modes
-  wanted = [(name, mode) for name in ("distill", "scratch") for mode in modes]
-  wanted += [(name, "float32") for name in ("teacher", "scratch", "distill")
+  wanted = [(name, mode) for name in ("distill", "scratch", "selfsup") for mode in modes]
+  wanted += [(name, "float32") for name in ("teacher", "scratch", "distill", "selfsup")
              if (name, "float32") not in wanted]
   for name, mode in wanted:
     if not os.path.exists(run.saved_model(name)):
@@ -167,6 +170,8 @@ STAGE_FUNCTIONS = {
     "prune": compression_stages.stage_prune,
     "qat": compression_stages.stage_qat,
     "prune_qat": compression_stages.stage_prune_qat,
+    "selfsup_pretrain": selfsup_stages.stage_selfsup_pretrain,
+    "selfsup": selfsup_stages.stage_selfsup,
 }
 
 

@@ -26,12 +26,13 @@ import numpy as np
 from absl import logging
 
 from tfkd import (adversarial, compress, compression_stages, data, from_config, hub_stage,
-                  model_files, report, teacher_checks, teacher_compression, training)
+                  model_files, report, selfsup_stages, teacher_checks, teacher_compression,
+                  training)
 from tfkd.run_context import Run
 from tflite import benchmark, files, interpreter, metrics, sparsity, stream
 
 KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
-                "distill": "distilled student"}
+                "distill": "distilled student", "selfsup": "self-supervised student"}
 STREAM_FRAMES = 500  # test images the streaming section cycles through
 
 
@@ -147,13 +148,13 @@ def tflite_row(run: Run, label: str, path: str, parameters: Optional[int],
 def tflite_files(run: Run) -> List[tuple]:
   """(stage, label, path) of every `.tflite` file the report lists, in display order.
 
-  Every exported mode of the distilled student, then the scratch student's
-  quantized files (its float32 file scores like its Keras row) to show the gain
+  Every exported mode of the distilled student, then the scratch and self-supervised
+  students' quantized files (a float32 file scores like its Keras row) to show the gain
   survives quantization, then the compression stages' int8 files.
   """
   modes = run.config.export.modes
   wanted = [("distill", mode) for mode in modes]
-  wanted += [("scratch", mode) for mode in modes if mode != "float32"]
+  wanted += [(name, mode) for name in ("scratch", "selfsup") for mode in modes if mode != "float32"]
   found = [(name, f"{KERAS_LABELS[name]}, {mode} TFLite", run.tflite_path(name, mode))
            for name, mode in wanted]
   found += [(stage, label, run.tflite_path(stage, "int8"))
@@ -315,6 +316,8 @@ def stage_report(run: Run) -> None:
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
           "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads}}
   sections = [("Distillation", distillation_summary(run)), ("Input", input_summary(run))]
+  if selfsup_stages.summary(run):
+    sections.insert(1, ("Label budget and self-supervised route", selfsup_stages.summary(run)))
   if compressed:
     meta["teacher_compression"] = compressed[1]
     sections.insert(1, ("Teacher compression", compressed[2]))

@@ -7,6 +7,7 @@ Example:
   run.tflite_path("distill", "int8")  # runs/cifar10/export/distill_int8.tflite
 """
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -16,7 +17,7 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import (config_checks, data, from_config, hub_stage, model_files, teacher_cache,
+from tfkd import (config_checks, data, from_config, hub_stage, model_files, splits, teacher_cache,
                   teacher_checks, teacher_compression, training, view_cache, views, workers)
 from tfkd.errors import ConfigError, TeacherError
 from tflite import files
@@ -37,6 +38,19 @@ def make_workdir(workdir: str) -> None:
   except OSError as e:
     raise ConfigError(f"--workdir={workdir!r} cannot be written ({e.strerror or e}): pass a "
                       "folder you can write to.") from e
+
+
+def label_budget(dataset: splits.Splits, fraction: float, seed: int) -> splits.Splits:
+  """`dataset` with the labels of all but a stratified `fraction` of its training examples
+  set to -1 (`splits.keep_labels`), logged in one line; unchanged for a fraction of 1."""
+  if fraction == 1.0:
+    return dataset
+  x, y = dataset.train
+  kept = splits.keep_labels(y, fraction, seed)
+  logging.info("[data] labels kept for %s of %s training images (%.0f%%, stratified, seed %d); "
+               "the rest are unlabelled (-1).", f"{int(np.sum(kept >= 0)):,}", f"{len(y):,}",
+               100 * fraction, seed)
+  return dataclasses.replace(dataset, train=(x, kept))
 
 
 class Run:
@@ -61,6 +75,7 @@ class Run:
     self.alone = False
     # Text keeps workdir/vocab.txt; the other workers read it, or build the same one unsaved.
     self.splits = from_config.splits(config.data, workdir, save_vocabulary=self.is_chief)
+    self.splits = label_budget(self.splits, config.data.label_fraction, config.data.seed)
     # Small data: batch size and learning rates; `adaptations` says what changed, for the report.
     self.config, self.adaptations = from_config.adapted_to_data(config, self.splits)
     self._teacher_view_logits = None  # filled by teacher_view_logits()
@@ -77,7 +92,8 @@ class Run:
     return self.config.teacher.path or self.model_path("teacher")
 
   def saved_model(self, name: str) -> str:
-    """The Keras file of 'teacher' (see `teacher_file`), 'scratch' or 'distill'."""
+    """The Keras file of 'teacher' (see `teacher_file`) or of a student stage ('scratch', 'distill',
+    'selfsup')."""
     return self.teacher_file() if name == "teacher" else self.model_path(name)
 
   def compressed_teacher_file(self) -> str:
@@ -123,7 +139,7 @@ class Run:
                if path == self.model_path("teacher") else f"replace {path}")
         try:
           measured = teacher_checks.check_teacher(
-              model, path, self.splits.num_classes, *self.splits.train,
+              model, path, self.splits.num_classes, *self.training_split(),
               *(self.splits.val or (None, None)), fix=fix)
           logging.info("[teacher] %s: accuracy %.1f%% (chance %.1f%%); training images %.1f%% in "
                        "training mode, %.1f%% in inference mode.", path,
@@ -236,6 +252,18 @@ class Run:
     """A fresh model as `config.teacher` / `config.student` describes, for this run's data."""
     return from_config.model(model_config, self.splits, name)
 
+  def training_split(self, distillation: bool = False):
+    """(x, y) a training stage learns from.
+
+    Distillation: every training example, those without a label (`data.label_fraction`)
+    labelled -1 so they learn from the teacher alone. Otherwise (supervised stages) the
+    labelled examples only.
+    """
+    x, y = self.splits.train
+    if distillation or (y >= 0).all():
+      return x, y
+    return x[y >= 0], y[y >= 0]
+
   def datasets(self, batch_size: int, stage: str, distillation: bool = False,
                teacher_logits=None):
     """(train, val) `tf.data` pipelines of a training stage.
@@ -250,8 +278,9 @@ class Run:
     the student learns it from the teacher alone. Epochs keep the other stages'
     number of batches (`steps_per_epoch`), drawn from the shuffled union, so the
     learning-rate schedule and the step budget match the scratch baseline.
+    Supervised stages see the labelled examples only (`training_split`).
     """
-    x, y = self.splits.train
+    x, y = self.training_split(distillation)
     if distillation:
       x, y = from_config.with_transfer_set(self.config.data, x, y)
     start_epoch = workers.agree(self.strategy, training.resume_epoch(self.path(stage)),
@@ -269,10 +298,13 @@ class Run:
       train, val = self.datasets(train_config.batch_size, stage, distillation, teacher_logits)
     return training.fit_resumable(model, train, val, train_config.epochs, self.path(stage),
                                   callbacks=list(callbacks),
-                                  steps_per_epoch=self.steps_per_epoch(train_config.batch_size))
+                                  steps_per_epoch=self.steps_per_epoch(train_config.batch_size,
+                                                                       distillation))
 
-  def steps_per_epoch(self, batch_size: int) -> int:
-    return len(self.splits.train[1]) // batch_size
+  def steps_per_epoch(self, batch_size: int, distillation: bool = False) -> int:
+    """Batches per epoch of a training stage: over its `training_split` (without the transfer set)."""
+    y = self.splits.train[1]
+    return (len(y) if distillation else int(np.sum(y >= 0))) // batch_size
 
   def input_card(self) -> dict:
     """What the run's models take, for firmware and other tools: shape, pixels, resize filter, classes."""

@@ -143,7 +143,7 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
     return _finish(folder, "stopped", done_before, None, 0.0)
   start = time.time()
   size = cand["resolution"]
-  steps = run.steps_per_epoch(train_config.batch_size)
+  steps = run.steps_per_epoch(train_config.batch_size, distillation=mode == "distill")
   with run.strategy.scope():
     student = build(run, cand)
     if mode == "distill":

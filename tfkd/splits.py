@@ -95,3 +95,34 @@ def split_validation(x, y, val_size: int, seed: int):
   if not val_size:
     return (x, y), None
   return (x[val_size:], y[val_size:]), (x[:val_size], y[:val_size])
+
+
+def keep_labels(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+  """The labels of a class-stratified share of the examples; the others become -1 (unlabelled).
+
+  Each class keeps round(fraction · its count) labels (at least one), drawn with `seed`,
+  so the kept share of every class is `fraction` up to rounding and the same seed always
+  keeps the same examples.
+
+  Args:
+    y: labels, ints >= 0.
+    fraction: share of examples that keep their label, in (0, 1].
+    seed: seed of the draw.
+
+  Returns:
+    A copy of `y` with the unkept labels set to -1 (`y` itself when `fraction` is 1).
+
+  Example:
+    keep_labels(np.array([0, 0, 1, 1]), 0.5, seed=0)   # e.g. [0, -1, -1, 1]
+  """
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f"fraction={fraction} must be in (0, 1]: the share of labels kept.")
+  if fraction == 1.0:
+    return y
+  rng = np.random.default_rng(seed)
+  kept = np.full(len(y), -1, dtype=y.dtype)
+  for label in np.unique(y):
+    members = np.flatnonzero(y == label)
+    chosen = rng.choice(members, max(1, round(fraction * len(members))), replace=False)
+    kept[chosen] = label
+  return kept
