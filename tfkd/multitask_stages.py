@@ -157,6 +157,7 @@ def report_section(run: Run) -> Optional[Tuple[dict, str]]:
                        scores, {task: labels[task]})})
   student = model_files.load_model(run.model_path("multitask"))
   scores = student.predict(test_x, batch_size=batch, verbose=0)
+  scores = scores if isinstance(scores, dict) else dict(zip(student.output_names, scores))
   rows.append({"model": "multi-task student (Keras float)", "runtime": "Keras",
                "parameters": student.count_params(), **multi_output.accuracy(scores, labels)})
   parity = None
