@@ -172,7 +172,8 @@ def plot(results: dict, path: str) -> None:
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
   table = rows(results)
   for axis, task, title in zip(axes, TASKS, ("task A: 10 classes", "task B: 4 groups")):
-    labels = [f"{'multi' if m.startswith('multi') else 'single'}\n{r}" for m, r, *_ in table]
+    short = {"Keras float": "float", "int8, LiteRT": "int8\nLiteRT", "int8, TFLite Micro": "int8\nTFLM"}
+    labels = [f"{'multi' if m.startswith('multi') else 'single'}\n{short[r]}" for m, r, *_ in table]
     means = [100 * np.mean(a[task]) for _, _, a, *_ in table]
     spans = [[100 * (np.mean(a[task]) - min(a[task])) for _, _, a, *_ in table],
              [100 * (max(a[task]) - np.mean(a[task])) for _, _, a, *_ in table]]

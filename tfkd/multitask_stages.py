@@ -19,12 +19,10 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import (config_checks, from_config, model_files, multitask, teacher_checks, training)
+from tfkd import config_checks, from_config, model_files, multitask, teacher_checks, training
 from tfkd.errors import ConfigError, TeacherError
 from tfkd.run_context import Run
 from tflite import micro, multi_output
-
-LABELS = {"teacher_b": "task-B teacher", "multitask": "multi-task student"}
 
 
 def task_b(run: Run) -> Tuple[Callable[[np.ndarray], np.ndarray], List[str]]:
