@@ -77,9 +77,10 @@ def task_b_labels(y: np.ndarray, class_names: Sequence[str],
   missing = [c for c in class_names if c not in mapping]
   unknown = sorted(set(mapping) - set(class_names))
   if missing or unknown:
+    problems = [f"{what} {names}" for what, names in (("missing", missing),
+                                                      ("not in the data", unknown)) if names]
     raise ValueError(f"task_b_classes must give every class of the data a task-B class: "
-                     f"missing {missing}, not in the data {unknown} (the data's classes: "
-                     f"{list(class_names)}).")
+                     f"{', '.join(problems)} (the data's classes: {list(class_names)}).")
   groups = sorted(set(mapping.values()))
   if len(groups) < 2:
     raise ValueError(f"task_b_classes puts every class in {groups}: task B needs at least two "
