@@ -242,12 +242,32 @@ def _graph():
   return graph
 
 
+def _multitask():
+  multitask = ml_collections.ConfigDict()
+  # Stages 'teacher_b' and 'multitask' (docs/distillation.md): a two-head student, head 'task_a'
+  # taught by the teacher on the data's classes, head 'task_b' by a teacher of a second task whose
+  # label is a function of the class: 'class:group' pairs, one per class, e.g. ('cat:mammal', ...).
+  multitask.task_b_classes = ()
+  multitask.teacher_b = ml_collections.ConfigDict()
+  multitask.teacher_b.model = "resnet20"     # a name in tfkd.models.MODELS, trained on task B's labels
+  multitask.teacher_b.kwargs = ml_collections.ConfigDict()  # extra keyword arguments of that builder
+  multitask.teacher_b.epochs = 0             # 0 = train.epochs
+  multitask.teacher_b.path = ""              # a trained task-B Keras classifier instead of training one
+  multitask.student = ml_collections.ConfigDict()
+  multitask.student.model = "resnet8"        # backbone of the two-head student (tfkd.models.MODELS)
+  multitask.student.kwargs = ml_collections.ConfigDict()  # extra keyword arguments of that builder
+  multitask.task_weights = (1.0, 1.0)        # λ of task A and task B; T and α are distill's
+  multitask.micro_examples = 1000            # report: test images run on TFLite Micro; 0 = all
+  return multitask
+
+
 def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0                 # weights, shuffling and augmentation
   # Stages run in order; also: 'teacher_compress' (after 'teacher', with teacher.compress),
-  # 'teacher_views' (after it, with distill.cached_teacher), 'prune', 'qat', 'prune_qat' (before 'report')
-  # and 'selfsup_pretrain', 'selfsup' (the self-supervised route, before 'export').
+  # 'teacher_views' (after it, with distill.cached_teacher), 'prune', 'qat', 'prune_qat' (before 'report'),
+  # 'selfsup_pretrain', 'selfsup' (the self-supervised route, before 'export'), and
+  # 'teacher_b', 'multitask' (before 'export', with multitask.task_b_classes).
   config.stages = ("teacher", "scratch", "distill", "export", "report")
   # '' = one device; 'mirrored' = all local GPUs/CPUs; 'multiworker' = the TF_CONFIG cluster.
   config.distribute = ""
@@ -275,6 +295,7 @@ def get_config():
   config.train = _train()              # the teacher, scratch and distill stages
   config.distill = _distill()
   config.selfsup = _selfsup()              # stages 'selfsup_pretrain' and 'selfsup'
+  config.multitask = _multitask()       # stages 'teacher_b' and 'multitask'
   config.compress = _compress()
   config.search = _search()                # python -m tfkd.search only
   config.graph = _graph()                  # python -m tfkd.graph only

@@ -67,6 +67,11 @@ CASES = [
      r"config.data.label_fraction=0.0 is not valid: use a number in \(0, 1\]"),
     ("tfkd.train", "temperature below 0", TRAIN + ["--config.distill.temperature=-1"],
      r"config.distill.temperature=-1.0 is not valid: use a number > 0"),
+    ("tfkd.train", "multitask stages without a task-B mapping", TRAIN + [
+        "--config.stages=('teacher_b',)"], r"multitask.task_b_classes is empty: give every class"),
+    ("tfkd.train", "task-B mapping missing a class", TRAIN + [
+        "--config.stages=('teacher_b',)", "--config.multitask.task_b_classes=('circle:round',)"],
+     r"config.multitask: task_b_classes must give every class .*missing \['square', 'stripes'\]"),
     ("tfkd.train", "unknown adversarial method", TRAIN + ["--config.distill.adversarial.method=trades"],
      r"config.distill.adversarial.method='trades' is not valid: use one of \['none', 'ard', 'rslad'\]"),
     ("tfkd.train", "unknown optimizer", TRAIN + ["--config.train.optimizer=adam"],
@@ -444,11 +449,13 @@ def test_tflite_readers_name_the_damaged_file(world):
 
 def test_config_checks_accept_every_case_config_and_know_the_library_names(world):
   # pylint: disable=import-outside-toplevel
-  from configs import cifar10_compress, cifar10_quick, cifar10_resnet, defaults, sst2_full, sst2_quick
+  from configs import (cifar10_compress, cifar10_multitask, cifar10_quick, cifar10_resnet, defaults,
+                       sst2_full, sst2_quick)
   from tfkd import config_checks, from_config, training  # pylint: disable=import-outside-toplevel
   leaves = set(_leaves(defaults.get_config()))
   assert set(config_checks.RULES) <= leaves  # every rule names a key tfkd has
-  for module in (cifar10_quick, cifar10_resnet, cifar10_compress, sst2_full, sst2_quick):
+  for module in (cifar10_quick, cifar10_resnet, cifar10_compress, cifar10_multitask, sst2_full,
+                 sst2_quick):
     config = from_config.with_defaults(module.get_config())
     config.data.path = world["images"]
     table = os.path.join(world["tmp"], "good.tsv")

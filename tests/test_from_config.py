@@ -8,12 +8,13 @@ import pytest
 from absl import flags
 from ml_collections import ConfigDict, config_flags
 
-from configs import (cifar10_compress, cifar10_quick, cifar10_resnet, csbm_glnn, defaults, sst2_full,
-                     sst2_quick)
+from configs import (cifar10_compress, cifar10_multitask, cifar10_quick, cifar10_resnet, csbm_glnn,
+                     defaults, sst2_full, sst2_quick)
 from tfkd import from_config
 from tfkd.errors import ConfigError
 
-CASE_CONFIGS = (cifar10_resnet, cifar10_quick, cifar10_compress, sst2_full, sst2_quick, csbm_glnn)
+CASE_CONFIGS = (cifar10_resnet, cifar10_quick, cifar10_compress, cifar10_multitask, sst2_full,
+                sst2_quick, csbm_glnn)
 
 
 def leaves(config: ConfigDict, prefix: str = ""):

@@ -145,6 +145,12 @@ RULES = {
     "selfsup.head": _one_of(SELFSUP_HEADS),
     "selfsup.head_epochs": _whole(0),
     "selfsup.head_learning_rate": _at_least(0),
+    "multitask.teacher_b.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
+    "multitask.teacher_b.epochs": _whole(0),
+    "multitask.student.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
+    "multitask.task_weights": (lambda v: len(v) == 2 and _WEIGHTS[0](v) and sum(v) > 0,
+                               "(λ of task A, λ of task B), numbers >= 0 with a positive sum"),
+    "multitask.micro_examples": _whole(0),
     "compress.unsupported": _one_of(compress.UNSUPPORTED_CHOICES),
     "compress.train.epochs": _whole(1),
     "compress.train.learning_rate": _at_least(0, strict=True),
@@ -295,6 +301,11 @@ def _check_run(config) -> None:
                         "(tf_keras) teacher, but teacher.kind='keras_hub' fine-tunes a keras-hub "
                         "one: set teacher.compress='none'.")
     _check_hub_teacher(config)
+  multitask_stages = {"teacher_b", "multitask"} & set(config.stages)
+  if multitask_stages and not config.multitask.task_b_classes:
+    raise ConfigError(f"config.stages runs {sorted(multitask_stages)} but multitask.task_b_classes "
+                      "is empty: give every class its task-B class as 'class:group' pairs "
+                      "(configs/cifar10_multitask.py).")
   if "report" in config.stages and config.report.edge and \
       config.report.edge_mode not in config.export.modes:
     raise ConfigError(f"config.report.edge_mode={config.report.edge_mode!r} is not among "

@@ -229,15 +229,16 @@ def _text_splits(config, workdir: str, save_vocabulary: bool = True) -> Splits:
       train_limit=config.train_limit, vocab_path=vocab_path, delimiter=config.delimiter)
 
 
-def model(model_config, dataset: Splits, name: str) -> tf_keras.Model:
+def model(model_config, dataset: Splits, name: str, num_classes: int = 0) -> tf_keras.Model:
   """The model a `config.teacher` / `config.student` block names, built for `dataset`.
 
   Image models get the training split's channel statistics as their first
-  (normalisation) layer.
+  (normalisation) layer. `num_classes` (0: the dataset's) serves another task's labels.
   """
   normalization = dataset.channel_stats() if len(dataset.input_shape) == 3 else None
   with reading(name):
-    built = models.build_model(model_config.model, dataset.num_classes, dataset.input_shape,
+    built = models.build_model(model_config.model, num_classes or dataset.num_classes,
+                               dataset.input_shape,
                                normalization=normalization, **model_config.kwargs.to_dict())
   built._name = name  # pylint: disable=protected-access  (distinct names for teacher/student)
   return built

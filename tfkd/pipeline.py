@@ -19,7 +19,7 @@ import tf_keras
 from absl import logging
 
 from tfkd import compression_stages, config_checks, from_config, hub_stage, model_files
-from tfkd import report_stage, selfsup_stages
+from tfkd import multitask_stages, report_stage, selfsup_stages
 from tfkd import training, workers
 from tfkd.errors import ConfigError
 from tfkd.run_context import Run, make_workdir
@@ -111,14 +111,15 @@ def stage_distill(run: Run) -> None:
 
 
 def stage_export(run: Run) -> None:
-  """Converts the students (distilled, scratch, self-supervised: those trained) in every
-  `export.modes`, and the teacher to float32.
+  """Converts the students (distilled, scratch, self-supervised, multi-task: those trained) in
+  every `export.modes`, and the teacher and single-task students to float32.
 
   The scratch and self-supervised students are quantized too so distillation's gain is
-  judged on the deployed model; the float32 files let the report time every Keras model on LiteRT.
+  judged on the deployed model; the float32 files let the report time every Keras model on
+  LiteRT. The multi-task student becomes one file with both outputs (`tfkd.multitask_stages`).
   """
   modes = run.config.export.modes
-  wanted = [(name, mode) for name in ("distill", "scratch", "selfsup") for mode in modes]
+  wanted = [(name, mode) for name in ("distill", "scratch", "selfsup", "multitask") for mode in modes]
   wanted += [(name, "float32") for name in ("teacher", "scratch", "distill", "selfsup")
              if (name, "float32") not in wanted]
   for name, mode in wanted:
@@ -161,10 +162,12 @@ def export_model(run: Run, name: str, mode: str) -> str:
 CHIEF_ONLY_STAGES = ("export", "report")
 STAGE_FUNCTIONS = {
     "teacher": stage_teacher,
+    "teacher_b": multitask_stages.stage_teacher_b,
     "teacher_compress": compression_stages.stage_teacher_compress,
     "teacher_views": stage_teacher_views,
     "scratch": stage_scratch,
     "distill": stage_distill,
+    "multitask": multitask_stages.stage_multitask,
     "export": stage_export,
     "report": report_stage.stage_report,
     "prune": compression_stages.stage_prune,

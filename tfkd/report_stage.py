@@ -12,7 +12,9 @@ device fit) follows for the deployable student, and, with `report.stream_seconds
 streaming section: test images at `report.stream_fps` through the edge student
 and the float teacher (`tflite.stream`). With `report.robust` (default: when the
 student was distilled adversarially) every row also gets its accuracy under a PGD
-attack (`robust_section`). Written as `report.{md,json,png}` and
+attack (`robust_section`). A multi-task student (stage 'multitask') gets its own section,
+both tasks' accuracies on Keras, LiteRT and TFLite Micro (`multitask_stages.report_section`).
+Written as `report.{md,json,png}` and
 `report_confusion.png` (and `report_stream.png`).
 
 Example:
@@ -26,7 +28,8 @@ import numpy as np
 from absl import logging
 
 from tfkd import (adversarial, compress, compression_stages, data, from_config, hub_stage,
-                  model_files, report, selfsup_stages, teacher_checks, teacher_compression,
+                  model_files, multitask_stages, report, selfsup_stages, teacher_checks,
+                  teacher_compression,
                   training)
 from tfkd.run_context import Run
 from tflite import benchmark, files, interpreter, metrics, sparsity, stream
@@ -331,6 +334,10 @@ def stage_report(run: Run) -> None:
         cfg.threads, c_out=run.path("export", "firmware"))
     meta["edge"] = edge
     sections.append((f"Edge deployment: {os.path.basename(edge_model)}", markdown))
+  multi = multitask_stages.report_section(run)
+  if multi:
+    meta["multitask"], text = multi
+    sections.append(("Multi-task student", text))
   streamed = stream_section(run) if cfg.stream_seconds > 0 else None
   if streamed:
     meta["stream"], text = streamed

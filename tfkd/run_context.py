@@ -265,7 +265,7 @@ class Run:
     return x[y >= 0], y[y >= 0]
 
   def datasets(self, batch_size: int, stage: str, distillation: bool = False,
-               teacher_logits=None):
+               teacher_logits=None, labels=None):
     """(train, val) `tf.data` pipelines of a training stage.
 
     Training batches are endless and keyed by (seed, epoch, example index)
@@ -278,24 +278,29 @@ class Run:
     the student learns it from the teacher alone. Epochs keep the other stages'
     number of batches (`steps_per_epoch`), drawn from the shuffled union, so the
     learning-rate schedule and the step budget match the scratch baseline.
-    Supervised stages see the labelled examples only (`training_split`).
+    Supervised stages see the labelled examples only (`training_split`); `labels`, a function
+    of the splits' labels (-1 kept), gives another task's (`tfkd.multitask`).
     """
+    relabel = labels or (lambda y: y)
     x, y = self.training_split(distillation)
     if distillation:
       x, y = from_config.with_transfer_set(self.config.data, x, y)
+    y = relabel(y)
     start_epoch = workers.agree(self.strategy, training.resume_epoch(self.path(stage)),
                                 f"the epoch {stage} resumes at")
     train = views.train_dataset(x, y, batch_size=batch_size, augment=self.config.data.augment,
                                 seed=self.config.seed, start_epoch=start_epoch,
                                 teacher_logits=teacher_logits)
-    val = data.eval_dataset(*self.splits.val, batch_size) if self.splits.val else None
+    val = data.eval_dataset(self.splits.val[0], relabel(self.splits.val[1]),
+                            batch_size) if self.splits.val else None
     return train, val
 
   def fit(self, model: tf_keras.Model, stage: str, train_config, distillation: bool = False,
-          teacher_logits=None, callbacks=()):
-    """Trains `model` for a stage, resumably, on this run's data (see `datasets`)."""
+          teacher_logits=None, callbacks=(), labels=None):
+    """Trains `model` for a stage, resumably, on this run's data (see `datasets`, `labels`)."""
     with from_config.reading("train"):  # e.g. a batch larger than the training split
-      train, val = self.datasets(train_config.batch_size, stage, distillation, teacher_logits)
+      train, val = self.datasets(train_config.batch_size, stage, distillation, teacher_logits,
+                                 labels)
     return training.fit_resumable(model, train, val, train_config.epochs, self.path(stage),
                                   callbacks=list(callbacks),
                                   steps_per_epoch=self.steps_per_epoch(train_config.batch_size,
