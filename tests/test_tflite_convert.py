@@ -43,7 +43,11 @@ def test_every_mode_runs_on_litert_close_to_keras(trained, mode):
   test_x, test_y = splits.test
   tflite_bytes = convert.convert(model, mode, representative_data=splits.train[0][:60])
   assert keras_accuracy >= 0.9  # the comparison below only means something for a model that learned
-  assert interpreter.load(tflite_bytes).get_input_details()[0]["dtype"] == INPUT_TYPES[mode]
+  loaded = interpreter.load(tflite_bytes)
+  assert loaded.get_input_details()[0]["dtype"] == INPUT_TYPES[mode]
+  # One signature named after the Keras input and output, as from_keras_model would write it.
+  assert loaded.get_signature_list() == {"serving_default": {"inputs": [model.input_names[0]],
+                                                             "outputs": ["logits"]}}
   accuracy = interpreter.evaluate_accuracy(tflite_bytes, test_x, test_y)
   assert abs(accuracy - keras_accuracy) <= 0.07
   # Predictions, not just the score, agree with Keras.

@@ -110,8 +110,9 @@ def _converter_for(model: tf_keras.Model) -> tf.lite.TFLiteConverter:
   @tf.function
   def inference(*inputs):
     outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return dict(zip(names, outputs))
+    if isinstance(outputs, dict):  # a model built with named outputs returns them by name
+      return outputs
+    return dict(zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
 
   variables = tf.Module()  # keeps the captured variables alive for the converter
   variables.tracked = list(model.variables)
