@@ -1,6 +1,7 @@
 """What the benchmarks share: the provenance printed beside their numbers, and a step timer."""
 
 import datetime
+import json
 import os
 import platform
 import sys
@@ -54,3 +55,38 @@ def time_variants(variants: Mapping[str, tuple], steps: int,
       if step >= warmup_steps:
         seconds[name].append(time.perf_counter() - start)
   return seconds
+
+
+def seed_cell(values) -> str:
+  """Accuracies of several seeds as a table cell: mean in %, with the seeds' range."""
+  values = [100 * v for v in values]
+  if len(values) == 1:
+    return f"{values[0]:.2f}%"
+  return f"{sum(values) / len(values):.2f}% ({min(values):.2f}–{max(values):.2f})"
+
+
+def run_stages(run, stages, label: str) -> dict:
+  """Runs pipeline stages on a prepared `tfkd.run_context.Run`, printing each one's seconds.
+
+  Returns:
+    The run's report.json (so the last stage should be 'report').
+  """
+  from tfkd import pipeline  # here: the benchmarks of .tflite files alone never import tfkd
+  for stage in stages:
+    start = time.time()
+    pipeline.STAGE_FUNCTIONS[stage](run)
+    print(f"[{label}] {stage}: {time.time() - start:.0f}s", flush=True)
+  with open(run.path("report.json")) as f:
+    return json.load(f)
+
+
+def given_or_trained_teacher(config, teacher_path: str, out: str) -> str:
+  """The teacher a benchmark's students learn from: `teacher_path`, or else `config`'s teacher
+  stage run once (resumable) in `out`/teacher, on every label. Returns its model file."""
+  if teacher_path:
+    return teacher_path
+  from tfkd import pipeline
+  teacher_config = config.copy_and_resolve_references()
+  teacher_config.stages = ("teacher",)
+  pipeline.run_pipeline(teacher_config, os.path.join(out, "teacher"))
+  return os.path.join(out, "teacher", "teacher", "model.keras")

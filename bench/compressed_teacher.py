@@ -21,10 +21,8 @@ int8 `.tflite` on LiteRT, mean ± standard deviation over the seeds.
 """
 
 import copy
-import json
 import os
 import shutil
-import time
 
 import numpy as np
 import tf_keras
@@ -32,7 +30,7 @@ from absl import flags
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import cli, config_checks, from_config, pipeline
+from tfkd import cli, config_checks, from_config
 from tfkd.run_context import Run, make_workdir
 from tflite import files, sparsity
 
@@ -89,12 +87,7 @@ def run_variant(base_run: Run, variant: str, seed: int, first_seed: int) -> dict
   if seed != first_seed and os.path.isdir(shared) and not os.path.exists(own):
     shutil.copytree(shared, own)  # one compressed teacher per variant
   tf_keras.utils.set_random_seed(seed)
-  for stage in STAGES:
-    start = time.time()
-    pipeline.STAGE_FUNCTIONS[stage](run)
-    print(f"[{variant} seed {seed}] {stage}: {time.time() - start:.0f}s", flush=True)
-  with open(run.path("report.json")) as f:
-    return json.load(f)
+  return common.run_stages(run, STAGES, f"{variant} seed {seed}")
 
 
 def summarize(variant: str, reports: list) -> dict:
@@ -146,13 +139,7 @@ def main(argv):
   meta = common.provenance("bench.compressed_teacher")
   print(common.header(meta))
   base = base_config()
-  if _TEACHER.value:
-    base.teacher.path = _TEACHER.value
-  else:  # the teacher every variant starts from, trained once
-    teacher_config = base.copy_and_resolve_references()
-    teacher_config.stages = ("teacher",)
-    pipeline.run_pipeline(teacher_config, os.path.join(_OUT.value, "teacher"))
-    base.teacher.path = os.path.join(_OUT.value, "teacher", "teacher", "model.keras")
+  base.teacher.path = common.given_or_trained_teacher(base, _TEACHER.value, _OUT.value)
   make_workdir(_OUT.value)
   base_run = Run(base, _OUT.value)  # the data, loaded once for every variant
   seeds = [int(s) for s in _SEEDS.value]

@@ -122,14 +122,6 @@ def measure(config, splits, path: str, labels: dict, test_x: np.ndarray) -> dict
   return result
 
 
-def _cell(values) -> str:
-  """Mean over seeds in %, with the seeds' range when there are several."""
-  values = [100 * v for v in values]
-  if len(values) == 1:
-    return f"{values[0]:.2f}%"
-  return f"{np.mean(values):.2f}% ({min(values):.2f}–{max(values):.2f})"
-
-
 def rows(results: dict) -> list:
   """(model, runtime, {task: [per-seed accuracies]}, parameters, int8 bytes) of the table."""
   table = []
@@ -150,12 +142,12 @@ def markdown(teachers: dict, results: dict, groups, single_filters) -> str:
   lines = ["| model | runtime | seeds | task A (10 classes) | task B (4 groups) | parameters | "
            "int8 bytes |", "|---|---|---:|---:|---:|---:|---:|"]
   for task, result in teachers.items():
-    cells = [_cell([result["float"][task]]) if t == task else "—" for t in TASKS]
+    cells = [common.seed_cell([result["float"][task]]) if t == task else "—" for t in TASKS]
     lines.append(f"| {task} teacher ResNet-20 | Keras float | — | {cells[0]} | {cells[1]} | "
                  f"{result['parameters']} | — |")
   for model, runtime, accuracies, parameters, size in rows(results):
     lines.append(f"| {model} | {runtime} | {len(accuracies[TASKS[0]])} | "
-                 f"{_cell(accuracies[TASKS[0]])} | {_cell(accuracies[TASKS[1]])} | {parameters} | "
+                 f"{common.seed_cell(accuracies[TASKS[0]])} | {common.seed_cell(accuracies[TASKS[1]])} | {parameters} | "
                  f"{size} |")
   tflm = results["multitask"][0]["tflm_examples"]
   lines += ["", f"Task B groups: {groups}. Single-task students: ResNet-8 filters "

@@ -142,22 +142,14 @@ def measure(config, splits, path: str, out: str, seed: int, int8: bool = True) -
   return result
 
 
-def _cell(values) -> str:
-  """Mean over seeds in %, with the seeds' range when there are several."""
-  values = [100 * v for v in values]
-  if len(values) == 1:
-    return f"{values[0]:.2f}%"
-  return f"{np.mean(values):.2f}% ({min(values):.2f}–{max(values):.2f})"
-
-
 def markdown(teacher: dict, results: dict, seeds) -> str:
   examples = teacher["examples"]
   lines = [f"| model | seeds | test accuracy | clean ({examples} images) | PGD | int8 test | "
            "int8 clean | int8 PGD (transferred) |", "|---|---:|---:|---:|---:|---:|---:|---:|",
-           f"| teacher | — | {_cell([teacher['float']['test']])} | "
-           f"{_cell([teacher['float']['clean']])} | {_cell([teacher['float']['pgd']])} | — | — | — |"]
+           f"| teacher | — | {common.seed_cell([teacher['float']['test']])} | "
+           f"{common.seed_cell([teacher['float']['clean']])} | {common.seed_cell([teacher['float']['pgd']])} | — | — | — |"]
   for method, per_seed in results.items():
-    col = lambda kind, key: _cell([r[kind][key] for r in per_seed])
+    col = lambda kind, key: common.seed_cell([r[kind][key] for r in per_seed])
     lines.append(f"| {method} | {len(per_seed)} | {col('float', 'test')} | {col('float', 'clean')} | "
                  f"{col('float', 'pgd')} | {col('int8', 'test')} | {col('int8', 'clean')} | "
                  f"{col('int8', 'pgd_transferred')} |")

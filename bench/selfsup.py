@@ -20,9 +20,7 @@ rerunning resumes (finished stages skip).
 """
 
 import copy
-import json
 import os
-import time
 
 import numpy as np
 import tf_keras
@@ -30,7 +28,7 @@ from absl import flags
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import cli, config_checks, from_config, pipeline, report_stage, selfsup_stages
+from tfkd import cli, config_checks, from_config, report_stage, selfsup_stages
 from tfkd.run_context import Run, make_workdir
 from tflite import files
 
@@ -72,12 +70,7 @@ def run_seed(base_run: Run, seed: int) -> dict:
   config_checks.validate(run.config)
   make_workdir(run.workdir)
   tf_keras.utils.set_random_seed(seed)
-  for stage in STAGES:
-    start = time.time()
-    pipeline.STAGE_FUNCTIONS[stage](run)
-    print(f"[seed {seed}] {stage}: {time.time() - start:.0f}s", flush=True)
-  with open(run.path("report.json")) as f:
-    return json.load(f)
+  return common.run_stages(run, STAGES, f"seed {seed}")
 
 
 def accuracies(report: dict) -> dict:
@@ -133,13 +126,7 @@ def main(argv):
   meta = common.provenance("bench.selfsup")
   print(common.header(meta))
   base = base_config()
-  if _TEACHER.value:
-    base.teacher.path = _TEACHER.value
-  else:  # trained once, on every label
-    teacher_config = base.copy_and_resolve_references()
-    teacher_config.stages = ("teacher",)
-    pipeline.run_pipeline(teacher_config, os.path.join(_OUT.value, "teacher"))
-    base.teacher.path = os.path.join(_OUT.value, "teacher", "teacher", "model.keras")
+  base.teacher.path = common.given_or_trained_teacher(base, _TEACHER.value, _OUT.value)
   base.data.label_fraction = _LABEL_FRACTION.value
   config_checks.validate(base)
   make_workdir(_OUT.value)
