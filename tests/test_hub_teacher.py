@@ -196,3 +196,36 @@ def test_pipeline_fine_tunes_a_local_preset_caches_its_logits_once_and_distils(t
   tfkd.run_pipeline(other, str(tmp_path / "other"))
   assert glob.glob(os.path.join(workdir, "teacher", "logits", "*.npy")) == logits_files
   assert os.path.getmtime(logits_files[0]) == before
+
+
+class CountingModel:
+  """Stands in for the classifier: logits from the token ids, and a count of the rows it ran."""
+
+  def __init__(self):
+    self.rows = 0
+
+  def predict_on_batch(self, inputs):
+    self.rows += len(inputs["token_ids"])
+    total = (inputs["token_ids"] * inputs["padding_mask"]).sum(axis=1).astype(np.float32)
+    return np.stack([total, -total], axis=1)
+
+
+def test_teacher_logits_resume_after_a_kill_without_redoing_saved_rows(tmp_path):
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(1, 17, 100)
+  mask = (np.arange(16)[None, :] < lengths[:, None]).astype(np.int32)
+  ids = rng.integers(1, 500, (100, 16)).astype(np.int32) * mask
+  expected = hub_teacher.predict_logits(CountingModel(), ids, mask, batch_size=8)
+  partial = str(tmp_path / "logits.partial.npz")
+
+  def kill_after_60_rows(done, total):
+    if done >= 60:
+      raise KeyboardInterrupt  # as a SIGINT would, between two batches
+  with pytest.raises(KeyboardInterrupt):
+    hub_teacher.predict_logits(CountingModel(), ids, mask, 8, kill_after_60_rows,
+                               partial_path=partial, save_every_rows=20)
+  model = CountingModel()
+  logits = hub_teacher.predict_logits(model, ids, mask, 8, partial_path=partial, save_every_rows=20)
+  np.testing.assert_array_equal(logits, expected)
+  # Saved after 24 and 48 rows (every 3 batches of 8), killed at 64: 48 rows kept, 52 redone.
+  assert model.rows == 100 - 48

@@ -143,10 +143,16 @@ def teacher_logits_file(run) -> str:
       logging.info("[teacher_views] teacher logits: %d/%d texts, %.0f s.", done, total,
                    time.time() - start)
 
-  logits = hub_teacher.predict_logits(model, ids, mask, hub.inference_batch_size, progress)
+  partial = path[:-len(".npy")] + ".partial.npz"  # a killed run resumes here
+  resumed = os.path.exists(partial)
+  logits = hub_teacher.predict_logits(model, ids, mask, hub.inference_batch_size, progress,
+                                      partial_path=partial)
   teacher_cache.save_teacher_logits(path, logits)
+  if os.path.exists(partial):
+    os.remove(partial)
   files.write_json(path[:-len(".npy")] + ".json",
-                   {**fingerprint, "seconds": time.time() - start, "texts_per_second":
+                   {**fingerprint, "seconds": time.time() - start, "resumed": resumed,
+                    "texts_per_second":
                     len(texts) / max(time.time() - start, 1e-9)})
   logging.info("[teacher_views] teacher logits of %d texts in %.1f min: %s", len(texts),
                (time.time() - start) / 60, path)

