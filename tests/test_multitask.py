@@ -1,5 +1,6 @@
 """Multi-task distillation: task-B labels, the two-head student, its loss against NumPy, frozen
-teachers, the two-output int8 file on LiteRT and TFLM, and the stages end to end."""
+teachers, cached teacher logits, the two-output int8 file on LiteRT and TFLM, and the stages end
+to end (live and cached)."""
 
 import json
 import os
@@ -10,8 +11,8 @@ import tensorflow as tf
 import tf_keras
 
 from tests.test_pipeline import tiny_config
-from tfkd import fold, models, multitask, pipeline
-from tfkd.errors import ConfigError
+from tfkd import fold, models, multitask, multitask_stages, pipeline, run_context, training, view_cache, views
+from tfkd.errors import ConfigError, DatasetError
 from tflite import convert, multi_output
 
 rng = np.random.default_rng(0)
@@ -94,6 +95,43 @@ def test_fit_trains_the_student_only():
     multitask.MultiTaskDistiller({"task_a": tiny(3, "a"), "task_b": tiny(3, "b")}, student)
 
 
+def test_cached_logits_give_the_live_teachers_loss_and_the_teachers_are_not_run(tmp_path):
+  images = rng.integers(0, 255, (24, 8, 8, 3)).astype(np.uint8)
+  y = np.stack([np.arange(24) % 3, np.arange(24) % 2], axis=1).astype(np.int32)
+  teachers, logits = {"task_a": tiny(3, "teacher_a"), "task_b": tiny(2, "teacher_b")}, {}
+  for task, teacher in teachers.items():
+    path = str(tmp_path / f"{task}.keras")
+    training.save_model_atomic(teacher, path)
+    fingerprint = view_cache.make_fingerprint([path], None, images, y[:, 0], augment=True, seed=5,
+                                              epochs=2)
+    view_cache.build(str(tmp_path / task), fingerprint, [teacher], images, batch_size=16)
+    logits[task] = view_cache.load(str(tmp_path / task), fingerprint, teacher.output_shape[-1])
+  student = multitask.two_head_model(tiny(3, "student"), 2)
+  live = multitask.MultiTaskDistiller(teachers, student, temperature=2.0, student_loss_weight=0.3)
+  cached = multitask.MultiTaskDistiller({"task_a": None, "task_b": None}, student, temperature=2.0,
+                                        student_loss_weight=0.3)
+  for model in (live, cached):
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.01))
+  # Epochs 2 and 3 cycle the 2 cached epochs: each batch's logits belong to its own views.
+  batches = views.train_dataset(images, y, 8, seed=5, start_epoch=2, teacher_logits=logits)
+  for (x, batch_logits), batch_y in batches.take(6):
+    assert sorted(batch_logits) == ["task_a", "task_b"]
+    with_cache = cached.test_on_batch((x, batch_logits), batch_y, return_dict=True)
+    with_teachers = live.test_on_batch(x, batch_y, return_dict=True)
+    for name in ("loss", "task_a_loss", "task_b_loss"):  # float16 storage
+      np.testing.assert_allclose(with_cache[name], with_teachers[name], rtol=2e-3, atol=1e-4)
+  # Training reads the batches' logits: the teachers (None here) are never needed.
+  history = cached.fit(batches, steps_per_epoch=3, epochs=1, verbose=0).history
+  assert np.isfinite(history["loss"][0])
+  with pytest.raises(ValueError, match="must carry their cached logits"):
+    cached.train_on_batch(x, batch_y)
+  # Validation batches carry no logits: each task's loss is then the labels' CE alone.
+  hard = cached.test_on_batch(x, batch_y, return_dict=True)
+  s = student(x)
+  np.testing.assert_allclose(hard["task_b_loss"], numpy_task_loss(
+      batch_y.numpy()[:, 1], s["task_b"].numpy(), s["task_b"].numpy(), 2.0, 1.0).mean(), rtol=1e-4)
+
+
 def test_two_output_int8_runs_on_litert_and_tflm_with_outputs_found_by_name():
   tf_keras.utils.set_random_seed(0)  # an untrained model's int8 error depends on its weights
   student = multitask.two_head_model(tiny(10, "student"), 4)
@@ -144,4 +182,41 @@ def test_multitask_stages_end_to_end(image_folder, tmp_path):
   assert "Multi-task student" in open(os.path.join(workdir, "report.md")).read()
   config.multitask.task_b_classes = ()
   with pytest.raises(ConfigError, match="task_b_classes is empty"):
+    pipeline.run_pipeline(config, workdir)
+
+
+def test_multitask_stage_with_cached_teachers(image_folder, tmp_path, monkeypatch):
+  """Both caches are built once; then the stage trains without loading (or running) a teacher; a
+  task-B cache made for another teacher file is refused."""
+  config = tiny_config(image_folder)
+  for name, classes in (("teacher", 3), ("teacher_b", 2)):
+    tiny(classes, name, (16, 16, 3)).save(str(tmp_path / f"{name}.keras"))
+  config.teacher.path = str(tmp_path / "teacher.keras")
+  config.multitask.teacher_b.path = str(tmp_path / "teacher_b.keras")
+  config.stages = ("teacher_views", "multitask")
+  config.multitask.student.model = "resnet8"
+  config.multitask.student.kwargs.filters = (4, 4, 8)
+  config.multitask.task_b_classes = ("circle:round", "square:angular", "stripes:angular")
+  config.data.augment = True
+  config.distill.cached_teacher, config.distill.cache_epochs = True, 2
+  workdir = str(tmp_path / "run")
+  pipeline.run_pipeline(config, workdir)
+  fingerprint = json.load(open(os.path.join(workdir, "teacher_views_b", "fingerprint.json")))
+  assert [t["file"] for t in fingerprint["teachers"]] == ["teacher_b.keras"]
+  for cache in ("teacher_views", "teacher_views_b"):
+    assert len(os.listdir(os.path.join(workdir, cache))) == 3   # fingerprint and 2 epochs
+  assert os.path.exists(os.path.join(workdir, "multitask", "model.keras"))
+
+  def no_teacher(*args):
+    raise AssertionError("a teacher was loaded although its logits are cached")
+  monkeypatch.setattr(run_context.Run, "load_teachers", no_teacher)
+  monkeypatch.setattr(multitask_stages, "load_teacher_b", no_teacher)
+  for name in os.listdir(os.path.join(workdir, "multitask")):
+    os.remove(os.path.join(workdir, "multitask", name))
+  pipeline.run_pipeline(config, workdir)   # trains again from the caches alone
+  assert os.path.exists(os.path.join(workdir, "multitask", "model.keras"))
+  os.remove(os.path.join(workdir, "multitask", "model.keras"))
+  config.multitask.teacher_b.path = config.teacher.path  # another task-B teacher file
+  config.multitask.task_b_classes = ("circle:a", "square:b", "stripes:c")
+  with pytest.raises(DatasetError, match=r"teacher_views_b was made for other \['teachers'\]"):
     pipeline.run_pipeline(config, workdir)

@@ -25,6 +25,12 @@ Example:
   distiller.compile(optimizer="sgd")
   distiller.fit(train_ds)        # batches (x, y) with y [batch, 2]: task A's and task B's labels
   distiller.student.save("multitask.keras")   # one model, outputs {"task_a", "task_b"}
+
+With cached teacher logits (`tfkd.view_cache`) the batches carry each task's logits,
+((x, {"task_a": [batch, 10], "task_b": [batch, 4]}), y), and the teachers are not run:
+
+  cached = MultiTaskDistiller({"task_a": None, "task_b": None}, student)
+  cached.fit(views.train_dataset(x, y_both, 128, teacher_logits={"task_a": la, "task_b": lb}))
 """
 
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -127,6 +133,7 @@ def task_loss(labels, teacher_logits, student_logits, temperature: float,
   """One task's per-example loss: α · CE + (1 − α) · T² · KL (see the module doc).
 
   Examples labelled -1 get no CE term (their share α is dropped, the KL keeps 1 − α).
+  Without teacher logits (None: validation batches of a cached-teacher run) the loss is the CE alone.
 
   Returns:
     (loss [batch], labelled mask [batch]).
@@ -135,6 +142,8 @@ def task_loss(labels, teacher_logits, student_logits, temperature: float,
   labelled = tf.cast(labels >= 0, tf.float32)
   hard = labelled * tf_keras.losses.sparse_categorical_crossentropy(
       tf.maximum(labels, 0), tf.cast(student_logits, tf.float32), from_logits=True)
+  if teacher_logits is None:
+    return hard, labelled
   soft = LogitsDistillation(temperature).compute_loss(teacher_logits, student_logits)
   return student_loss_weight * hard + (1.0 - student_loss_weight) * soft, labelled
 
@@ -143,11 +152,14 @@ class MultiTaskDistiller(tf_keras.Model):
   """Trains a multi-head student, each head against its own frozen teacher and labels.
 
   Batches are `(x, y)` with y [batch, tasks]: column k holds task k's labels, tasks in
-  the order of `teachers` (-1: no label for that task).
+  the order of `teachers` (-1: no label for that task). Batches `((x, {task: logits}), y)`
+  carry the teachers' cached logits of these inputs (`views.train_dataset`): the teachers
+  are then not run.
 
   Args:
     teachers: task name → trained single-task teacher returning logits, in label-column
-      order; each task name is an output of `student`.
+      order; each task name is an output of `student`. None: that task's logits come
+      in every batch.
     student: a model whose outputs are a dict with the tasks' names (`two_head_model`).
     temperature: T of the soft targets.
     student_loss_weight: α in [0, 1], the hard labels' share of each task's loss.
@@ -166,8 +178,9 @@ class MultiTaskDistiller(tf_keras.Model):
           f"Student {student.name!r} has outputs {getattr(student, 'output_names', None)} but the "
           f"teachers teach tasks {self.tasks}: build it with two_head_model (a dict output per task).")
     for task, teacher in teachers.items():
-      _check_teacher(task, teacher, student)
-      teacher.trainable = False
+      if teacher is not None:
+        _check_teacher(task, teacher, student)
+        teacher.trainable = False
     if temperature <= 0:
       raise ValueError(f"temperature must be > 0, got {temperature}.")
     if not 0.0 <= student_loss_weight <= 1.0:
@@ -194,13 +207,21 @@ class MultiTaskDistiller(tf_keras.Model):
   def call(self, inputs, training=False):
     return self.student(inputs, training=training)
 
-  def compute_losses(self, x, y, training: bool):
-    """(per-example total loss, {task: (task loss, labelled mask, student logits)})."""
+  def compute_losses(self, x, y, training: bool, cached_logits: Optional[Mapping] = None):
+    """(per-example total loss, {task: (task loss, labelled mask, student logits)}).
+
+    `cached_logits` ({task: [batch, classes]}) stands in for the teachers; None runs them, and
+    a task whose teacher is None (cached logits come with training batches only) gets its CE alone.
+    """
     outputs = self.student(x, training=training)
     total, per_task = 0.0, {}
     for column, (task, weight) in enumerate(zip(self.tasks, self.task_weights)):
-      # Frozen teachers outside the gradient: nothing to backpropagate through them.
-      teacher_logits = tf.stop_gradient(tf.cast(self.teachers[task](x, training=False), tf.float32))
+      teacher_logits = (cached_logits[task] if cached_logits is not None
+                        else None if self.teachers[task] is None
+                        else self.teachers[task](x, training=False))
+      if teacher_logits is not None:
+        # Frozen teachers outside the gradient: nothing to backpropagate through them.
+        teacher_logits = tf.stop_gradient(tf.cast(teacher_logits, tf.float32))
       loss, labelled = task_loss(y[:, column], teacher_logits, outputs[task], self.temperature,
                                  self.student_loss_weight)
       total += weight * loss
@@ -216,10 +237,22 @@ class MultiTaskDistiller(tf_keras.Model):
       accuracy.update_state(tf.maximum(y[:, column], 0), logits, sample_weight=labelled)
     return {m.name: m.result() for m in self.metrics}
 
-  def train_step(self, data):
+  @staticmethod
+  def unpack(data):
+    """(x, y, {task: cached logits} or None) from a `(x, y)` or `((x, {task: logits}), y)` batch."""
     x, y = data[0], data[1]
+    if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[1], Mapping):
+      return x[0], y, x[1]
+    return x, y, None
+
+  def train_step(self, data):
+    x, y, cached_logits = self.unpack(data)
+    missing = [task for task, teacher in self.teachers.items() if teacher is None]
+    if cached_logits is None and missing:
+      raise ValueError(f"The {missing} teachers are None, so training batches must carry their "
+                       "cached logits as ((x, {task: logits}), y): see tfkd.views.train_dataset.")
     with tf.GradientTape() as tape:
-      total, per_task = self.compute_losses(x, y, training=True)
+      total, per_task = self.compute_losses(x, y, training=True, cached_logits=cached_logits)
       # Averaged over the global batch: summed over replicas it is the one-device gradient.
       loss = tf.nn.compute_average_loss(total)
       if self.student.losses:
@@ -229,8 +262,8 @@ class MultiTaskDistiller(tf_keras.Model):
     return self._update_metrics(y, total, per_task)
 
   def test_step(self, data):
-    x, y = data[0], data[1]
-    return self._update_metrics(y, *self.compute_losses(x, y, training=False))
+    x, y, cached_logits = self.unpack(data)
+    return self._update_metrics(y, *self.compute_losses(x, y, False, cached_logits))
 
 
 def _check_teacher(task: str, teacher: tf_keras.Model, student: tf_keras.Model) -> None:

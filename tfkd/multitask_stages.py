@@ -6,7 +6,9 @@ Task B's labels come from `config.multitask.task_b_classes` ('class:group' pairs
 `export/multitask_<mode>.tflite`, one file with outputs 'task_a' and 'task_b'; the
 report measures both outputs on LiteRT (whole test set) and the int8 file on TFLite
 Micro (`multitask.micro_examples` test images), going by the outputs' names
-(`tflite.multi_output`). See docs/distillation.md, "Multi-task distillation".
+(`tflite.multi_output`). With `distill.cached_teacher` the multitask stage reads both
+teachers' logits of `distill.cache_epochs` epochs of training views from disk instead of
+running them (`cached_teacher_logits`). See docs/distillation.md, "Multi-task distillation".
 
 Example:
   python -m tfkd.train --config=configs/cifar10_multitask.py --workdir=runs/cifar10_multitask
@@ -19,7 +21,8 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import config_checks, from_config, model_files, multitask, teacher_checks, training
+from tfkd import (config_checks, from_config, model_files, multitask, teacher_checks, training,
+                  view_cache)
 from tfkd.errors import ConfigError, TeacherError
 from tfkd.run_context import Run
 from tflite import micro, multi_output
@@ -99,21 +102,53 @@ def load_teacher_b(run: Run) -> tf_keras.Model:
   return model
 
 
+def cached_teacher_logits(run: Run) -> Optional[dict]:
+  """Both teachers' logits of the run's cached training views, {task: [E, N, classes]}; None
+  when they run live (`distill.cached_teacher` off).
+
+  Task A's are the 'teacher_views' stage's cache (`Run.teacher_view_logits`, workdir/teacher_views/);
+  task B's are workdir/teacher_views_b/, filled from the task-B teacher the same way (resumably;
+  its fingerprint names that teacher's file, so a cache made for another one is refused).
+  """
+  if not run.config.distill.cached_teacher:
+    return None
+  if run.teacher_paths() != [run.teacher_file()]:
+    raise ConfigError(f"The multitask stage's task-A teacher is {run.teacher_file()}, but the cached "
+                      f"teacher views would be labelled by {run.teacher_paths()}: set "
+                      "teacher.compress='none' and distill.extra_teachers=(), or turn off "
+                      "distill.cached_teacher.")
+  x, y = run.splits.train
+  if len(run.training_split()[1]) != len(y):
+    raise ConfigError("The multitask stage trains on the labelled examples only, but cached teacher "
+                      "views cover every training example: set data.label_fraction=1 or turn off "
+                      "distill.cached_teacher.")
+  cache_dir, groups = run.path("teacher_views_b"), task_b(run)[1]
+  fingerprint = from_config.view_cache_fingerprint(run.config, [teacher_b_file(run)], x, y)
+  fill = lambda: view_cache.build(cache_dir, fingerprint, [load_teacher_b(run)], x,
+                                  run.config.distill.cache_batch_size)
+  return {multitask.TASK_A: run.teacher_view_logits(),
+          multitask.TASK_B: run.view_logits(cache_dir, fingerprint, fill, len(groups))}
+
+
 def stage_multitask(run: Run) -> None:
   """Distils the two-head student: head 'task_a' from the teacher, 'task_b' from the task-B
   teacher; saves the student alone to multitask/model.keras.
 
   Trains with the distill stage's settings (`train`, `distill.temperature`,
-  `distill.student_loss_weight`) and `multitask.task_weights`; both teachers run live.
+  `distill.student_loss_weight`) and `multitask.task_weights`. Both teachers run live, or with
+  `distill.cached_teacher` their cached logits are read (`cached_teacher_logits`) and no
+  teacher runs during training.
   """
   cfg, train_config = run.config.multitask, from_config.stage_train_config(run.config, "distill")
   if run.done("multitask", run.model_path("multitask"), train_config.epochs):
     return
   groups = task_b(run)[1]
   run.require([run.teacher_file()], "multitask")
+  logits = cached_teacher_logits(run)
   with run.strategy.scope():
-    teachers = {multitask.TASK_A: run.load_teachers([run.teacher_file()])[0],
-                multitask.TASK_B: load_teacher_b(run)}
+    teachers = ({task: None for task in multitask.TASKS} if logits is not None else
+                {multitask.TASK_A: run.load_teachers([run.teacher_file()])[0],
+                 multitask.TASK_B: load_teacher_b(run)})
     backbone = from_config.model(cfg.student, run.splits, "multitask")
     student = multitask.two_head_model(backbone, len(groups), name="multitask")
     with from_config.reading("multitask"):
@@ -123,10 +158,12 @@ def stage_multitask(run: Run) -> None:
           task_weights=dict(zip(multitask.TASKS, cfg.task_weights)))
     distiller.compile(optimizer=from_config.optimizer(
         train_config, run.steps_per_epoch(train_config.batch_size)))
-  logging.info("[multitask] %s + %s → two-head %s (%d parameters; task B %s), λ=%s, %d epochs.",
+  logging.info("[multitask] %s + %s → two-head %s (%d parameters; task B %s), λ=%s, %d epochs, %s.",
                run.teacher_file(), teacher_b_file(run), cfg.student.model, student.count_params(),
-               groups, tuple(cfg.task_weights), train_config.epochs)
-  run.fit(distiller, "multitask", train_config, labels=both_tasks(run))
+               groups, tuple(cfg.task_weights), train_config.epochs,
+               "live teachers" if logits is None else
+               f"{len(logits[multitask.TASK_A])} cached epochs of both teachers' logits")
+  run.fit(distiller, "multitask", train_config, labels=both_tasks(run), teacher_logits=logits)
   training.save_final_model(student, run.model_path("multitask"), run.path("multitask"))
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import tf_keras
@@ -225,23 +225,43 @@ class Run:
         logging.warning("[teacher_views] %s holds probabilities, not logits: %s.", logits_path, how)
       fingerprint = from_config.view_cache_fingerprint(
           self.config, [logits_path], x, y, imported_epochs=len(imported))
-      if self.is_chief and not view_cache.is_complete(cache_dir, fingerprint):
-        view_cache.import_logits(cache_dir, fingerprint, imported)
+      fill = lambda: view_cache.import_logits(cache_dir, fingerprint, imported)
     else:
       teacher_paths = self.teacher_paths()
       self.require(teacher_paths, "teacher_views")
       fingerprint = from_config.view_cache_fingerprint(self.config, teacher_paths, x, y)
-      if self.is_chief and not view_cache.is_complete(cache_dir, fingerprint):
-        start = time.time()
-        teachers = self.load_teachers(teacher_paths)
-        view_cache.build(cache_dir, fingerprint, teachers, x, cfg.cache_batch_size)
-        logging.info("[teacher_views] %d epochs of views labelled in %.0fs.", fingerprint["epochs"],
-                     time.time() - start)
-    workers.barrier(self.strategy)  # the other workers read what the chief wrote
-    logits = view_cache.load(cache_dir, fingerprint, self.splits.num_classes)
+      fill = lambda: view_cache.build(cache_dir, fingerprint, self.load_teachers(teacher_paths), x,
+                                      cfg.cache_batch_size)
+    logits = self.view_logits(cache_dir, fingerprint, fill, self.splits.num_classes)
     logging.info("[teacher_views] %d cached epochs; the teacher agrees with %.1f%% of the labels "
                  "on epoch 0's views.", len(logits), 100 * teacher_cache.label_agreement(logits[0], y))
     return logits
+
+  def view_logits(self, cache_dir: str, fingerprint: dict, fill: Callable[[], None],
+                  num_classes: int):
+    """The logits a view cache holds (`tfkd.view_cache`), [E, N, classes], filled first if needed.
+
+    Args:
+      cache_dir: the cache's folder in the workdir.
+      fingerprint: what its logits depend on (`from_config.view_cache_fingerprint`).
+      fill: () → None, writes the missing epochs (`view_cache.build`, which resumes, or
+        `import_logits`). Run by the chief only when the cache is incomplete, after the
+        stored fingerprint is checked: a cache made for anything else is refused before any
+        teacher is loaded.
+      num_classes: the teachers' classes.
+
+    Example:
+      run.view_logits(run.path("teacher_views"), fingerprint,
+                      lambda: view_cache.build(run.path("teacher_views"), fingerprint, teachers, x), 10)
+    """
+    if self.is_chief and not view_cache.is_complete(cache_dir, fingerprint):
+      view_cache.check_fingerprint(cache_dir, fingerprint)
+      start = time.time()
+      fill()
+      logging.info("[teacher_views] %s: %d epochs of views labelled in %.0fs.", cache_dir,
+                   fingerprint["epochs"], time.time() - start)
+    workers.barrier(self.strategy)  # the other workers read what the chief wrote
+    return view_cache.load(cache_dir, fingerprint, num_classes)
 
   @property
   def hub_teacher(self) -> bool:

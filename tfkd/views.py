@@ -112,6 +112,8 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
       (any float dtype) whose row [e, i] labels the view of example i in epoch e
       (see `tfkd.view_cache`). Epoch e then shows the views of epoch e mod E, in
       epoch e's order, with their logits: batches are ((x, teacher_logits), y).
+      A dict of such arrays (one per task, the same E; `tfkd.multitask`) gives
+      batches ((x, {task: teacher_logits}), y).
 
   Returns:
     A `tf.data.Dataset` of (features, y) or ((features, teacher_logits), y) batches.
@@ -121,19 +123,20 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
   if steps < 1:
     raise ValueError(f"batch_size={batch_size} is larger than the {num_examples} training "
                      "examples: use a smaller batch size.")
-  if teacher_logits is not None and (np.ndim(teacher_logits) != 3
-                                     or np.shape(teacher_logits)[1] != num_examples):
-    raise ValueError(f"teacher_logits of shape {np.shape(teacher_logits)} for {num_examples} "
-                     "training examples: pass [epochs, examples, classes], one row per example.")
+  shapes = [np.shape(a) for a in tf.nest.flatten(() if teacher_logits is None else teacher_logits)]
+  for shape in shapes:
+    if len(shape) != 3 or shape[1] != num_examples or shape[0] != shapes[0][0]:
+      raise ValueError(f"teacher_logits of shape {shape} for {num_examples} training examples: "
+                       "pass [epochs, examples, classes], one row per example (the same epochs "
+                       "for every task).")
   x_all, y_all = tf.constant(x), tf.constant(y)
   pad = crop_padding(x.shape[1:3]) if augment else PAD
-  logits_all = None if teacher_logits is None else tf.constant(teacher_logits)
+  logits_all = None if teacher_logits is None else tf.nest.map_structure(tf.constant, teacher_logits)
 
   def epoch_batches(epoch):
     # With E cached epochs, epoch e shows the views of epoch e mod E (in e's own order), so the
     # cached logits always label exactly the views shown.
-    view_epoch = epoch if logits_all is None else tf.math.floormod(
-        epoch, tf.cast(tf.shape(logits_all)[0], epoch.dtype))
+    view_epoch = epoch if logits_all is None else tf.math.floormod(epoch, shapes[0][0])
     order = epoch_order(seed, epoch, num_examples)[:steps * batch_size]
     # One draw of the epoch's views here, not one per batch (that would be O(examples) each).
     params = (tf.gather(view_params(seed, view_epoch, num_examples, pad), order) if augment
@@ -147,7 +150,8 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
     labels = tf.gather(y_all, indices)
     if logits_all is None:
       return features, labels
-    logits = tf.cast(tf.gather(logits_all[view_epoch], indices), tf.float32)
+    logits = tf.nest.map_structure(
+        lambda table: tf.cast(tf.gather(table[view_epoch], indices), tf.float32), logits_all)
     return (features, logits), labels
 
   epochs = tf.data.Dataset.counter(start=start_epoch, dtype=tf.int64)
