@@ -20,6 +20,12 @@ int8 input, normalisation folded as the pipeline exports) and int8 on TFLite Mic
 (--micro_examples test images spread over the test set); the multi-task student is one `.tflite`
 file with two outputs, read by name (`tflite.multi_output`). Every model is saved and measured
 once: a rerun resumes. Writes multitask.{md,json,png} to --out and prints the table.
+
+With --cached_teacher (the default) each teacher labels --cache_epochs epochs of the seed's
+augmented views once (`tfkd.view_cache`, --out/teacher_views_{a,b}_seed<seed>/, resumable and
+refused if made for another teacher, data or seed), and the three students train on those
+logits without running a teacher: a student step then costs about a plain one (BENCHMARKS.md
+§6). --cache_epochs=0 caches --epochs epochs: exactly the views a live run would show.
 """
 
 import os
@@ -31,7 +37,7 @@ from absl import app, flags, logging
 
 from bench import common
 from configs import cifar10_multitask
-from tfkd import cli, data, from_config, model_files, multitask, training, views
+from tfkd import cli, data, from_config, model_files, multitask, training, view_cache, views
 from tflite import convert, files, micro, multi_output
 
 _TEACHER_A = flags.DEFINE_string("teacher_a", "runs/cifar10_resnet/teacher/model.keras",
@@ -51,6 +57,10 @@ _TEST_LIMIT = flags.DEFINE_integer("test_limit", 0, "Test images measured, sprea
                                    "set (0: all).")
 _MICRO_EXAMPLES = flags.DEFINE_integer("micro_examples", 1000, "Test images run on TFLite Micro.")
 _OUT = flags.DEFINE_string("out", "runs/bench_multitask", "Output folder.")
+_CACHED_TEACHER = flags.DEFINE_bool("cached_teacher", True, "Teachers label the views once (a "
+                                    "cache per teacher and seed) instead of running every step.")
+_CACHE_EPOCHS = flags.DEFINE_integer("cache_epochs", 0, "Epochs of views cached (0: --epochs); "
+                                     "fewer are cycled (epoch e reads e mod E).")
 
 TASKS = multitask.TASKS
 
@@ -64,9 +74,10 @@ def run_config():
 
 
 def train(config, splits, name: str, student, labels: np.ndarray, seed: int, trainer=None,
-          epochs: int = 0) -> str:
+          epochs: int = 0, teacher_logits=None) -> str:
   """Trains `student` (inside `trainer`, a distiller, if given) into --out/<name>/model.keras,
-  resumably, unless that file exists; returns its path."""
+  resumably, unless that file exists; returns its path. `teacher_logits`: the views' cached
+  logits ([E, N, classes], or {task: ...}), given to `views.train_dataset`."""
   folder = os.path.join(_OUT.value, name)
   path = os.path.join(folder, "model.keras")
   if os.path.exists(path):
@@ -81,7 +92,8 @@ def train(config, splits, name: str, student, labels: np.ndarray, seed: int, tra
   else:
     trainer.compile(optimizer=from_config.optimizer(train_config, steps))
   train_ds = views.train_dataset(splits.train[0], labels, batch_size=train_config.batch_size,
-                                 augment=True, seed=seed, start_epoch=training.resume_epoch(folder))
+                                 augment=True, seed=seed, start_epoch=training.resume_epoch(folder),
+                                 teacher_logits=teacher_logits)
   start = time.time()
   training.fit_resumable(trainer, train_ds, None, train_config.epochs, folder, steps_per_epoch=steps,
                          callbacks=[training.EpochProgress(name, train_config.epochs)])
@@ -192,6 +204,19 @@ def teacher(config, splits, task: str, path: str, labels: np.ndarray, classes: i
                epochs=_TEACHER_EPOCHS.value)
 
 
+def cached_logits(paths: dict, teachers: dict, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
+  """{task: [E, N, classes]}: each teacher's logits of the seed's views, labelled once into
+  --out/teacher_views_<a|b>_seed<seed>/ (resumed; refused if made for anything else)."""
+  logits = {}
+  for task, path in paths.items():
+    cache_dir = os.path.join(_OUT.value, f"teacher_views_{task[-1]}_seed{seed}")
+    fingerprint = view_cache.make_fingerprint([path], None, x, y, augment=True, seed=seed,
+                                              epochs=_CACHE_EPOCHS.value or _EPOCHS.value)
+    view_cache.build(cache_dir, fingerprint, [teachers[task]], x)
+    logits[task] = view_cache.load(cache_dir, fingerprint, teachers[task].output_shape[-1])
+  return logits
+
+
 def main(argv):
   del argv
   meta = common.provenance("bench.multitask")
@@ -218,14 +243,17 @@ def main(argv):
   single_filters = [int(f) for f in _SINGLE_FILTERS.value]
   results = {"multitask": [], "single_a": [], "single_b": [], "test_examples": int(count)}
   for seed in (int(s) for s in _SEEDS.value):
+    logits = (cached_logits(paths, teachers, splits.train[0], y_a, seed) if _CACHED_TEACHER.value
+              else None)
+    live = {t: None for t in TASKS} if logits else teachers  # cached: no teacher runs in training
     tf_keras.utils.set_random_seed(seed)
     student = multitask.two_head_model(from_config.model(config.multitask.student, splits,
                                                          "multitask"), len(groups), "multitask")
     distiller = multitask.MultiTaskDistiller(
-        teachers, student, config.distill.temperature, config.distill.student_loss_weight,
+        live, student, config.distill.temperature, config.distill.student_loss_weight,
         dict(zip(TASKS, config.multitask.task_weights)))
     path = train(config, splits, f"multitask_seed{seed}", student, np.stack([y_a, y_b], 1), seed,
-                 distiller)
+                 distiller, teacher_logits=logits)
     results["multitask"].append(measure(config, splits, path, test, test_x))
     for key, task, labels, classes in (("single_a", TASKS[0], y_a, 10),
                                        ("single_b", TASKS[1], y_b, len(groups))):
@@ -233,8 +261,9 @@ def main(argv):
       single = config.student.copy_and_resolve_references()
       single.kwargs.filters = tuple(single_filters)
       student = from_config.model(single, splits, key, num_classes=classes)
-      distiller = from_config.distiller(config.distill, [teachers[task]], student)
-      path = train(config, splits, f"{key}_seed{seed}", student, labels, seed, distiller)
+      distiller = from_config.distiller(config.distill, [live[task]] if live[task] else [], student)
+      path = train(config, splits, f"{key}_seed{seed}", student, labels, seed, distiller,
+                   teacher_logits=logits and logits[task])
       results[key].append(measure(config, splits, path, {task: test[task]}, test_x))
     logging.info("[seed %d] %s", seed, {k: v[-1] for k, v in results.items() if isinstance(v, list)})
   table = markdown(teacher_results, results, groups, single_filters)
@@ -243,7 +272,8 @@ def main(argv):
                      common.header(meta) + "\n" + table + "\n")
   plot(results, os.path.join(_OUT.value, "multitask.png"))
   files.write_json(os.path.join(_OUT.value, "multitask.json"), {
-      **meta, "teachers": paths, "teacher_results": teacher_results, "epochs": _EPOCHS.value,
+      **meta, "teachers": paths, "cached_teacher": _CACHED_TEACHER.value,
+      "cache_epochs": (_CACHE_EPOCHS.value or _EPOCHS.value) if _CACHED_TEACHER.value else 0, "teacher_results": teacher_results, "epochs": _EPOCHS.value,
       "task_b_groups": groups, "single_filters": single_filters,
       "train_examples": int(len(y_a)), "results": results})
 

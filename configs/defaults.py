@@ -108,7 +108,8 @@ def _distill():
   distill.check_teacher = True
   # The teacher's cost paid once: its logits for cache_epochs epochs of training views (augmented
   # or not) computed by the 'teacher_views' stage into workdir/teacher_views/, and read by the
-  # distill, prune, qat and prune_qat stages instead of running the teacher (docs/distillation.md).
+  # distill, prune, qat, prune_qat and multitask stages instead of running the teacher; the
+  # multitask stage caches the task-B teacher's into workdir/teacher_views_b/ (docs/distillation.md).
   distill.cached_teacher = False
   distill.cache_epochs = 1                   # E; a longer run cycles them (epoch e reads e mod E)
   distill.cache_storage = "float16"          # 'float16' (every logit) or 'top_k' (many classes)
