@@ -159,7 +159,7 @@ class MultiTaskDistiller(tf_keras.Model):
   Args:
     teachers: task name → trained single-task teacher returning logits, in label-column
       order; each task name is an output of `student`. None: that task's logits come
-      in every batch.
+      in every training batch (validation batches without them: CE alone).
     student: a model whose outputs are a dict with the tasks' names (`two_head_model`).
     temperature: T of the soft targets.
     student_loss_weight: α in [0, 1], the hard labels' share of each task's loss.
