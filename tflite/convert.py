@@ -100,8 +100,8 @@ def _converter_for(model: tf_keras.Model) -> tf.lite.TFLiteConverter:
   """A converter of the model's inference call (`training=False`), traced once.
 
   `from_keras_model` first saves the whole Keras model as a SavedModel, tracing
-  every layer's call in every mode: 3-5x the time of the conversion itself. The
-  one concrete function converts to the same flatbuffer (identical outputs);
+  every layer's call in every mode: 3.5-4.5x slower in all (BENCHMARKS.md §15).
+  The one concrete function converts to the same flatbuffer (identical outputs);
   returning a dict keeps the Keras output names as the signature's output names.
   """
   specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]

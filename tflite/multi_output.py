@@ -34,7 +34,7 @@ def output_details(model) -> Dict[str, dict]:
 
   Raises:
     TfliteError: the model has no signature (a `.tflite` file not written by
-      `TFLiteConverter.from_keras_model`), so its outputs have no names.
+      `tflite.convert.convert` or a converter's SavedModel path), so its outputs have no names.
   """
   interp = model if isinstance(model, litert.Interpreter) else litert.load(model)
   interp.allocate_tensors()
