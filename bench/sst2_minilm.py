@@ -14,7 +14,8 @@ One command, each step resumed or skipped when its files exist:
      (workdir[/micro]/seed<k>/, the teacher folder shared), every int8 file evaluated on
      LiteRT and, one sentence per invoke, on TFLite Micro (arena and flash measured).
 Dev (dev.tsv, 872 sentences) and the held-out validation sentences are both scored.
-Writes `sst2_minilm.md` and `sst2_minilm.json` to `--out` and prints the table.
+Writes `sst2_minilm.{md,json,png}` to `--out` and prints the table; the plot alone again
+from a finished run's json: `python -m bench.sst2_minilm --replot=runs/bench_sst2_minilm`.
 
 A quick try of the whole chain on 2,000 phrases:
   .venv/bin/python -m bench.sst2_minilm --config=configs/sst2_minilm.py --workdir=/tmp/minilm_try \
@@ -39,7 +40,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/sst2_minilm.p
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst2_minilm", "Run folder (resumed if it exists).")
 _OUT = flags.DEFINE_string("out", "runs/bench_sst2_minilm", "Folder for sst2_minilm.{md,json}.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds of both students (1 = only config.seed).")
-flags.mark_flags_as_required(["config"])
+_REPLOT = flags.DEFINE_string("replot", "", "Only redraw sst2_minilm.png from this folder's json.")
 GOAL = 0.85  # the text CNN's int8 target on dev
 MICRO_FLASH = 256 * 1024  # the microcontroller student's flash budget
 CNN_FLASH = 1024 * 1024
@@ -164,8 +165,46 @@ def markdown(teacher: dict, students: dict) -> str:
   return "\n".join(lines)
 
 
+def plot(teacher: dict, students: dict, path: str) -> None:
+  """Dev accuracy of each student (bars: means over seeds, dots: seeds) beside the teacher's."""
+  fig, axes = files.new_figure(1, len(students), figsize=(5.5 * len(students), 4.2), sharey=True)
+  columns = [("scratch_dev", "scratch\nfloat"), ("distill_dev", "distilled\nfloat"),
+             ("scratch_int8_litert", "scratch\nint8 LiteRT"),
+             ("distill_int8_litert", "distilled\nint8 LiteRT"),
+             ("distill_int8_tflm", "distilled\nint8 TFLM")]
+  for ax, (name, r) in zip(np.atleast_1d(axes), students.items()):
+    means = [100 * r["summary"][key]["mean"] for key, _ in columns]
+    bars = ax.bar([label for _, label in columns], means,
+                  color=["#c88", "#58c", "#c88", "#58c", "#58c"])
+    ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    for i, (key, _) in enumerate(columns):
+      ax.scatter([i + 0.25] * len(r["per_seed"]), [100 * s[key] for s in r["per_seed"]],
+                 color="k", s=10, zorder=3)
+    ax.axhline(100 * teacher["dev_accuracy"], color="#777", linewidth=1.5,
+               label=f"MiniLM teacher {100 * teacher['dev_accuracy']:.2f}%")
+    if name == "cnn":
+      ax.axhline(100 * GOAL, color="k", linestyle="--", linewidth=1, label=f"goal {GOAL:.0%} (int8)")
+    flash = r["summary"]["distill_int8_flash_bytes"]["mean"]
+    arena = r["summary"]["distill_int8_arena_bytes"]["mean"]
+    ax.set_title(f"student {name}: {flash / 1024:.0f} KiB flash, {arena / 1024:.1f} KiB arena "
+                 f"({len(r['per_seed'])} seeds)", fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(loc="lower right", fontsize=7)
+  lowest = min(100 * s[key] for r in students.values() for s in r["per_seed"] for key, _ in columns)
+  np.atleast_1d(axes)[0].set_ylim(lowest - 3, 100 * teacher["dev_accuracy"] + 2)
+  np.atleast_1d(axes)[0].set_ylabel("SST-2 dev accuracy (%), 872 sentences")
+  fig.tight_layout()
+  files.save_figure(fig, path)
+
+
 def main(argv):
   del argv
+  if _REPLOT.value:
+    results = files.read_json(os.path.join(_REPLOT.value, "sst2_minilm.json"))
+    plot(results["teacher"], results["students"], os.path.join(_REPLOT.value, "sst2_minilm.png"))
+    return
+  if _CONFIG.value is None:
+    raise flags.IllegalFlagValueError("--config is required (configs/sst2_minilm.py).")
   meta = common.provenance("bench.sst2_minilm")
   print(common.header(meta))
   start = time.time()
@@ -182,12 +221,13 @@ def main(argv):
   wall = (time.time() - start) / 60
   files.write_atomic(os.path.join(_OUT.value, "sst2_minilm.md"),
                      "# SST-2, MiniLM teacher\n\n" + common.header(meta) + "\n" + table
-                     + f"\nWhole command: {wall:.0f} min.\n")
+                     + f"\nWhole command: {wall:.0f} min.\n\n![dev accuracy](sst2_minilm.png)\n")
   files.write_json(os.path.join(_OUT.value, "sst2_minilm.json"), {
       **meta, "teacher": teacher, "wall_minutes": wall,
       "students": {k: {key: v for key, v in r.items() if key != "run"} for k, r in students.items()},
       "config": students["cnn"]["run"].config.to_dict()})
-  logging.info("Wrote %s/sst2_minilm.{md,json}", _OUT.value)
+  plot(teacher, students, os.path.join(_OUT.value, "sst2_minilm.png"))
+  logging.info("Wrote %s/sst2_minilm.{md,json,png}", _OUT.value)
   print(table)
 
 

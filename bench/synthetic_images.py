@@ -6,7 +6,7 @@ bright square and a frame, each with a random phase or position, random
 contrast and Gaussian noise. Written as greyscale PNGs in
 `<out>/{train,test}/<class>/`; nothing goes into the repository.
 
-Usage (the own-data run of BENCHMARKS.md, section 7):
+Usage (the own-data run of BENCHMARKS.md, section 9):
   .venv/bin/python -m bench.synthetic_images --out=/tmp/patterns8 --size=8 \
       --train_per_class=267 --test_per_class=67      # 2,004 images
 """

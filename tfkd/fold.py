@@ -22,7 +22,7 @@ mean in pixels; the folded conv pads what `border` says:
   "zeros"  raw 0 (a black frame): the conv is unchanged and no op is added,
            but the border outputs move by -sum over padded taps of
            kernel * mean / std, which costs a trained ResNet-8 about 3 points.
-BENCHMARKS.md (section 7) measures both.
+BENCHMARKS.md (section 8) measures both.
 
 The model is rebuilt from its functional config, so any functional model whose
 `Normalization` (last axis) feeds one Conv2D or DepthwiseConv2D folds; other
