@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Every CIFAR-10 run that needs the 80-epoch ResNet-20 teacher, one after another, resumable.
+#
+#   setsid nohup bench/cifar10_chain.sh >> runs/cifar10_chain.log 2>&1 < /dev/null &
+#   bench/cifar10_chain.sh --list     # the steps and which are done
+#
+# Each step is a command that itself resumes (finished stages are skipped, an epoch in progress
+# restarts from its checkpoint, the search's Optuna study continues), so after the machine or
+# the session stops, the same command goes on where it stopped. A finished step writes
+# runs/chain/<step>.done and is not run again; delete that file to rerun it. Steps, in order:
+#   e80        the 80-epoch pipeline: teacher, its cached augmented views, scratch and distilled
+#              (cached views) ResNet-8, export, report                         (issue 13, BENCHMARKS §1)
+#   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
+#   search     the device-budget search from that teacher                      (issue 14)
+#   robust, compressed_teacher, selfsup, multitask: the strategy benchmarks   (issue 18)
+# Run one step only: bench/cifar10_chain.sh e80_live
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+TEACHER=runs/cifar10_e80/teacher/model.keras
+mkdir -p runs/chain
+
+run_e80() {
+  $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80 \
+    --config.stages='("teacher","teacher_views","scratch","distill","export","report")' \
+    --config.distill.cached_teacher=True --config.distill.cache_epochs=80
+}
+run_e80_live() {
+  $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80_live \
+    --config.teacher.path="$TEACHER" --config.stages='("distill","export","report")'
+}
+run_search() {
+  mkdir -p runs/cifar10_search
+  cp -rn runs/cifar10_e80/teacher runs/cifar10_e80/teacher_views runs/cifar10_search/
+  $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
+    --out=runs/bench_search
+}
+run_robust() { $PY -m bench.robust --teacher="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_robust; }
+run_compressed_teacher() {
+  $PY -m bench.compressed_teacher --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 \
+    --out=runs/bench_compressed_teacher
+}
+run_selfsup() { $PY -m bench.selfsup --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_selfsup; }
+run_multitask() { $PY -m bench.multitask --teacher_a="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_multitask; }
+
+STEPS=(e80 e80_live search robust compressed_teacher selfsup multitask)
+if [[ "${1:-}" == "--list" ]]; then
+  for step in "${STEPS[@]}"; do
+    [[ -e runs/chain/$step.done ]] && echo "$step: done $(cat runs/chain/$step.done)" || echo "$step: to run"
+  done
+  exit 0
+fi
+if [[ $# -gt 0 ]]; then
+  [[ " ${STEPS[*]} " == *" $1 "* ]] || { echo "Unknown step '$1': choose from ${STEPS[*]}." >&2; exit 2; }
+  STEPS=("$1")
+fi
+for step in "${STEPS[@]}"; do
+  if [[ -e runs/chain/$step.done ]]; then
+    echo "[chain] $step: done already (runs/chain/$step.done)"
+    continue
+  fi
+  echo "[chain] $step: starting $(date -u +%FT%TZ)"
+  start=$(date +%s)
+  "run_$step"
+  echo "finished $(date -u +%FT%TZ) after $(( ($(date +%s) - start) / 60 )) min (this attempt)" \
+    > runs/chain/$step.done
+  echo "[chain] $step: $(cat runs/chain/$step.done)"
+done
