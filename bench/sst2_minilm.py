@@ -38,7 +38,7 @@ from tflite import files, interpreter, micro
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/sst2_minilm.py (its student: the CNN).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst2_minilm", "Run folder (resumed if it exists).")
-_OUT = flags.DEFINE_string("out", "runs/bench_sst2_minilm", "Folder for sst2_minilm.{md,json}.")
+_OUT = flags.DEFINE_string("out", "runs/bench_sst2_minilm", "Folder for sst2_minilm.{md,json,png}.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds of both students (1 = only config.seed).")
 _REPLOT = flags.DEFINE_string("replot", "", "Only redraw sst2_minilm.png from this folder's json.")
 GOAL = 0.85  # the text CNN's int8 target on dev
@@ -168,11 +168,12 @@ def markdown(teacher: dict, students: dict) -> str:
 def plot(teacher: dict, students: dict, path: str) -> None:
   """Dev accuracy of each student (bars: means over seeds, dots: seeds) beside the teacher's."""
   fig, axes = files.new_figure(1, len(students), figsize=(5.5 * len(students), 4.2), sharey=True)
+  axes = np.atleast_1d(axes)  # one student: a single Axes
   columns = [("scratch_dev", "scratch\nfloat"), ("distill_dev", "distilled\nfloat"),
              ("scratch_int8_litert", "scratch\nint8 LiteRT"),
              ("distill_int8_litert", "distilled\nint8 LiteRT"),
              ("distill_int8_tflm", "distilled\nint8 TFLM")]
-  for ax, (name, r) in zip(np.atleast_1d(axes), students.items()):
+  for ax, (name, r) in zip(axes, students.items()):
     means = [100 * r["summary"][key]["mean"] for key, _ in columns]
     bars = ax.bar([label for _, label in columns], means,
                   color=["#c88", "#58c", "#c88", "#58c", "#58c"])
@@ -191,8 +192,8 @@ def plot(teacher: dict, students: dict, path: str) -> None:
     ax.tick_params(axis="x", labelsize=7)
     ax.legend(loc="lower right", fontsize=7)
   lowest = min(100 * s[key] for r in students.values() for s in r["per_seed"] for key, _ in columns)
-  np.atleast_1d(axes)[0].set_ylim(lowest - 3, 100 * teacher["dev_accuracy"] + 2)
-  np.atleast_1d(axes)[0].set_ylabel("SST-2 dev accuracy (%), 872 sentences")
+  axes[0].set_ylim(lowest - 3, 100 * teacher["dev_accuracy"] + 2)
+  axes[0].set_ylabel("SST-2 dev accuracy (%), 872 sentences")
   fig.tight_layout()
   files.save_figure(fig, path)
 
