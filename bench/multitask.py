@@ -263,7 +263,7 @@ def main(argv):
       student = from_config.model(single, splits, key, num_classes=classes)
       distiller = from_config.distiller(config.distill, [live[task]] if live[task] else [], student)
       path = train(config, splits, f"{key}_seed{seed}", student, labels, seed, distiller,
-                   teacher_logits=logits and logits[task])
+                   teacher_logits=logits[task] if logits else None)
       results[key].append(measure(config, splits, path, {task: test[task]}, test_x))
     logging.info("[seed %d] %s", seed, {k: v[-1] for k, v in results.items() if isinstance(v, list)})
   table = markdown(teacher_results, results, groups, single_filters)
@@ -273,7 +273,8 @@ def main(argv):
   plot(results, os.path.join(_OUT.value, "multitask.png"))
   files.write_json(os.path.join(_OUT.value, "multitask.json"), {
       **meta, "teachers": paths, "cached_teacher": _CACHED_TEACHER.value,
-      "cache_epochs": (_CACHE_EPOCHS.value or _EPOCHS.value) if _CACHED_TEACHER.value else 0, "teacher_results": teacher_results, "epochs": _EPOCHS.value,
+      "cache_epochs": (_CACHE_EPOCHS.value or _EPOCHS.value) if _CACHED_TEACHER.value else 0,
+      "teacher_results": teacher_results, "epochs": _EPOCHS.value,
       "task_b_groups": groups, "single_filters": single_filters,
       "train_examples": int(len(y_a)), "results": results})
 

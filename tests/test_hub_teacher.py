@@ -11,6 +11,7 @@ import glob
 import json
 import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -201,10 +202,11 @@ def test_pipeline_fine_tunes_a_local_preset_caches_its_logits_once_and_distils(t
 class CountingModel:
   """Stands in for the classifier: logits from the token ids, and a count of the rows it ran."""
 
-  def __init__(self):
-    self.rows = 0
+  def __init__(self, seconds_per_batch: float = 0.0):
+    self.rows, self.seconds_per_batch = 0, seconds_per_batch
 
   def predict_on_batch(self, inputs):
+    time.sleep(self.seconds_per_batch)
     self.rows += len(inputs["token_ids"])
     total = (inputs["token_ids"] * inputs["padding_mask"]).sum(axis=1).astype(np.float32)
     return np.stack([total, -total], axis=1)
@@ -222,10 +224,14 @@ def test_teacher_logits_resume_after_a_kill_without_redoing_saved_rows(tmp_path)
     if done >= 60:
       raise KeyboardInterrupt  # as a SIGINT would, between two batches
   with pytest.raises(KeyboardInterrupt):
-    hub_teacher.predict_logits(CountingModel(), ids, mask, 8, kill_after_60_rows,
+    hub_teacher.predict_logits(CountingModel(0.02), ids, mask, 8, kill_after_60_rows,
                                partial_path=partial, save_every_rows=20)
-  model = CountingModel()
+  first_seconds = hub_teacher.saved_seconds(partial)
+  model = CountingModel(0.02)
   logits = hub_teacher.predict_logits(model, ids, mask, 8, partial_path=partial, save_every_rows=20)
   np.testing.assert_array_equal(logits, expected)
   # Saved after 24 and 48 rows (every 3 batches of 8), killed at 64: 48 rows kept, 52 redone.
   assert model.rows == 100 - 48
+  # The seconds of the kept work add up across attempts: 6 batches kept, then 6 more saved.
+  assert first_seconds >= 6 * 0.02
+  assert hub_teacher.saved_seconds(partial) >= first_seconds + 6 * 0.02

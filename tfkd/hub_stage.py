@@ -144,17 +144,18 @@ def teacher_logits_file(run) -> str:
                    time.time() - start)
 
   partial = path[:-len(".npy")] + ".partial.npz"  # a killed run resumes here
-  resumed = os.path.exists(partial)
+  resumed, earlier_seconds = os.path.exists(partial), hub_teacher.saved_seconds(partial)
   logits = hub_teacher.predict_logits(model, ids, mask, hub.inference_batch_size, progress,
                                       partial_path=partial)
   teacher_cache.save_teacher_logits(path, logits)
   if os.path.exists(partial):
     os.remove(partial)
+  # Earlier attempts' kept work counts: the cost of the logits, not of this attempt.
+  seconds = earlier_seconds + time.time() - start
   files.write_json(path[:-len(".npy")] + ".json",
-                   {**fingerprint, "seconds": time.time() - start, "resumed": resumed,
-                    "texts_per_second":
-                    len(texts) / max(time.time() - start, 1e-9)})
+                   {**fingerprint, "seconds": seconds, "resumed": resumed,
+                    "texts_per_second": len(texts) / max(seconds, 1e-9)})
   logging.info("[teacher_views] teacher logits of %d texts in %.1f min: %s", len(texts),
-               (time.time() - start) / 60, path)
+               seconds / 60, path)
   return path
 

@@ -23,6 +23,7 @@ Example:
 import importlib.util
 import io
 import os
+import time
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -147,8 +148,9 @@ def predict_logits(model, ids: np.ndarray, mask: np.ndarray, batch_size: int = 2
     batch_size: rows per inference batch.
     progress: optional callable(rows_done, rows_total), called after each batch.
     partial_path: optional `.npz` the work done so far is saved to (atomically) every
-      `save_every_rows` rows, and resumed from: a killed run redoes at most that many
-      rows. The caller names it after what is computed and removes it when done.
+      `save_every_rows` rows, with the seconds it took (`saved_seconds`), and resumed
+      from: a killed run redoes at most that many rows. The caller names it after what
+      is computed and removes it when done.
     save_every_rows: rows between saves of `partial_path`.
 
   Returns:
@@ -157,12 +159,14 @@ def predict_logits(model, ids: np.ndarray, mask: np.ndarray, batch_size: int = 2
   Example:
     logits = predict_logits(model, ids, mask, 256, partial_path="teacher/logits/ab12.partial.npz")
   """
+  start = time.monotonic()
   batches = length_ordered_batches(mask.sum(axis=1), batch_size)
-  logits, done_batches = None, 0
+  logits, done_batches, earlier_seconds = None, 0, 0.0
   if partial_path and os.path.exists(partial_path):
     with np.load(partial_path) as saved:
       if saved["logits"].shape[0] == len(ids) and int(saved["batch_size"]) == batch_size:
         logits, done_batches = saved["logits"], int(saved["done_batches"])
+        earlier_seconds = float(saved["seconds"]) if "seconds" in saved else 0.0
   done = sum(len(rows) for rows in batches[:done_batches])
   if done:
     logging.info("[teacher_views] resuming the teacher's logits at %d/%d texts (%s).", done,
@@ -177,9 +181,25 @@ def predict_logits(model, ids: np.ndarray, mask: np.ndarray, batch_size: int = 2
     done, since_save = done + len(rows), since_save + len(rows)
     if partial_path and since_save >= save_every_rows and index + 1 < len(batches):
       buffer = io.BytesIO()
-      np.savez(buffer, logits=logits, done_batches=index + 1, batch_size=batch_size)
+      np.savez(buffer, logits=logits, done_batches=index + 1, batch_size=batch_size,
+               seconds=earlier_seconds + time.monotonic() - start)
       files.write_atomic(partial_path, buffer.getvalue())
       since_save = 0
     if progress:
       progress(done, len(ids))
   return logits
+
+
+def saved_seconds(partial_path: str) -> float:
+  """Seconds spent on the rows `predict_logits` saved in `partial_path` (0 if there is none).
+
+  Args:
+    partial_path: the `partial_path` given to `predict_logits`.
+
+  Returns:
+    The seconds of the earlier attempts' kept work: add this attempt's to get the cost of all.
+  """
+  if not os.path.exists(partial_path):
+    return 0.0
+  with np.load(partial_path) as saved:
+    return float(saved["seconds"]) if "seconds" in saved else 0.0
