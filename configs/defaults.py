@@ -92,7 +92,7 @@ def _distill():
   distill = ml_collections.ConfigDict()
   distill.temperature = 4.0                  # soft targets: T
   distill.student_loss_weight = 0.1          # α: α·CE + (1−α)·Σ wᵢ·lossᵢ
-  # Losses joined by '+': soft, features, attention, contrastive, relational (docs/distillation.md).
+  # Losses joined by '+': soft, logits, features, attention, contrastive, relational (docs/distillation.md).
   distill.method = "soft"
   distill.weights = ()                       # one weight per loss in method; () = 1 each
   distill.teacher_layer = "stage3"           # features/attention: teacher layer read

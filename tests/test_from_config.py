@@ -124,21 +124,21 @@ def test_strategy_names():
 
 def test_config_selects_losses_and_weights():
   config = cifar10_resnet.get_config().distill
-  config.method = "soft+features+attention+contrastive+relational"
-  config.weights = (1.0, 0.5, 2.0, 0.3, 1.5)
+  config.method = "soft+features+attention+contrastive+relational+logits"
+  config.weights = (1.0, 0.5, 2.0, 0.3, 1.5, 0.2)
   config.feature_adapter = "always"
   built, weights = from_config.distillation_losses(config)
   assert [type(l).__name__ for l in built] == [
       "LogitsDistillation", "FeatureDistillation", "AttentionTransfer", "ContrastiveDistillation",
-      "RelationalDistillation"]
-  assert weights == [1.0, 0.5, 2.0, 0.3, 1.5]
+      "RelationalDistillation", "LogitMatching"]
+  assert weights == [1.0, 0.5, 2.0, 0.3, 1.5, 0.2]
   assert built[0].temperature == config.temperature and built[1].use_adapter is True
   assert built[1].teacher_layer_name == "stage3" and built[3].student_layer_name == "features"
   assert built[3].temperature == config.contrastive_temperature
 
 
 @pytest.mark.parametrize("method, weights, match", [
-    ("soft+hints", (), r"Unknown config.distill.method='soft\+hints'.*'soft', 'features'"),
+    ("soft+hints", (), r"Unknown config.distill.method='soft\+hints'.*'soft', 'logits', 'features'"),
     ("soft+soft", (), "names a loss twice"),
     ("soft+features", (1.0,), "1 values for the 2 losses"),
 ])
@@ -167,7 +167,7 @@ def test_importing_tfkd_after_tensorflow_chose_keras_3_is_refused_with_the_fix()
 
 def test_public_api():
   import tfkd
-  for name in ("Distiller", "LogitsDistillation", "FeatureDistillation", "AttentionTransfer",
+  for name in ("Distiller", "LogitsDistillation", "LogitMatching", "FeatureDistillation", "AttentionTransfer",
                "ContrastiveDistillation", "RelationalDistillation", "DistillationLoss",
                "run_pipeline", "build_model", "prune", "quantize", "strip_pruning", "TfkdError"):
     assert hasattr(tfkd, name), name

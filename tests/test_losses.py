@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfkd import losses, seed
+from tfkd import logit_matching, losses, seed
 from tfkd.errors import ModelMismatchError
 
 
@@ -63,6 +63,21 @@ def test_logits_distillation_is_zero_for_identical_logits():
 def test_temperature_must_be_positive():
   with pytest.raises(ValueError, match="temperature"):
     losses.LogitsDistillation(0.0)
+
+
+# Logit matching.
+
+def test_logit_matching_matches_numpy_and_sees_a_shift_soft_targets_ignore():
+  rng = np.random.default_rng(2)
+  teacher, student = (rng.normal(size=(2, 6, 3)) * 3).astype(np.float32)
+  got = logit_matching.LogitMatching().compute_loss(teacher, student).numpy()
+  np.testing.assert_allclose(got, np.mean((teacher - student) ** 2, axis=-1), rtol=1e-5)
+  # Every logit of an example moved by 2: the same softmax, a loss of 2² = 4.
+  shifted = teacher + 2.0
+  np.testing.assert_allclose(losses.LogitsDistillation(1.0).compute_loss(teacher, shifted), 0,
+                             atol=1e-5)
+  np.testing.assert_allclose(logit_matching.LogitMatching().compute_loss(teacher, shifted), 4.0,
+                             rtol=1e-5)
 
 
 # FitNets hints.

@@ -2,8 +2,8 @@
 
 The public API:
   Distiller                       a Keras model that trains a student against frozen teachers.
-  DistillationLoss and its kinds  LogitsDistillation, FeatureDistillation, AttentionTransfer,
-                                  ContrastiveDistillation, RelationalDistillation,
+  DistillationLoss and its kinds  LogitsDistillation, LogitMatching, FeatureDistillation,
+                                  AttentionTransfer, ContrastiveDistillation, RelationalDistillation,
                                   SEEDDistillation (no labels: `tfkd.seed`).
   build_model                     the ResNet, DS-CNN and text models by name.
   prune, quantize, strip_pruning  tfmot pruning and quantization-aware training (`tfkd.compress`).
@@ -48,6 +48,7 @@ from tfkd.compress import prune, quantize, strip_pruning
 from tfkd.distiller import Distiller
 from tfkd.errors import (ConfigError, DatasetError, ModelFileError, ModelMismatchError, TeacherError,
                          TfkdError, TrainingError)
+from tfkd.logit_matching import LogitMatching
 from tfkd.losses import (AttentionTransfer, ContrastiveDistillation, DistillationLoss,
                          FeatureDistillation, LogitsDistillation, RelationalDistillation)
 from tfkd.models import build_model

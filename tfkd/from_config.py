@@ -34,12 +34,13 @@ from tfkd.errors import ConfigError, TfkdError
 from tfkd.splits import Splits, split_validation
 from tfkd.text_table import TableSpec
 from tfkd.vocabulary import VOCAB_FILENAME
+from tfkd.logit_matching import LogitMatching
 from tfkd.losses import (AttentionTransfer, ContrastiveDistillation, DistillationLoss,
                          FeatureDistillation, LogitsDistillation, RelationalDistillation)
 
 # Blocks whose keys are a builder's keyword arguments: any names are allowed there.
 FREE_FORM_BLOCKS = ("kwargs",)
-LOSS_NAMES = ("soft", "features", "attention", "contrastive", "relational")
+LOSS_NAMES = ("soft", "logits", "features", "attention", "contrastive", "relational")
 FEATURE_ADAPTERS = {"auto": "auto", "always": True, "never": False}
 COMPRESSION_STAGES = ("prune", "qat", "prune_qat")
 
@@ -307,6 +308,7 @@ def distillation_losses(distill_config) -> Tuple[List[DistillationLoss], List[fl
 
   `distill.method` names losses joined by '+' (e.g. 'soft+features'):
     soft         LogitsDistillation(temperature)
+    logits       LogitMatching() (no temperature)
     features     FeatureDistillation(teacher_layer, student_layer, feature_adapter)
     attention    AttentionTransfer(teacher_layer, student_layer)
     contrastive  ContrastiveDistillation(embedding_layer, projection_dim, contrastive_temperature)
@@ -321,6 +323,7 @@ def distillation_losses(distill_config) -> Tuple[List[DistillationLoss], List[fl
   names, weights = loss_names_and_weights(c)
   builders = {
       "soft": lambda: LogitsDistillation(temperature=c.temperature),
+      "logits": LogitMatching,
       "features": lambda: FeatureDistillation(c.teacher_layer, c.student_layer,
                                               adapter=FEATURE_ADAPTERS[c.feature_adapter]),
       "attention": lambda: AttentionTransfer(c.teacher_layer, c.student_layer),
