@@ -45,7 +45,9 @@ def get_config():
   config.student.model = "text_cnn"
   config.student.kwargs = dict(
       vocab_size=vocab_size, embedding_dim=48, filters=128, kernel_sizes=(3, 4, 5),
-      hidden=0)                   # Dense + ReLU width after pooling; 0 = none
+      hidden=0,                   # Dense + ReLU width after pooling; 0 = none
+      dropout=0.5,                # on the pooled features
+      embedding_dropout=0.1)      # of whole embedding channels
 
   config.train.epochs = 3
   config.train.optimizer = "adamw"

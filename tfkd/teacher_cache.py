@@ -140,5 +140,5 @@ def check_cacheable(distillation_losses: Sequence[DistillationLoss]) -> None:
   if layer_losses:
     raise ValueError(
         f"Cached teacher logits hold logits only, but {layer_losses} read teacher layers: "
-        "use logit losses (config: distill.method='soft' or 'logits') with a cached teacher, or run the "
-        "teacher live.")
+        "use logit losses (config: distill.method='soft' or 'logits') with a cached teacher, "
+        "or run the teacher live.")

@@ -237,7 +237,7 @@ def text_ensemble(num_classes: int, input_shape: Sequence[int], vocab_size: int 
   Returns:
     A functional `tf_keras.Model` whose `logits` layer averages the members'
     logits (the members are nested models, named `member<i>_<name>`). It has no
-    `features` layer: use it with logit losses ('soft'), not feature losses.
+    `features` layer: use it with logit losses ('soft', 'logits'), not feature losses.
   """
   del normalization
   inputs = _inputs(input_shape, vocab_size, name)
