@@ -167,8 +167,8 @@ def test_importing_tfkd_after_tensorflow_chose_keras_3_is_refused_with_the_fix()
 
 def test_public_api():
   import tfkd
-  for name in ("Distiller", "LogitsDistillation", "LogitMatching", "FeatureDistillation", "AttentionTransfer",
-               "ContrastiveDistillation", "RelationalDistillation", "DistillationLoss",
+  for name in ("Distiller", "LogitsDistillation", "LogitMatching", "FeatureDistillation",
+               "AttentionTransfer", "ContrastiveDistillation", "RelationalDistillation", "DistillationLoss",
                "run_pipeline", "build_model", "prune", "quantize", "strip_pruning", "TfkdError"):
     assert hasattr(tfkd, name), name
 
