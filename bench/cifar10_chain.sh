@@ -11,8 +11,9 @@
 #   e80        the 80-epoch pipeline: teacher, its cached augmented views, scratch and distilled
 #              (cached views) ResNet-8, export, report                         (issue 13, BENCHMARKS §1)
 #   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
-#   search     the device-budget search from that teacher                      (issue 14)
 #   robust, compressed_teacher, selfsup, multitask: the strategy benchmarks   (issue 18)
+#   search     the device-budget search from that teacher                      (issue 14)
+# (the search is last: at 10 h or more it is the longest, and the others each finish an issue sooner)
 # Run one step only: bench/cifar10_chain.sh e80_live
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +44,7 @@ run_compressed_teacher() {
 run_selfsup() { $PY -m bench.selfsup --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_selfsup; }
 run_multitask() { $PY -m bench.multitask --teacher_a="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_multitask; }
 
-STEPS=(e80 e80_live search robust compressed_teacher selfsup multitask)
+STEPS=(e80 e80_live robust compressed_teacher selfsup multitask search)
 if [[ "${1:-}" == "--list" ]]; then
   for step in "${STEPS[@]}"; do
     [[ -e runs/chain/$step.done ]] && echo "$step: done $(cat runs/chain/$step.done)" || echo "$step: to run"
