@@ -264,7 +264,7 @@ def _multitask():
 
 def get_config():
   config = ml_collections.ConfigDict()
-  config.seed = 0                 # weights, shuffling and augmentation
+  config.seed = 0                 # weights, shuffling and augmentation; set again before every stage
   # Stages run in order; also: 'teacher_compress' (after 'teacher', with teacher.compress),
   # 'teacher_views' (after it, with distill.cached_teacher), 'prune', 'qat', 'prune_qat' (before 'report'),
   # 'selfsup_pretrain', 'selfsup' (the self-supervised route, before 'export'), and

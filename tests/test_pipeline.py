@@ -129,6 +129,20 @@ class RecordEpochs(tf_keras.callbacks.Callback):
     self.epochs.append(epoch)
 
 
+def test_a_stage_trains_the_same_whichever_stages_ran_before_it(image_folder, tmp_path):
+  # As a run resumed after its teacher stage: scratch alone must equal scratch after teacher.
+  config = tiny_config(image_folder)
+  config.stages = ("teacher", "scratch")
+  pipeline.run_pipeline(config, str(tmp_path / "both"))
+  config.stages = ("scratch",)
+  pipeline.run_pipeline(config, str(tmp_path / "alone"))
+  after_teacher, alone = (
+      tf_keras.models.load_model(str(tmp_path / run / "scratch" / "model.keras"), compile=False)
+      for run in ("both", "alone"))
+  for a, b in zip(after_teacher.get_weights(), alone.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_interrupted_training_resumes_from_last_epoch(tmp_path):
   rng = np.random.default_rng(0)
   x, y = rng.normal(size=(64, 8, 8, 3)).astype(np.float32), rng.integers(0, 3, 64)

@@ -199,10 +199,12 @@ def run_pipeline(config, workdir: str) -> Run:
     raise ConfigError(f"Unknown stage(s) {unknown} in config.stages: choose from {list(STAGE_FUNCTIONS)}.")
   config_checks.validate(config)  # every value and input file, before data is read
   make_workdir(workdir)
-  tf_keras.utils.set_random_seed(config.seed)
   run = Run(config, workdir)
   for stage in config.stages:
     start = time.time()
+    # Seeded per stage, not once: a stage draws the same weights and batches whichever stages
+    # ran before it in this process, so a resumed run equals an uninterrupted one.
+    tf_keras.utils.set_random_seed(config.seed)
     run.alone = stage in CHIEF_ONLY_STAGES
     if run.alone and not run.is_chief:
       logging.info("=== stage %s: left to the chief ===", stage)
