@@ -226,7 +226,7 @@ def test_teacher_logits_resume_after_a_kill_without_redoing_saved_rows(tmp_path)
   with pytest.raises(KeyboardInterrupt):
     hub_teacher.predict_logits(CountingModel(0.02), ids, mask, 8, kill_after_60_rows,
                                partial_path=partial, save_every_rows=20)
-  first_seconds = hub_teacher.saved_seconds(partial)
+  first_seconds = hub_teacher.saved_seconds(partial, 100, 8)
   model = CountingModel(0.02)
   logits = hub_teacher.predict_logits(model, ids, mask, 8, partial_path=partial, save_every_rows=20)
   np.testing.assert_array_equal(logits, expected)
@@ -234,4 +234,5 @@ def test_teacher_logits_resume_after_a_kill_without_redoing_saved_rows(tmp_path)
   assert model.rows == 100 - 48
   # The seconds of the kept work add up across attempts: 6 batches kept, then 6 more saved.
   assert first_seconds >= 6 * 0.02
-  assert hub_teacher.saved_seconds(partial) >= first_seconds + 6 * 0.02
+  assert hub_teacher.saved_seconds(partial, 100, 8) >= first_seconds + 6 * 0.02
+  assert hub_teacher.saved_seconds(partial, 100, 16) == 0.0  # another batch size: redone, not counted

@@ -144,7 +144,8 @@ def teacher_logits_file(run) -> str:
                    time.time() - start)
 
   partial = path[:-len(".npy")] + ".partial.npz"  # a killed run resumes here
-  resumed, earlier_seconds = os.path.exists(partial), hub_teacher.saved_seconds(partial)
+  resumed = os.path.exists(partial)
+  earlier_seconds = hub_teacher.saved_seconds(partial, len(texts), hub.inference_batch_size)
   logits = hub_teacher.predict_logits(model, ids, mask, hub.inference_batch_size, progress,
                                       partial_path=partial)
   teacher_cache.save_teacher_logits(path, logits)

@@ -161,12 +161,7 @@ def predict_logits(model, ids: np.ndarray, mask: np.ndarray, batch_size: int = 2
   """
   start = time.monotonic()
   batches = length_ordered_batches(mask.sum(axis=1), batch_size)
-  logits, done_batches, earlier_seconds = None, 0, 0.0
-  if partial_path and os.path.exists(partial_path):
-    with np.load(partial_path) as saved:
-      if saved["logits"].shape[0] == len(ids) and int(saved["batch_size"]) == batch_size:
-        logits, done_batches = saved["logits"], int(saved["done_batches"])
-        earlier_seconds = float(saved["seconds"]) if "seconds" in saved else 0.0
+  logits, done_batches, earlier_seconds = _load_partial(partial_path, len(ids), batch_size)
   done = sum(len(rows) for rows in batches[:done_batches])
   if done:
     logging.info("[teacher_views] resuming the teacher's logits at %d/%d texts (%s).", done,
@@ -190,16 +185,26 @@ def predict_logits(model, ids: np.ndarray, mask: np.ndarray, batch_size: int = 2
   return logits
 
 
-def saved_seconds(partial_path: str) -> float:
-  """Seconds spent on the rows `predict_logits` saved in `partial_path` (0 if there is none).
+def _load_partial(partial_path: Optional[str], rows: int, batch_size: int):
+  """(logits, batches done, seconds spent) saved by `predict_logits`, or (None, 0, 0.0) when
+  there is no such file or it was made for other rows or another batch size (then redone)."""
+  if not partial_path or not os.path.exists(partial_path):
+    return None, 0, 0.0
+  with np.load(partial_path) as saved:
+    if saved["logits"].shape[0] != rows or int(saved["batch_size"]) != batch_size:
+      return None, 0, 0.0
+    seconds = float(saved["seconds"]) if "seconds" in saved else 0.0
+    return saved["logits"], int(saved["done_batches"]), seconds
+
+
+def saved_seconds(partial_path: str, rows: int, batch_size: int) -> float:
+  """Seconds spent on the rows `predict_logits` saved in `partial_path` and will keep.
 
   Args:
-    partial_path: the `partial_path` given to `predict_logits`.
+    partial_path, batch_size: as given to `predict_logits`.
+    rows: the number of texts (`len(ids)`).
 
   Returns:
-    The seconds of the earlier attempts' kept work: add this attempt's to get the cost of all.
+    The earlier attempts' kept work (0 if none): add this attempt's to get the cost of all.
   """
-  if not os.path.exists(partial_path):
-    return 0.0
-  with np.load(partial_path) as saved:
-    return float(saved["seconds"]) if "seconds" in saved else 0.0
+  return _load_partial(partial_path, rows, batch_size)[2]
