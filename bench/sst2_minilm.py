@@ -40,6 +40,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/sst2_minilm.p
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sst2_minilm", "Run folder (resumed if it exists).")
 _OUT = flags.DEFINE_string("out", "runs/bench_sst2_minilm", "Folder for sst2_minilm.{md,json,png}.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds of both students (1 = only config.seed).")
+_STUDENTS = flags.DEFINE_multi_enum("students", ["cnn", "micro"], ["cnn", "micro"],
+                                   "Students to run (configs/sst2_minilm.py's STUDENTS).")
 _REPLOT = flags.DEFINE_string("replot", "", "Only redraw sst2_minilm.png from this folder's json.")
 GOAL = 0.85  # the text CNN's int8 target on dev
 MICRO_FLASH = 256 * 1024  # the microcontroller student's flash budget
@@ -116,7 +118,8 @@ def teacher_costs(run: Run) -> dict:
   result = files.read_json(hub_stage.result_path(run))
   logits_path = hub_stage.teacher_logits_file(run)  # cached: only finds the file
   logits = files.read_json(logits_path[:-len(".npy")] + ".json")
-  return {**result, "logits_seconds": logits["seconds"], "logits_rows": logits["rows"]}
+  return {**result, "logits_seconds": logits["seconds"], "logits_rows": logits["rows"],
+          "logits_dtype": logits.get("dtype", "mixed_bfloat16")}  # caches before the key: bf16
 
 
 def markdown(teacher: dict, students: dict) -> str:
@@ -128,7 +131,8 @@ def markdown(teacher: dict, students: dict) -> str:
       f"**dev {pct(teacher['dev_accuracy'])}**, validation {pct(teacher['val_accuracy'])}. "
       f"One-time cost: fine-tune {teacher['fine_tune_seconds'] / 60:.1f} min, logits of "
       f"{teacher['logits_rows']:,} texts (training phrases and transfer set) "
-      f"{teacher['logits_seconds'] / 60:.1f} min.", ""]
+      f"{teacher['logits_seconds'] / 60:.1f} min ({teacher['logits_dtype']}, "
+      f"{teacher['logits_rows'] / teacher['logits_seconds']:.0f} texts/s).", ""]
   for name, r in students.items():
     s, seeds = r["summary"], len(r["per_seed"])
     budget = MICRO_FLASH if name == "micro" else CNN_FLASH
@@ -211,11 +215,16 @@ def main(argv):
   start = time.time()
   config = _CONFIG.value
   workdir = _WORKDIR.value
-  students = {"cnn": student(config, workdir, _SEEDS.value)}
-  micro_dir = os.path.join(workdir, "micro")
-  link_shared(workdir, micro_dir, ("teacher",))
-  students["micro"] = student(sst2_minilm.with_student(config, "micro"), micro_dir, _SEEDS.value)
-  teacher = teacher_costs(students["cnn"]["run"])
+  students = {}
+  for name in _STUDENTS.value:  # 'cnn' is config's own student; the others run in subfolders
+    student_dir = workdir if name == "cnn" else os.path.join(workdir, name)
+    if student_dir != workdir:  # one teacher for all: fine-tuned once, its logits cached once
+      os.makedirs(os.path.join(workdir, "teacher"), exist_ok=True)
+      link_shared(workdir, student_dir, ("teacher",))
+    student_config = config if name == "cnn" else sst2_minilm.with_student(config, name)
+    students[name] = student(student_config, student_dir, _SEEDS.value)
+  first = next(iter(students.values()))["run"]
+  teacher = teacher_costs(first)
   teacher.update(batch_size=config.teacher.hub.batch_size,
                  name=config.teacher.hub.preset or "all-MiniLM-L6-v2 (the shipped wheel)")
   table = markdown(teacher, students)
@@ -226,7 +235,7 @@ def main(argv):
   files.write_json(os.path.join(_OUT.value, "sst2_minilm.json"), {
       **meta, "teacher": teacher, "wall_minutes": wall,
       "students": {k: {key: v for key, v in r.items() if key != "run"} for k, r in students.items()},
-      "config": students["cnn"]["run"].config.to_dict()})
+      "config": first.config.to_dict()})
   plot(teacher, students, os.path.join(_OUT.value, "sst2_minilm.png"))
   logging.info("Wrote %s/sst2_minilm.{md,json,png}", _OUT.value)
   print(table)

@@ -289,7 +289,10 @@ def get_config():
       warmup_fraction=0.06,       # share of the steps warming up
       weight_decay=0.01,          # AdamW's, not on biases and LayerNorm
       dropout=0.1,                # on the pooled sentence vector
-      dtype="mixed_bfloat16",     # 'float32' or 'mixed_bfloat16' (bfloat16 compute, ~1.7x faster on CPU)
+      dtype="mixed_bfloat16",     # fine-tune: 'float32' or 'mixed_bfloat16' (bfloat16 compute, float32 weights)
+      # The logits pass and the evaluation. bfloat16 inference ran 8x slower than float32 on an
+      # AVX2 CPU without bfloat16 instructions (docs/text.md); use it where the hardware has them.
+      inference_dtype="float32",
       checkpoint_steps=200,       # steps between the checkpoints a killed fine-tune resumes from
       inference_batch_size=256))  # rows per batch of the logits pass and the evaluation
   config.student = _model("resnet8")

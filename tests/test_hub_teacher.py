@@ -183,6 +183,7 @@ def test_pipeline_fine_tunes_a_local_preset_caches_its_logits_once_and_distils(t
   run = tfkd.run_pipeline(config, workdir)
   result = json.load(open(os.path.join(workdir, "teacher", "hub_teacher.json")))
   assert result["dev_accuracy"] > 0.7 and result["val_accuracy"] > 0.7  # chance: 0.5
+  assert result["inference_dtype"] == "float32"
   assert not os.path.exists(os.path.join(workdir, "teacher", "checkpoint"))
   logits_files = glob.glob(os.path.join(workdir, "teacher", "logits", "*.npy"))
   assert len(logits_files) == 1 and np.load(logits_files[0]).shape == (2 * 80, 2)  # rows + copies
@@ -197,6 +198,18 @@ def test_pipeline_fine_tunes_a_local_preset_caches_its_logits_once_and_distils(t
   tfkd.run_pipeline(other, str(tmp_path / "other"))
   assert glob.glob(os.path.join(workdir, "teacher", "logits", "*.npy")) == logits_files
   assert os.path.getmtime(logits_files[0]) == before
+  # Logits computed in another dtype are other logits: computed anew, never the float32 file.
+  bfloat16 = config.copy_and_resolve_references()
+  bfloat16.teacher.hub.inference_dtype = "mixed_bfloat16"
+  bfloat16.stages = ("teacher", "teacher_views")
+  os.makedirs(tmp_path / "bfloat16")
+  os.symlink(os.path.join(workdir, "teacher"), tmp_path / "bfloat16" / "teacher")
+  tfkd.run_pipeline(bfloat16, str(tmp_path / "bfloat16"))
+  both = sorted(glob.glob(os.path.join(workdir, "teacher", "logits", "*.npy")))
+  assert len(both) == 2 and os.path.getmtime(logits_files[0]) == before
+  new = [f for f in both if f not in logits_files][0]
+  assert json.load(open(new[:-len(".npy")] + ".json"))["dtype"] == "mixed_bfloat16"
+  np.testing.assert_allclose(np.load(new), np.load(logits_files[0]), atol=0.1)  # bfloat16's 8 bits
 
 
 class CountingModel:

@@ -111,6 +111,7 @@ RULES = {
     "teacher.hub.weight_decay": _at_least(0),
     "teacher.hub.dropout": _between(0, 1, "[)"),
     "teacher.hub.dtype": _one_of(("float32", "mixed_bfloat16")),
+    "teacher.hub.inference_dtype": _one_of(("float32", "mixed_bfloat16")),
     "teacher.hub.checkpoint_steps": _whole(1),
     "teacher.hub.inference_batch_size": _whole(1),
     "student.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),

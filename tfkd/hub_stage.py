@@ -11,7 +11,7 @@ The students never run it: `teacher_logits_file` computes its logits once for
 every row the distill stage trains on (the training rows, then the augmented
 transfer set as text, `tfkd.text_augment.augmented_texts`) into
 `teacher/logits/<key>.npy`, keyed by a fingerprint of the weights file, the
-texts and the sequence length, and `Run.teacher_view_logits` reads it as an
+texts, the sequence length and the inference dtype, and `Run.teacher_view_logits` reads it as an
 offline teacher's logits (`distill.teacher_logits_path`). The transfer set's
 texts do not depend on the student's vocabulary, so students of any
 vocabulary sharing the teacher folder share the file.
@@ -48,9 +48,17 @@ def _preset(run) -> str:
     return hub_teacher.check_preset(run.config.teacher.hub.preset)
 
 
-def _classifier(run):
+def _classifier(run, dtype: str):
   hub = run.config.teacher.hub
-  return hub_teacher.build_classifier(_preset(run), run.splits.num_classes, hub.dtype, hub.dropout)
+  return hub_teacher.build_classifier(_preset(run), run.splits.num_classes, dtype, hub.dropout)
+
+
+def _fine_tuned(run):
+  """The fine-tuned teacher, built in `teacher.hub.inference_dtype` for its logits and scores."""
+  model = _classifier(run, run.config.teacher.hub.inference_dtype)
+  model.load_weights(run.path("teacher", WEIGHTS))
+  model.compile(jit_compile=False)  # batch shapes vary: XLA would compile each
+  return model
 
 
 def _encode(run, tokenizer, texts):
@@ -74,7 +82,7 @@ def stage_fine_tune(run) -> None:
   hub, preset = run.config.teacher.hub, _preset(run)
   tokenizer = hub_teacher.load_tokenizer(preset)
   ids, mask = _encode(run, tokenizer, run.splits.texts["train"])
-  model = _classifier(run)
+  model = _classifier(run, hub.dtype)
   steps = hub_fine_tune.steps_per_epoch(mask.sum(axis=1), hub.batch_size)
   hub_fine_tune.compile_for_fine_tune(model, hub.learning_rate, hub.epochs * steps,
                                       hub.warmup_fraction, hub.weight_decay)
@@ -89,10 +97,11 @@ def stage_fine_tune(run) -> None:
   partial = run.path("teacher", "partial_" + WEIGHTS)  # Keras wants the .weights.h5 ending
   model.save_weights(partial)
   os.replace(partial, final)
-  start = time.time()
+  start, model = time.time(), _fine_tuned(run)  # scored as its logits will be computed
   result = {"preset": preset, "parameters": int(model.count_params()), "epochs": hub.epochs,
-            "steps_per_epoch": steps, "dtype": hub.dtype, "sequence_length": hub.sequence_length,
-            "fine_tune_seconds": seconds, "dev_accuracy": accuracy(run, model, tokenizer, "test"),
+            "steps_per_epoch": steps, "dtype": hub.dtype, "inference_dtype": hub.inference_dtype,
+            "sequence_length": hub.sequence_length, "fine_tune_seconds": seconds,
+            "dev_accuracy": accuracy(run, model, tokenizer, "test"),
             "val_accuracy": accuracy(run, model, tokenizer, "val")}
   result["evaluation_seconds"] = time.time() - start
   files.write_json(result_path(run), result)
@@ -125,16 +134,15 @@ def teacher_logits_file(run) -> str:
   hub = run.config.teacher.hub
   fingerprint = {"weights_sha256": view_cache.file_sha256(weights),
                  "texts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-                 "rows": len(texts), "sequence_length": hub.sequence_length}
+                 "rows": len(texts), "sequence_length": hub.sequence_length,
+                 "dtype": hub.inference_dtype}
   key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
   path = run.path("teacher", "logits", f"{key}.npy")
   if os.path.exists(path):
     logging.info("[teacher_views] the teacher's logits of %d texts are cached: %s", len(texts), path)
     return path
   start, tokenizer = time.time(), hub_teacher.load_tokenizer(_preset(run))
-  model = _classifier(run)
-  model.load_weights(weights)
-  model.compile(jit_compile=False)  # batch shapes vary: XLA would compile each
+  model = _fine_tuned(run)
   ids, mask = _encode(run, tokenizer, texts)
   step = max(1, len(texts) // 20)
 
