@@ -53,6 +53,8 @@ def _data():
       mask_probability=0.1,       # share of tokens replaced by the unknown token
       ngram_probability=0.25,     # share of copies cut to a random n-gram
       ngram_range=(1, 5),         # n of those n-grams, inclusive
+      long_copies=0,              # more copies of each row of at least long_min_tokens tokens
+      long_min_tokens=15,
       seed=0))
   return data
 

@@ -149,6 +149,11 @@ def test_transfer_texts_are_the_student_copies_with_the_words_the_vocabulary_lac
   student = [small.decode(row) for row in augment_token_ids(small_ids, 3, **settings)]
   assert any("<unk>" in s for s in student)
   assert all(len(s.split()) == len(c.split()) for s, c in zip(student, copies))
+  # Extra copies of the long rows (5 tokens: the first two) stay aligned with the student's.
+  long = dict(settings, long_copies=2, long_min_tokens=5)
+  with_long = augmented_texts(texts, ids, 3, "<mask>", **long)
+  assert with_long[:9] == copies and len(with_long) == 9 + 2 * 2
+  assert with_long == [full.decode(row) for row in augment_token_ids(ids, 3, **long)]
 
 
 def tiny_preset(folder, words):
@@ -210,6 +215,17 @@ def test_pipeline_fine_tunes_a_local_preset_caches_its_logits_once_and_distils(t
   new = [f for f in both if f not in logits_files][0]
   assert json.load(open(new[:-len(".npy")] + ".json"))["dtype"] == "mixed_bfloat16"
   np.testing.assert_allclose(np.load(new), np.load(logits_files[0]), atol=0.1)  # bfloat16's 8 bits
+  # Long copies append rows: the cached logits of the rows before them are reused, not redone.
+  longer = config.copy_and_resolve_references()
+  longer.data.transfer_set.update(dict(long_copies=1, long_min_tokens=2))
+  longer.stages = ("teacher", "teacher_views")
+  os.makedirs(tmp_path / "longer")
+  os.symlink(os.path.join(workdir, "teacher"), tmp_path / "longer" / "teacher")
+  tfkd.run_pipeline(longer, str(tmp_path / "longer"))
+  (extended,) = set(glob.glob(os.path.join(workdir, "teacher", "logits", "*.npy"))) - set(both)
+  saved = json.load(open(extended[:-len(".npy")] + ".json"))
+  assert saved["reused_rows"] == 160 and saved["rows"] > 160
+  np.testing.assert_array_equal(np.load(extended)[:160], np.load(logits_files[0]))
 
 
 class CountingModel:

@@ -18,7 +18,7 @@ from tfkd import data, from_config, models, pipeline, text_data, text_models
 from tfkd.errors import ConfigError, DatasetError
 from tfkd.run_context import Run
 from tfkd.sentence_split import split_validation_by_sentence
-from tfkd.text_augment import augment_token_ids, with_transfer_set
+from tfkd.text_augment import augment_token_ids, copy_rows, with_transfer_set
 from tfkd.text_table import TableSpec, label_ids, read_table
 from tfkd.vocabulary import (MASK_ID, PAD_ID, VOCAB_FILENAME, Vocabulary,
                              load_or_build_vocabulary)
@@ -348,8 +348,27 @@ def test_transfer_set_is_labelled_minus_one():
   assert x.shape == (4, 8, 8, 3) and len(y) == 4  # copies=0 adds nothing, to any data
 
 
+def test_long_copies_add_copies_of_the_long_sentences_after_the_others():
+  ids, labels = sample_ids(rows=50), np.arange(50, dtype=np.int32) % 2
+  lengths = (ids != PAD_ID).sum(axis=1)
+  long_rows = np.flatnonzero(lengths >= 12)
+  assert 0 < len(long_rows) < 50
+  plain = dict(mask_probability=0.0, ngram_probability=0.0)
+  x, y = with_transfer_set(ids, labels, copies=1, long_copies=2, long_min_tokens=12, **plain)
+  assert len(x) == 50 + 50 + 2 * len(long_rows) and np.all(y[50:] == -1)
+  np.testing.assert_array_equal(x[100:], np.concatenate([ids[long_rows]] * 2))
+  np.testing.assert_array_equal(copy_rows(lengths, 1, 2, 12)[50:], np.tile(long_rows, 2))
+  # The ordinary copies are the same with or without long ones: their cached logits stay valid.
+  augmented = augment_token_ids(ids, 2, seed=5)
+  np.testing.assert_array_equal(
+      augment_token_ids(ids, 2, seed=5, long_copies=3, long_min_tokens=12)[:100], augmented)
+  only_long, _ = with_transfer_set(ids, labels, copies=0, long_copies=1, long_min_tokens=12)
+  assert len(only_long) == 50 + len(long_rows)
+
+
 @pytest.mark.parametrize("arguments, match", [
     (dict(copies=-1), "copies=-1 is not a whole number"),
+    (dict(copies=1, long_copies=-2), "long_copies=-2 is not a whole number"),
     (dict(copies=1.5), "copies=1.5 is not a whole number"),
     (dict(copies=2, mask_probability=1.5), "mask_probability=1.5 is not a probability"),
     (dict(copies=2, ngram_probability=-0.1), "ngram_probability=-0.1 is not a probability"),

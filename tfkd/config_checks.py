@@ -96,6 +96,8 @@ RULES = {
     "data.transfer_set.ngram_probability": _between(0, 1),
     "data.transfer_set.ngram_range": (lambda v: len(v) == 2 and 1 <= v[0] <= v[1],
                                       "(low, high) with 1 <= low <= high"),
+    "data.transfer_set.long_copies": _whole(0),
+    "data.transfer_set.long_min_tokens": _whole(1),
     "data.transfer_set.seed": _whole(0),
     "teacher.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
     "teacher.epochs": _whole(0),

@@ -377,16 +377,14 @@ def robust_evaluation(config) -> bool:
 def with_transfer_set(data_config, x, y):
   """The training rows plus the augmented copies `config.data.transfer_set` asks for, labelled -1.
 
-  Returns (x, y) unchanged when `transfer_set.copies` is 0.
+  Returns (x, y) unchanged when `transfer_set.copies` and `long_copies` are 0.
   """
-  transfer = data_config.transfer_set
-  if not transfer.copies:
-    return x, y
+  t = data_config.transfer_set
   with reading("data.transfer_set"):
     return text_augment.with_transfer_set(
-        x, y, copies=transfer.copies, mask_probability=transfer.mask_probability,
-        ngram_probability=transfer.ngram_probability, ngram_range=tuple(transfer.ngram_range),
-        seed=transfer.seed)
+        x, y, copies=t.copies, mask_probability=t.mask_probability,
+        ngram_probability=t.ngram_probability, ngram_range=tuple(t.ngram_range), seed=t.seed,
+        long_copies=t.long_copies, long_min_tokens=t.long_min_tokens)
 
 
 def transfer_texts(data_config, texts, ids, mask_token: str) -> list:
@@ -396,7 +394,8 @@ def transfer_texts(data_config, texts, ids, mask_token: str) -> list:
     return text_augment.augmented_texts(
         texts, ids, t.copies, mask_token, mask_probability=t.mask_probability,
         ngram_probability=t.ngram_probability, ngram_range=tuple(t.ngram_range), seed=t.seed,
-        lowercase=data_config.lowercase)
+        lowercase=data_config.lowercase, long_copies=t.long_copies,
+        long_min_tokens=t.long_min_tokens)
 
 
 def pruned_model(compress_config, model: tf_keras.Model, total_steps: int) -> tf_keras.Model:

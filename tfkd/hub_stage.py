@@ -21,6 +21,7 @@ Example:
   run_pipeline(config, "runs/sst2_minilm")  # teacher → teacher_views → scratch → distill → ...
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -113,9 +114,7 @@ def stage_fine_tune(run) -> None:
 def distill_texts(run) -> list:
   """What the teacher reads for each row the distill stage trains on: training rows, then the
   transfer set (`from_config.with_transfer_set`'s rows, as text)."""
-  texts, transfer = run.splits.texts["train"], run.config.data.transfer_set
-  if not transfer.copies:
-    return list(texts)
+  texts = run.splits.texts["train"]
   return list(texts) + from_config.transfer_texts(run.config.data, texts, run.splits.train[0],
                                                   MASK_TOKEN)
 
@@ -132,8 +131,7 @@ def teacher_logits_file(run) -> str:
                       "'teacher' stage first (list it first in config.stages).")
   texts = distill_texts(run)
   hub = run.config.teacher.hub
-  fingerprint = {"weights_sha256": view_cache.file_sha256(weights),
-                 "texts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+  fingerprint = {"weights_sha256": view_cache.file_sha256(weights), "texts_sha256": _sha256(texts),
                  "rows": len(texts), "sequence_length": hub.sequence_length,
                  "dtype": hub.inference_dtype}
   key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
@@ -143,8 +141,15 @@ def teacher_logits_file(run) -> str:
     return path
   start, tokenizer = time.time(), hub_teacher.load_tokenizer(_preset(run))
   model = _fine_tuned(run)
-  ids, mask = _encode(run, tokenizer, texts)
-  step = max(1, len(texts) // 20)
+  # A cached file of the same teacher may hold the first rows (data.transfer_set.long_copies
+  # appends rows): only the rest is computed.
+  reused = _cached_first_rows(os.path.dirname(path), fingerprint, texts)
+  reused_rows = 0 if reused is None else len(reused)
+  if reused_rows:
+    logging.info("[teacher_views] the first %d of %d texts' logits are cached: computing the "
+                 "other %d.", reused_rows, len(texts), len(texts) - reused_rows)
+  ids, mask = _encode(run, tokenizer, texts[reused_rows:])
+  step = max(1, len(ids) // 20)
 
   def progress(done, total):
     if done % step < hub.inference_batch_size or done == total:
@@ -153,9 +158,11 @@ def teacher_logits_file(run) -> str:
 
   partial = path[:-len(".npy")] + ".partial.npz"  # a killed run resumes here
   resumed = os.path.exists(partial)
-  earlier_seconds = hub_teacher.saved_seconds(partial, len(texts), hub.inference_batch_size)
+  earlier_seconds = hub_teacher.saved_seconds(partial, len(ids), hub.inference_batch_size)
   logits = hub_teacher.predict_logits(model, ids, mask, hub.inference_batch_size, progress,
                                       partial_path=partial)
+  if reused_rows:
+    logits = np.concatenate([reused, logits])
   teacher_cache.save_teacher_logits(path, logits)
   if os.path.exists(partial):
     os.remove(partial)
@@ -163,8 +170,27 @@ def teacher_logits_file(run) -> str:
   seconds = earlier_seconds + time.time() - start
   files.write_json(path[:-len(".npy")] + ".json",
                    {**fingerprint, "seconds": seconds, "resumed": resumed,
-                    "texts_per_second": len(texts) / max(seconds, 1e-9)})
-  logging.info("[teacher_views] teacher logits of %d texts in %.1f min: %s", len(texts),
+                    "reused_rows": reused_rows, "texts_per_second": len(ids) / max(seconds, 1e-9)})
+  logging.info("[teacher_views] teacher logits of %d texts in %.1f min: %s", len(ids),
                seconds / 60, path)
   return path
+
+
+def _sha256(texts) -> str:
+  return hashlib.sha256("\n".join(texts).encode()).hexdigest()
+
+
+def _cached_first_rows(logits_dir: str, fingerprint: dict, texts: list):
+  """The logits of `texts`' first rows from the largest cached file that holds exactly those
+  rows (same teacher weights, sequence length and dtype), or None."""
+  best, best_rows = None, 0
+  for json_path in glob.glob(os.path.join(logits_dir, "*.json")):
+    saved, npy = files.read_json(json_path), json_path[:-len(".json")] + ".npy"
+    rows = saved.get("rows", 0)
+    same_teacher = all(saved.get(k) == fingerprint[k]
+                       for k in ("weights_sha256", "sequence_length", "dtype"))
+    if (same_teacher and best_rows < rows < len(texts) and os.path.exists(npy)
+        and saved.get("texts_sha256") == _sha256(texts[:rows])):
+      best, best_rows = npy, rows
+  return np.load(best) if best else None
 

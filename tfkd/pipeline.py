@@ -84,11 +84,13 @@ def stage_distill(run: Run) -> None:
   cfg, train_config = run.config.distill, from_config.stage_train_config(run.config, "distill")
   if run.done("distill", run.model_path("distill"), train_config.epochs):
     return
-  if ((cfg.cached_teacher or cfg.teacher_logits_path) and run.config.data.transfer_set.copies
-      and not run.hub_teacher):  # a keras-hub teacher's cached logits cover the transfer set
+  transfer = run.config.data.transfer_set
+  adds_rows = transfer.copies or transfer.long_copies
+  # A keras-hub teacher's cached logits cover the transfer set; other caches do not.
+  if (cfg.cached_teacher or cfg.teacher_logits_path) and adds_rows and not run.hub_teacher:
     raise ConfigError("Cached teacher logits cover the training split only, but "
                       "data.transfer_set adds inputs the teacher must label live: turn off "
-                      "distill.cached_teacher or set data.transfer_set.copies=0.")
+                      "distill.cached_teacher or set data.transfer_set.copies=0 and long_copies=0.")
   logits = run.teacher_view_logits()
   teacher_paths = [] if logits is not None else run.teacher_paths()
   run.require(teacher_paths, "distill")

@@ -27,9 +27,29 @@ from tfkd.vocabulary import MASK_ID, PAD_ID, tokenize
 TRANSFER_LABEL = -1  # the Distiller gives these no hard-label loss
 
 
+def copy_rows(lengths: np.ndarray, copies: int, long_copies: int = 0,
+              long_min_tokens: int = 0) -> np.ndarray:
+  """Which row each augmented copy is made from, in the transfer set's order.
+
+  Every row `copies` times (every row's first copy, then every second copy, ...),
+  then every row of at least `long_min_tokens` tokens `long_copies` times more.
+
+  Args:
+    lengths: tokens of each row.
+    copies, long_copies, long_min_tokens: as `augment_token_ids`.
+
+  Returns:
+    int64 row indices, one per augmented copy.
+  """
+  rows = np.tile(np.arange(len(lengths)), copies)
+  if long_copies:
+    rows = np.concatenate([rows, np.tile(np.flatnonzero(lengths >= long_min_tokens), long_copies)])
+  return rows
+
+
 def augment_token_ids(ids: np.ndarray, copies: int = 1, mask_probability: float = 0.1,
                       ngram_probability: float = 0.25, ngram_range: Sequence[int] = (1, 5),
-                      seed: int = 0) -> np.ndarray:
+                      seed: int = 0, long_copies: int = 0, long_min_tokens: int = 15) -> np.ndarray:
   """Augmented copies of tokenised sentences (Tang et al. 2019, without POS swaps).
 
   For each copy of each sentence: every token becomes `<mask>` with probability
@@ -45,9 +65,15 @@ def augment_token_ids(ids: np.ndarray, copies: int = 1, mask_probability: float 
     ngram_probability: chance that a copy is cut down to an n-gram.
     ngram_range: (smallest, largest) n.
     seed: random seed.
+    long_copies: more copies of each sentence of at least `long_min_tokens`
+      tokens, after the others: the transfer set leans towards long sentences
+      (SST-2's training rows are mostly short phrases, its dev rows sentences).
+    long_min_tokens: the length that counts as long.
 
   Returns:
-    int32 [N * copies, max_length]: every sentence's first copy, then every second copy, ...
+    int32 [N * copies + long rows * long_copies, max_length]: every sentence's
+    first copy, then every second copy, ..., then the long sentences' copies
+    (`copy_rows` gives each copy's source row).
 
   Raises:
     ValueError: a probability outside [0, 1] or an `ngram_range` that is not
@@ -63,11 +89,23 @@ def augment_token_ids(ids: np.ndarray, copies: int = 1, mask_probability: float 
   if not 1 <= low <= high:
     raise ValueError(f"ngram_range={tuple(ngram_range)} must be (low, high) with "
                       "1 <= low <= high, e.g. (1, 5).")
-  rng = np.random.default_rng(seed)
   ids = np.asarray(ids, np.int32)
-  max_length = ids.shape[1]
-  source = np.tile(ids, (copies, 1))
-  lengths = np.tile((ids != PAD_ID).sum(axis=1), copies)
+  rows = copy_rows((ids != PAD_ID).sum(axis=1), copies, long_copies, long_min_tokens)
+  ordinary = len(ids) * copies
+  # The long copies draw from their own stream: the ordinary copies (and a teacher's cached
+  # logits of them) stay the same whatever long_copies is.
+  return np.concatenate([
+      _mask_and_cut(ids[rows[:ordinary]], np.random.default_rng(seed), mask_probability,
+                    ngram_probability, low, high),
+      _mask_and_cut(ids[rows[ordinary:]], np.random.default_rng([seed, 1]), mask_probability,
+                    ngram_probability, low, high)])
+
+
+def _mask_and_cut(source: np.ndarray, rng: np.random.Generator, mask_probability: float,
+                  ngram_probability: float, low: int, high: int) -> np.ndarray:
+  """`augment_token_ids`' masking and n-gram cut of each row of `source`, drawn from `rng`."""
+  max_length = source.shape[1]
+  lengths = (source != PAD_ID).sum(axis=1)
   real = source != PAD_ID
   masked = np.where(real & (rng.random(source.shape) < mask_probability), MASK_ID, source)
   # n-gram sampling: a window of n tokens from a random start, shifted to the front.
@@ -83,35 +121,39 @@ def augment_token_ids(ids: np.ndarray, copies: int = 1, mask_probability: float 
 
 def with_transfer_set(x: np.ndarray, y: np.ndarray, copies: int, mask_probability: float = 0.1,
                       ngram_probability: float = 0.25, ngram_range: Sequence[int] = (1, 5),
-                      seed: int = 0):
+                      seed: int = 0, long_copies: int = 0, long_min_tokens: int = 15):
   """Training data plus its augmented transfer set, the latter labelled -1.
 
   Args:
     x: training token ids, int [N, max_length].
     y: their labels.
-    copies: augmented copies per sentence; 0 adds nothing (and accepts any `x`).
-    mask_probability, ngram_probability, ngram_range, seed: see `augment_token_ids`.
+    copies: augmented copies per sentence; 0 (and `long_copies` 0) adds nothing
+      (and accepts any `x`).
+    mask_probability, ngram_probability, ngram_range, seed, long_copies,
+      long_min_tokens: see `augment_token_ids`.
 
   Returns:
-    (x, y) with `len(x) * (1 + copies)` rows: the originals first.
+    (x, y) with the originals first, then their augmented copies.
 
   Raises:
-    ValueError: `copies` is not a whole number >= 0, `x` is not token ids, or
-      an augmentation setting is out of range (the message names the argument).
+    ValueError: `copies` or `long_copies` is not a whole number >= 0, `x` is not
+      token ids, or an augmentation setting is out of range (the message names the argument).
 
   Example:
     x, y = with_transfer_set(train_x, train_y, copies=4, mask_probability=0.1,
                              ngram_probability=0.25, ngram_range=(1, 5), seed=0)
   """
-  if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 0:
-    raise ValueError(f"copies={copies!r} is not a whole number >= 0: pass the augmented copies "
-                      "per sentence, or 0 for no transfer set.")
-  if not copies:
+  for name, count in (("copies", copies), ("long_copies", long_copies)):
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+      raise ValueError(f"{name}={count!r} is not a whole number >= 0: pass the augmented copies "
+                        "per sentence, or 0 for none.")
+  if not copies and not long_copies:
     return x, y
   if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
     raise ValueError(f"with_transfer_set augments token ids [N, max_length], not features of "
                       f"shape {x.shape[1:]} ({x.dtype}): pass copies=0 for non-text data.")
-  augmented = augment_token_ids(x, copies, mask_probability, ngram_probability, ngram_range, seed)
+  augmented = augment_token_ids(x, copies, mask_probability, ngram_probability, ngram_range, seed,
+                                long_copies, long_min_tokens)
   logging.info("Transfer set: %d augmented sentences (labelled -1) join %d training sentences.",
                len(augmented), len(y))
   return (np.concatenate([x, augmented]),
@@ -121,7 +163,8 @@ def with_transfer_set(x: np.ndarray, y: np.ndarray, copies: int, mask_probabilit
 def augmented_texts(texts: Sequence[str], ids: np.ndarray, copies: int, mask_token: str,
                     mask_probability: float = 0.1, ngram_probability: float = 0.25,
                     ngram_range: Sequence[int] = (1, 5), seed: int = 0,
-                    lowercase: bool = True) -> list:
+                    lowercase: bool = True, long_copies: int = 0,
+                    long_min_tokens: int = 15) -> list:
   """The copies `augment_token_ids(ids, ...)` makes, as text of the original words.
 
   `augment_token_ids` draws its masks and n-grams from the rows' lengths alone, so
@@ -134,11 +177,12 @@ def augmented_texts(texts: Sequence[str], ids: np.ndarray, copies: int, mask_tok
     ids: their token ids, int [N, max_length] (`Vocabulary.encode` of `texts`).
     copies: augmented copies per row.
     mask_token: the teacher's mask token, e.g. '[MASK]'.
-    mask_probability, ngram_probability, ngram_range, seed: as `augment_token_ids`.
+    mask_probability, ngram_probability, ngram_range, seed, long_copies,
+      long_min_tokens: as `augment_token_ids`.
     lowercase: as the vocabulary (`data.lowercase`).
 
   Returns:
-    `len(texts) * copies` strings, in `augment_token_ids`' row order.
+    One string per augmented copy, in `augment_token_ids`' row order.
 
   Example:
     augmented_texts(["a witty film"], ids, copies=1, mask_token="[MASK]")  # e.g. ['a [MASK] film']
@@ -150,8 +194,9 @@ def augmented_texts(texts: Sequence[str], ids: np.ndarray, copies: int, mask_tok
   first_position = MASK_ID + 1  # positions shifted past the reserved ids
   positions = np.where(ids != PAD_ID, np.arange(ids.shape[1])[None, :] + first_position, PAD_ID)
   augmented = augment_token_ids(positions, copies, mask_probability, ngram_probability,
-                                ngram_range, seed)
+                                ngram_range, seed, long_copies, long_min_tokens)
+  rows = copy_rows((ids != PAD_ID).sum(axis=1), copies, long_copies, long_min_tokens)
   words = [tokenize(text, lowercase) for text in texts]
-  return [" ".join(mask_token if p == MASK_ID else words[row % len(texts)][p - first_position]
+  return [" ".join(mask_token if p == MASK_ID else words[row][p - first_position]
                    for p in augmented_row if p != PAD_ID)
-          for row, augmented_row in enumerate(augmented)]
+          for row, augmented_row in zip(rows, augmented)]
