@@ -11,10 +11,12 @@ The students never run it: `teacher_logits_file` computes its logits once for
 every row the distill stage trains on (the training rows, then the augmented
 transfer set as text, `tfkd.text_augment.augmented_texts`) into
 `teacher/logits/<key>.npy`, keyed by a fingerprint of the weights file, the
-texts, the sequence length and the inference dtype, and `Run.teacher_view_logits` reads it as an
-offline teacher's logits (`distill.teacher_logits_path`). The transfer set's
-texts do not depend on the student's vocabulary, so students of any
-vocabulary sharing the teacher folder share the file.
+texts, the sequence length and the inference dtype, and `Run.teacher_view_logits`
+reads it as an offline teacher's logits (`distill.teacher_logits_path`). The
+transfer set's texts do not depend on the student's vocabulary, so students of
+any vocabulary sharing the teacher folder share the file; and a file holding
+the first rows of a longer list (`data.transfer_set.long_copies` appends rows)
+is reused for them.
 
 Example:
   config.teacher.kind = "keras_hub"        # configs/sst2_minilm.py
