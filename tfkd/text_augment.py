@@ -28,7 +28,7 @@ TRANSFER_LABEL = -1  # the Distiller gives these no hard-label loss
 
 
 def copy_rows(lengths: np.ndarray, copies: int, long_copies: int = 0,
-              long_min_tokens: int = 0) -> np.ndarray:
+              long_min_tokens: int = 15) -> np.ndarray:
   """Which row each augmented copy is made from, in the transfer set's order.
 
   Every row `copies` times (every row's first copy, then every second copy, ...),
