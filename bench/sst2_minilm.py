@@ -118,8 +118,11 @@ def teacher_costs(run: Run) -> dict:
   result = files.read_json(hub_stage.result_path(run))
   logits_path = hub_stage.teacher_logits_file(run)  # cached: only finds the file
   logits = files.read_json(logits_path[:-len(".npy")] + ".json")
+  reused = logits.get("reused_rows", 0)  # taken from an earlier file: not this file's cost
   return {**result, "logits_seconds": logits["seconds"], "logits_rows": logits["rows"],
-          "logits_dtype": logits.get("dtype", "mixed_bfloat16")}  # caches before the key: bf16
+          "logits_reused_rows": reused,
+          "logits_dtype": logits.get("dtype", result["dtype"]),  # older files: the fine-tune's
+          "logits_per_second": (logits["rows"] - reused) / max(logits["seconds"], 1e-9)}
 
 
 def markdown(teacher: dict, students: dict) -> str:
@@ -132,7 +135,9 @@ def markdown(teacher: dict, students: dict) -> str:
       f"One-time cost: fine-tune {teacher['fine_tune_seconds'] / 60:.1f} min, logits of "
       f"{teacher['logits_rows']:,} texts (training phrases and transfer set) "
       f"{teacher['logits_seconds'] / 60:.1f} min ({teacher['logits_dtype']}, "
-      f"{teacher['logits_rows'] / teacher['logits_seconds']:.0f} texts/s).", ""]
+      f"{teacher['logits_per_second']:.0f} texts/s"
+      + (f"; the first {teacher['logits_reused_rows']:,} taken from an earlier logits file"
+         if teacher["logits_reused_rows"] else "") + ").", ""]
   for name, r in students.items():
     s, seeds = r["summary"], len(r["per_seed"])
     budget = MICRO_FLASH if name == "micro" else CNN_FLASH
