@@ -54,7 +54,25 @@ def test_edge_report_of_an_int8_model(paths, tmp_path):
   for words in ("LiteRT latency p50 / p90", "MACs per inference", "TFLM tensor arena",
                 "TFLM vs LiteRT reference kernels", "Cortex-M4 (nRF52840)", "small_int8_model_data.cc"):
     assert words in text
+  assert "Warning: TFLite Micro computes" not in text
   json.dumps(report, default=str)  # the pipeline writes it to report.json
+
+
+def test_edge_report_warns_when_tflm_disagrees_with_litert_and_names_the_op(tmp_path):
+  # Keras' dilated Conv1D converts to SPACE_TO_BATCH_ND, whose TFLM int8 kernel pads wrongly.
+  tf_keras.utils.set_random_seed(0)
+  inputs = tf_keras.Input((24, 8))
+  x = tf_keras.layers.Conv1D(32, 3, activation="relu", padding="same")(inputs)
+  x = tf_keras.layers.Conv1D(32, 3, dilation_rate=2, padding="same", activation="relu")(x)
+  model = tf_keras.Model(inputs, tf_keras.layers.Dense(4)(tf_keras.layers.GlobalMaxPooling1D()(x)))
+  samples = RNG.normal(size=(40, 24, 8)).astype(np.float32)
+  path = tmp_path / "dilated_int8.tflite"
+  path.write_bytes(convert.convert(model, "int8", samples))
+  report, text = benchmark.edge_report(str(path), samples, runs=2, warmup=1, parity_samples=20)
+  assert report["micro"]["parity_reference_kernels"]["max_abs_diff"] > 1
+  assert "Warning: TFLite Micro computes this model otherwise than LiteRT" in text
+  assert ("BATCH_TO_SPACE_ND and SPACE_TO_BATCH_ND: wrong padding values (tflite-micro issues "
+          "#1646" in text) and text.count("wrong padding values") == 1
 
 
 def test_edge_report_without_tflm_judges_ram_by_the_lower_bound(paths):

@@ -178,6 +178,31 @@ def _parity_text(p: dict) -> str:
           f"top-1 agreement {p['argmax_agreement'] * 100:.0f}%")
 
 
+# TFLM int8 kernels known to compute otherwise than LiteRT's, and where they come from.
+_DILATION = ("wrong padding values (tflite-micro issues #1646, #2319); the converter emits them "
+             "for Keras' dilated convolutions: use tfkd.text_models.DilatedConv1D or "
+             "tf.nn.conv2d with `dilations`, which convert to one CONV_2D")
+MICRO_MISMATCH_OPS = {"SPACE_TO_BATCH_ND": _DILATION, "BATCH_TO_SPACE_ND": _DILATION}
+
+
+def parity_warning(micro_section: dict) -> str:
+  """A warning line when TFLM's outputs differ from LiteRT's reference kernels by more than
+  1 LSB (they should match bit for bit), naming the ops known to cause it; '' otherwise."""
+  parity = (micro_section or {}).get("parity_reference_kernels")
+  if not parity or parity["max_abs_diff"] <= 1:
+    return ""
+  ops_by_cause = {}
+  for op in micro_section["ops"]:
+    if op in MICRO_MISMATCH_OPS:
+      ops_by_cause.setdefault(MICRO_MISMATCH_OPS[op], []).append(op)
+  suspects = [f"{' and '.join(ops)}: {cause}" for cause, ops in ops_by_cause.items()]
+  return ("**Warning: TFLite Micro computes this model otherwise than LiteRT** (top-1 agreement "
+          f"{parity['argmax_agreement']:.0%}, up to {parity['max_abs_diff']:g} LSB apart): the "
+          "accuracy measured on LiteRT does not hold on the device. " +
+          ("Known cause: " + "; ".join(suspects) + "." if suspects else
+           "Find the op by comparing both interpreters' intermediate tensors."))
+
+
 def _cell(text: str) -> str:
   """Text safe inside a markdown table cell (TFLM's messages contain '||')."""
   return text.replace("|", "\\|").replace("\n", " ")
@@ -211,6 +236,8 @@ def markdown(report: dict) -> str:
                    _parity_text(m["parity_default_kernels"])))
   lines = [f"**{os.path.basename(report['model'])}**", "", "| measure | value |", "|---|---|"]
   lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
+  if parity_warning(m):
+    lines += ["", parity_warning(m)]
   lines += ["", f"Device fit (RAM against the {report['devices_ram_basis']}; 'tight' = over "
                 f"{devices.TIGHT_FRACTION:.0%} of a memory):", "", devices.markdown(report["devices"])]
   if report.get("c_files"):
