@@ -178,7 +178,7 @@ def test_pipeline_fine_tunes_a_local_preset_caches_its_logits_once_and_distils(t
   config.data.train_file.path, config.data.test_file.path = (os.path.join(data, f"{n}.tsv")
                                                              for n in ("train", "dev"))
   config.data.update(dict(vocab_size=30, max_length=12, val_size=16, val_unit="row"))
-  config.data.transfer_set.copies = 1
+  config.data.transfer_set.update(dict(copies=1, long_copies=0))
   config.student.kwargs.update(dict(vocab_size=30, embedding_dim=8, filters=8))
   config.train.update(dict(epochs=1, batch_size=16))
   config.teacher.hub.update(dict(preset=tiny_preset(tmp_path / "preset", POSITIVE + NEGATIVE + FILLER),

@@ -1,6 +1,7 @@
 """Text case: TSV/CSV spec, vocabulary, encode CLI, transfer set, int8 student on TFLM, pipeline."""
 
 import ast
+import importlib
 import json
 import os
 import subprocess
@@ -8,13 +9,14 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ml_collections import ConfigDict
 from tflite_micro.python.tflite_micro import runtime
 
 from configs import sst2_quick
-from tfkd import data, from_config, models, pipeline, text_data, text_models
+from tfkd import from_config, models, pipeline, text_data, text_models
 from tfkd.errors import ConfigError, DatasetError
 from tfkd.run_context import Run
 from tfkd.sentence_split import split_validation_by_sentence
@@ -383,8 +385,8 @@ def test_transfer_set_errors_name_the_argument(arguments, match):
 
 # --- Models and TFLite -------------------------------------------------------------------------
 
-MICRO_OPS = {"GATHER", "EXPAND_DIMS", "RESHAPE", "CONV_2D", "DEPTHWISE_CONV_2D", "REDUCE_MAX",
-             "MEAN", "MAX_POOL_2D", "CONCATENATION", "FULLY_CONNECTED", "SQUEEZE"}
+MICRO_OPS = {"GATHER", "EXPAND_DIMS", "RESHAPE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD",
+             "REDUCE_MAX", "MEAN", "MAX_POOL_2D", "CONCATENATION", "FULLY_CONNECTED", "SQUEEZE"}
 
 
 def tflite_ops(model_bytes):
@@ -392,10 +394,10 @@ def tflite_ops(model_bytes):
   return {op["op_name"] for op in lite._get_ops_details()}  # pylint: disable=protected-access
 
 
-def test_student_int8_fits_1mb_and_runs_on_tflite_micro():
-  """The full-size SST-2 student (configs/sst2_full.py) in int8: size, ops, TFLM = LiteRT."""
-  from configs import sst2_full  # pylint: disable=import-outside-toplevel
-  config = sst2_full.get_config()
+@pytest.mark.parametrize("config_name", ["sst2_full", "sst2_minilm"])
+def test_student_int8_fits_1mb_and_runs_on_tflite_micro(config_name):
+  """A full-size SST-2 student (Kim's CNN; the dilated one) in int8: size, ops, TFLM = LiteRT."""
+  config = importlib.import_module(f"configs.{config_name}").get_config()
   tf_keras.utils.set_random_seed(0)
   student = models.build_model(config.student.model, 2, (config.data.max_length,),
                                **config.student.kwargs)
@@ -430,6 +432,7 @@ def test_student_int8_fits_1mb_and_runs_on_tflite_micro():
     ("text_transformer", dict(embedding_dim=8, layers_count=1, heads=2, ffn_dim=16)),
     ("text_cnn", dict(embedding_dim=8, filters=4, kernel_sizes=(2, 3))),
     ("text_cnn", dict(embedding_dim=8, filters=4, kernel_sizes=(2, 3), hidden=6)),
+    ("text_dcnn", dict(embedding_dim=8, filters=4, dilations=(1, 2))),
     ("text_ensemble", dict(members=("text_bilstm", "text_cnn"), member_kwargs=(
         dict(embedding_dim=8, units=4, hidden=4), dict(embedding_dim=8, filters=4, kernel_sizes=(2,))))),
 ])
@@ -452,6 +455,32 @@ def test_text_models_need_vocab_size_and_token_ids():
     models.build_model("text_cnn", 2, (12,))
   with pytest.raises(ValueError, match=r"token ids, input_shape=\(max_length,\)"):
     models.build_model("text_cnn", 2, (32, 32, 3), vocab_size=10)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid", "causal"])
+def test_dilated_conv1d_equals_keras_conv1d_and_converts_to_one_conv(padding):
+  values = tf.constant(np.random.default_rng(0).normal(size=(3, 11, 4)), tf.float32)
+  ours = text_models.DilatedConv1D(5, 3, dilation_rate=2, padding=padding, activation="relu")
+  keras_conv = tf_keras.layers.Conv1D(5, 3, dilation_rate=2, padding=padding, activation="relu")
+  ours.build(values.shape)
+  keras_conv.build(values.shape)
+  keras_conv.set_weights(ours.get_weights())
+  for training in (False, True):  # inference runs a dilated conv2d, training Conv1D itself
+    gradients = []
+    for layer in (ours, keras_conv):
+      with tf.GradientTape() as tape:
+        tape.watch(values)
+        outputs = layer(values, training=training)
+        loss = tf.reduce_sum(outputs * tf.range(outputs.shape[1], dtype=tf.float32)[:, None])
+      gradients.append(tape.gradient(loss, [values] + layer.trainable_weights))
+      np.testing.assert_allclose(outputs, keras_conv(values), atol=1e-5)
+    for ours_gradient, keras_gradient in zip(*gradients):
+      np.testing.assert_allclose(ours_gradient, keras_gradient, atol=1e-4)
+  # Keras' dilation converts to SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND, which TFLM computes
+  # unlike LiteRT in int8; this layer's is CONV_2D's own dilation factor.
+  inputs = tf_keras.Input((11, 4))
+  ops = tflite_ops(convert.convert(tf_keras.Model(inputs, ours(inputs)), "float32"))
+  assert "CONV_2D" in ops and not ops & {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
 
 
 def test_masked_pooling_ignores_padding():
