@@ -16,7 +16,8 @@ from ml_collections import ConfigDict
 from tflite_micro.python.tflite_micro import runtime
 
 from configs import sst2_quick
-from tfkd import from_config, models, pipeline, text_data, text_models
+from tfkd import compress, from_config, models, pipeline, text_data, text_models
+from tfkd.compress import PruneLowMagnitude
 from tfkd.errors import ConfigError, DatasetError
 from tfkd.run_context import Run
 from tfkd.sentence_split import split_validation_by_sentence
@@ -24,7 +25,7 @@ from tfkd.text_augment import augment_token_ids, copy_rows, with_transfer_set
 from tfkd.text_table import TableSpec, label_ids, read_table
 from tfkd.vocabulary import (MASK_ID, PAD_ID, VOCAB_FILENAME, Vocabulary,
                              load_or_build_vocabulary)
-from tflite import convert, interpreter
+from tflite import convert, interpreter, sparsity
 
 POSITIVE = ("good", "great", "fun", "lovely", "brilliant", "moving")
 NEGATIVE = ("bad", "dull", "awful", "boring", "weak", "tedious")
@@ -481,6 +482,23 @@ def test_dilated_conv1d_equals_keras_conv1d_and_converts_to_one_conv(padding):
   inputs = tf_keras.Input((11, 4))
   ops = tflite_ops(convert.convert(tf_keras.Model(inputs, ours(inputs)), "float32"))
   assert "CONV_2D" in ops and not ops & {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
+
+
+def test_dilated_student_is_pruned_and_its_sparsity_reaches_the_int8_file():
+  student = models.build_model("text_dcnn", 2, (12,), vocab_size=40, embedding_dim=8, filters=8)
+  ids = sample_ids(rows=64, max_length=12) % 40
+  labels = np.random.default_rng(0).integers(0, 2, 64)
+  pruned = compress.prune(student, compress.pruning_schedule(0.5, total_steps=8, frequency=1))
+  wrapped = {layer.layer.name for layer in pruned.layers if isinstance(layer, PruneLowMagnitude)}
+  assert {"conv1_d1", "conv2_d2", "conv3_d4"} <= wrapped
+  pruned.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  pruned.fit(ids, labels, batch_size=8, epochs=1, callbacks=compress.pruning_callbacks(),
+             verbose=0)
+  stripped = compress.strip_pruning(pruned)
+  for name in ("conv1_d1", "conv2_d2", "conv3_d4"):
+    assert np.mean(stripped.get_layer(name).get_weights()[0] == 0) == pytest.approx(0.5, abs=0.02)
+  kernels = sparsity.tflite_kernels(convert.convert(stripped, "int8", ids), ("CONV_2D",))
+  assert len(kernels) == 3 and all(np.mean(k.values == 0) >= 0.48 for k in kernels)
 
 
 def test_masked_pooling_ignores_padding():

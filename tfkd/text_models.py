@@ -28,6 +28,7 @@ from typing import Sequence
 
 import tensorflow as tf
 import tf_keras
+from tf_keras.src.utils import control_flow_util
 
 
 layers = tf_keras.layers
@@ -148,7 +149,7 @@ class DilatedConv1D(layers.Conv1D):
   runs `tf.nn.conv2d` with `dilations`, which converts to one CONV_2D that both
   interpreters compute alike; in training it is Conv1D, because TensorFlow's CPU
   kernels cannot differentiate a dilated conv2d. Same arguments, weights and
-  outputs as `Conv1D` (channels_last only).
+  outputs as `Conv1D` (channels_last only); tfmot prunes its kernel.
 
   Example:
     conv = DilatedConv1D(128, 3, dilation_rate=2, padding="same", activation="relu")
@@ -159,9 +160,19 @@ class DilatedConv1D(layers.Conv1D):
     if self.data_format != "channels_last" or self.groups != 1:
       raise ValueError("DilatedConv1D supports data_format='channels_last' and groups=1 only.")
 
+  def get_prunable_weights(self):
+    """The kernel, as for Conv1D: tfmot's magnitude pruning (`tfkd.compress.prune`) wraps it."""
+    return [self.kernel]
+
   def call(self, inputs, training=None):
-    if training or self.dilation_rate[0] == 1:
+    if self.dilation_rate[0] == 1:
       return super().call(inputs)
+    # `training` may be a tensor (tfmot's pruning wrapper passes the learning phase).
+    return control_flow_util.smart_cond(False if training is None else training,
+                                        lambda: super(DilatedConv1D, self).call(inputs),
+                                        lambda: self._one_dilated_conv(inputs))
+
+  def _one_dilated_conv(self, inputs):
     if self._is_causal:
       inputs = tf.pad(inputs, self._compute_causal_padding(inputs))
     padding = "VALID" if self._is_causal else self.padding.upper()
