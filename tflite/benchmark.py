@@ -236,8 +236,9 @@ def markdown(report: dict) -> str:
                    _parity_text(m["parity_default_kernels"])))
   lines = [f"**{os.path.basename(report['model'])}**", "", "| measure | value |", "|---|---|"]
   lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
-  if parity_warning(m):
-    lines += ["", parity_warning(m)]
+  warning = parity_warning(m)
+  if warning:
+    lines += ["", warning]
   lines += ["", f"Device fit (RAM against the {report['devices_ram_basis']}; 'tight' = over "
                 f"{devices.TIGHT_FRACTION:.0%} of a memory):", "", devices.markdown(report["devices"])]
   if report.get("c_files"):
