@@ -1,6 +1,7 @@
 """What the benchmarks share: the provenance printed beside their numbers, and a step timer."""
 
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -33,25 +34,55 @@ def header(meta: dict) -> str:
           f"- command: `{meta['command']}`\n")
 
 
-def time_variants(variants: Mapping[str, tuple], steps: int,
-                  warmup_steps: int) -> Dict[str, List[float]]:
+def step_runner(model, batches, train_on_batch: bool = False):
+  """A callable running one training step of a compiled model the way `fit` runs it.
+
+  `fit` (tf_keras and Keras 3 alike) calls the model's `train_function` on an iterator over
+  a `tf.data` pipeline, once per step; so does this, over `batches` cycled. Not
+  `train_on_batch`: tf_keras' builds a one-batch `tf.data` pipeline and iterator on every
+  call and Keras 3's does not, a per-call cost outside the step that `fit` never pays.
+
+  Args:
+    model: a compiled tf_keras or Keras 3 model; built by its first `train_on_batch`, here.
+    batches: [(features, labels)], tensors of equal shapes, batch i of step i mod len(batches).
+    train_on_batch: time `model.train_on_batch` instead, per-call costs included.
+
+  Returns:
+    A function of no arguments that runs the next step and returns its logs as numbers
+    (so the step has finished when it returns).
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  model.train_on_batch(*batches[0])   # builds the model and its train_function, traces the step
+  if train_on_batch:
+    steps = itertools.cycle(batches)
+    return lambda: model.train_on_batch(*next(steps))
+  stacked = tf.nest.map_structure(lambda *t: tf.stack(t), *batches)
+  iterator = iter(tf.data.Dataset.from_tensor_slices(stacked).repeat())
+  train_function = model.make_train_function() or model.train_function  # Keras 3 returns None
+  return lambda: tf.nest.map_structure(lambda t: t.numpy(), train_function(iterator))
+
+
+def time_variants(variants: Mapping[str, tuple], steps: int, warmup_steps: int,
+                  train_on_batch: bool = False) -> Dict[str, List[float]]:
   """Seconds of each training step of each variant, the variants' steps interleaved.
 
   Args:
-    variants: {name: (compiled model, batches)}; step i trains on batch i mod len(batches).
+    variants: {name: (compiled model, batches)}; step i trains on batch i mod len(batches),
+      each through `step_runner` (the step `fit` runs).
     steps: timed steps per variant.
     warmup_steps: untimed steps per variant first (tracing, XLA compilation).
+    train_on_batch: see `step_runner`.
 
   Returns:
     {name: [seconds of each timed step]}.
   """
+  runners = {name: step_runner(model, batches, train_on_batch) for name, (model, batches) in variants.items()}
   seconds = {name: [] for name in variants}
   for step in range(warmup_steps + steps):
     # A B C … A B C …: a burst of background load slows every variant alike.
-    for name, (model, batches) in variants.items():
-      features, labels = batches[step % len(batches)]
+    for name, run_step in runners.items():
       start = time.perf_counter()
-      model.train_on_batch(features, labels)   # returns numbers: the step has finished
+      run_step()
       if step >= warmup_steps:
         seconds[name].append(time.perf_counter() - start)
   return seconds

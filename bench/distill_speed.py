@@ -3,9 +3,10 @@ r"""What a distillation step costs: against a plain student step and against Ker
   .venv/bin/python -m bench.distill_speed --out=runs/bench_distill_speed
   .venv/bin/python -m bench.distill_speed --steps=3 --train_limit=512 --out=/tmp/ds_smoke  # a try
 
-Times one training step (`train_on_batch`, which returns numbers, so the step
-has finished) of each variant, in one process, on the same few real CIFAR-10
-training batches (the same tensors):
+Times one training step of each variant, as `fit` runs it (the model's
+`train_function` on a `tf.data` iterator, `bench.common.step_runner`; its logs
+are read as numbers, so the step has finished), in one process, on the same few
+real CIFAR-10 training batches (the same tensors):
   plain         tfkd's ResNet-8 alone, SGD and sparse cross-entropy on logits;
   tfkd_live     `tfkd.Distiller` with a live ResNet-20 teacher, soft targets (T=4, α=0.1);
   tfkd_cached   the same with the teacher's logits computed once beforehand
@@ -56,6 +57,9 @@ _OUT = flags.DEFINE_string("out", "runs/bench_distill_speed", "Output folder.")
 _STEPS = flags.DEFINE_integer("steps", 100, "Timed training steps per variant.")
 _WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", 3,
                                      "Untimed steps per variant first (tracing, compilation).")
+_TRAIN_ON_BATCH = flags.DEFINE_bool(
+    "train_on_batch", False, "Time `train_on_batch` calls instead of the step `fit` runs "
+    "(tf_keras' builds a one-batch tf.data pipeline on every call; Keras 3's does not).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Examples per training step.")
 _DATA = flags.DEFINE_string("data", "../shared/data/cifar10-jpeg", "CIFAR-10 class-folder copy.")
 _PIPELINE_STEPS = flags.DEFINE_integer(
@@ -412,7 +416,8 @@ def main(argv):
                                  extra_variants(inputs, config.train))
   logging.info("Timing %s: %d warm-up + %d timed steps each, %d batches of %d.",
                list(variants), _WARMUP_STEPS.value, _STEPS.value, len(inputs.images), batch_size)
-  seconds = common.time_variants(variants, _STEPS.value, _WARMUP_STEPS.value)
+  seconds = common.time_variants(variants, _STEPS.value, _WARMUP_STEPS.value,
+                                 _TRAIN_ON_BATCH.value)
   timing, ratios = summarize(variants, seconds, inputs)
   pipeline = pipeline_seconds_per_step(inputs, _PIPELINE_STEPS.value, _PIPELINE_ROUNDS.value)
   cost = cache_cost(inputs, timing[PLAIN]["median_seconds_per_step"])
@@ -427,6 +432,7 @@ def main(argv):
       **meta, "tf_keras": tf_keras.__version__, "keras": keras.__version__,
       "batch_size": batch_size, "batches": len(inputs.images), "batches_sha256": digest.hexdigest(),
       "steps": _STEPS.value, "warmup_steps": _WARMUP_STEPS.value,
+      "timed_call": "train_on_batch" if _TRAIN_ON_BATCH.value else "train_function",
       "temperature": TEMPERATURE, "student_loss_weight": STUDENT_LOSS_WEIGHT,
       "optimizer": {"name": "sgd", "nesterov": True, "learning_rate": config.train.learning_rate,
                     "momentum": config.train.momentum,

@@ -47,3 +47,29 @@ def test_keras3_resnet8_is_the_tf_keras_one():
 def test_text_models_refuse_keras3():
   with pytest.raises(ValueError, match="tf_keras only"):
     models.build_model("text_cnn", 2, (16,), keras_module=keras)
+
+
+@pytest.mark.parametrize("keras_module", [tf_keras, keras], ids=["tf_keras", "keras3"])
+def test_step_runner_trains_on_the_batches_in_order(keras_module):
+  """The bench's timed step (`fit`'s train_function) is the step `train_on_batch` runs."""
+  from bench import common  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(1)
+  batches = [(rng.normal(size=(4, 3)).astype(np.float32), rng.integers(0, 2, 4))
+             for _ in range(2)]
+
+  def make():
+    keras_module.utils.set_random_seed(0)
+    model = keras_module.Sequential([keras_module.Input((3,)), keras_module.layers.Dense(2)])
+    model.compile(optimizer=keras_module.optimizers.SGD(0.5),
+                  loss=keras_module.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+  timed, reference = make(), make()
+  run_step = common.step_runner(timed, batches)   # one train_on_batch on batch 0 to build
+  logs = [run_step() for _ in range(3)]
+  for x, y in [batches[0], batches[0], batches[1], batches[0]]:
+    reference.train_on_batch(x, y)
+  assert all(isinstance(float(log["loss"]), float) for log in logs)
+  for got, want in zip(timed.get_weights(), reference.get_weights()):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(timed.get_weights()[0], make().get_weights()[0])
