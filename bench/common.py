@@ -76,7 +76,8 @@ def time_variants(variants: Mapping[str, tuple], steps: int, warmup_steps: int,
   Returns:
     {name: [seconds of each timed step]}.
   """
-  runners = {name: step_runner(model, batches, train_on_batch) for name, (model, batches) in variants.items()}
+  runners = {name: step_runner(model, batches, train_on_batch)
+             for name, (model, batches) in variants.items()}
   seconds = {name: [] for name in variants}
   for step in range(warmup_steps + steps):
     # A B C … A B C …: a burst of background load slows every variant alike.
