@@ -38,6 +38,10 @@ def _data():
   # learn them from the teacher alone. 1.0 = every label.
   data.label_fraction = 1.0
   data.augment = True             # images: random crop (padding 1/8 of the side) + horizontal flip
+  # The key of the augmented views (and so of the teacher-logit cache); -1 = config.seed. Runs of
+  # other seeds with the same view_seed see the same views (weights and batch order still differ),
+  # so they can share one cache (distill.cache_dir) and the teacher is paid once for all of them.
+  data.view_seed = -1
   # Text source: one labelled table per split, each with its own column names.
   data.train_file = ml_collections.ConfigDict(dict(path="", label_column="label", text_column="sentence"))
   data.test_file = ml_collections.ConfigDict(dict(path="", label_column="label", text_column="sentence"))
@@ -109,7 +113,7 @@ def _distill():
   # False = only warn and distil anyway.
   distill.check_teacher = True
   # The teacher's cost paid once: its logits for cache_epochs epochs of training views (augmented
-  # or not) computed by the 'teacher_views' stage into workdir/teacher_views/, and read by the
+  # or not) computed by the 'teacher_views' stage into distill.cache_dir, and read by the
   # distill, prune, qat, prune_qat and multitask stages instead of running the teacher; the
   # multitask stage caches the task-B teacher's into workdir/teacher_views_b/ (docs/distillation.md).
   distill.cached_teacher = False
@@ -117,6 +121,10 @@ def _distill():
   distill.cache_storage = "float16"          # 'float16' (every logit) or 'top_k' (many classes)
   distill.cache_top_k = 5                    # top_k storage: classes kept per view
   distill.cache_batch_size = 1024            # teacher inference batch while filling the cache
+  # The cache's folder; '' = workdir/teacher_views. Runs of the same teacher, training data, views
+  # (data.view_seed) and E can name one folder: the first fills it, the others read it; a run that
+  # differs in any of these is refused (the cache's fingerprint), never served other logits.
+  distill.cache_dir = ""
   # Logits from another framework's teacher: .npy [train examples, classes] (un-augmented) or
   # [E, examples, classes] for the views tfkd.views makes; implies cached_teacher.
   distill.teacher_logits_path = ""

@@ -65,6 +65,8 @@ CASES = [
      r"config.data.val_size=-5 is not valid: use a whole number >= 0"),
     ("tfkd.train", "no labels kept", TRAIN + ["--config.data.label_fraction=0"],
      r"config.data.label_fraction=0.0 is not valid: use a number in \(0, 1\]"),
+    ("tfkd.train", "view seed below -1", TRAIN + ["--config.data.view_seed=-2"],
+     r"config.data.view_seed=-2 is not valid: use a seed >= 0, or -1 for config.seed"),
     ("tfkd.train", "temperature below 0", TRAIN + ["--config.distill.temperature=-1"],
      r"config.distill.temperature=-1.0 is not valid: use a number > 0"),
     ("tfkd.train", "multitask stages without a task-B mapping", TRAIN + [

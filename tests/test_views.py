@@ -74,6 +74,23 @@ def test_a_view_depends_on_seed_epoch_and_index_only(images):
   assert not np.array_equal(other_seed, cache_views)
 
 
+def test_a_view_seed_shares_the_views_between_seeds(images):
+  """Seeds 0 and 1 with view_seed 5: each example's view is seed 5's, the orders differ."""
+  labels = np.arange(N)
+  by_index = lambda idx, x: x[np.argsort(idx)]
+  shared = views.epoch_views(images, seed=5, epoch=1, augment=True)
+  shared = np.concatenate(list(shared))
+  orders = []
+  for seed in (0, 1):
+    dataset = views.train_dataset(images, labels, batch_size=4, seed=seed, view_seed=5)
+    idx, x = one_epoch(dataset.skip(N // 4), N // 4)   # epoch 1
+    np.testing.assert_array_equal(by_index(idx, x), shared)
+    orders.append(list(idx))
+  assert orders[0] != orders[1]
+  own_views = one_epoch(views.train_dataset(images, labels, 4, seed=1).skip(N // 4), N // 4)
+  assert not np.array_equal(by_index(*own_views), shared)  # without view_seed: seed 1's views
+
+
 def build_cache(cache_dir, teacher_file, images, epochs=2, seed=3, storage="float16", on_epoch=None):
   fingerprint = view_cache.make_fingerprint([teacher_file], None, images, np.arange(N) % CLASSES,
                                             augment=True, seed=seed, epochs=epochs,
@@ -193,6 +210,24 @@ def test_the_pipeline_labels_views_once_and_every_distilling_stage_reads_them(im
   os.remove(os.path.join(training_dir, "model.keras"))
   with pytest.raises(DatasetError, match=r"other \['epochs'\]"):
     pipeline.run_pipeline(config, workdir)
+  # A run of another seed with the same views, in another workdir, reads this cache: the
+  # teacher labels nothing again, and the logits label that run's batches.
+  config.distill.cache_epochs, config.seed = 2, 1
+  config.data.view_seed, config.distill.cache_dir = 0, cache_dir
+  config.teacher.path = os.path.join(workdir, "teacher", "model.keras")
+  config.stages = ("teacher_views",)
+  other = str(tmp_path / "seed1")
+  run = pipeline.run_pipeline(config, other)
+  assert {f: os.path.getmtime(os.path.join(cache_dir, f)) for f in os.listdir(cache_dir)} == stamps
+  assert not os.path.exists(os.path.join(other, "teacher_views"))
+  teacher = tf_keras.models.load_model(config.teacher.path)
+  train, _ = run.datasets(16, "distill", distillation=True, teacher_logits=run.teacher_view_logits())
+  (x, cached), _ = next(iter(train))
+  np.testing.assert_allclose(cached, teacher(x, training=False), atol=0.02, rtol=0.01)
+  # Without the shared view seed, seed 1's views are not the cached ones: refused.
+  config.data.view_seed = -1
+  with pytest.raises(DatasetError, match=r"other \['seed'\]"):
+    pipeline.run_pipeline(config, other)
 
 
 def test_a_batch_larger_than_the_training_split_is_a_config_error(image_folder, tmp_path):

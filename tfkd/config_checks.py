@@ -99,6 +99,7 @@ RULES = {
     "data.transfer_set.long_copies": _whole(0),
     "data.transfer_set.long_min_tokens": _whole(1),
     "data.transfer_set.seed": _whole(0),
+    "data.view_seed": (_whole(-1)[0], "a seed >= 0, or -1 for config.seed"),
     "teacher.model": _one_of(sorted({**MODELS, **TEXT_MODELS})),
     "teacher.epochs": _whole(0),
     "teacher.compress": _one_of(teacher_compression.COMPRESSIONS),

@@ -419,11 +419,17 @@ def pruned_teacher(config, model: tf_keras.Model, total_steps: int) -> tf_keras.
     return compress.prune(model, schedule, None, config.compress.unsupported)
 
 
+def view_seed(config) -> int:
+  """The key of the run's augmented views: `data.view_seed`, or `config.seed` when it is -1."""
+  return config.seed if config.data.view_seed < 0 else config.data.view_seed
+
+
 def view_cache_fingerprint(config, teacher_files: Sequence[str], x, y, imported_epochs: int = 0) -> dict:
   """What the run's teacher-logit cache depends on (`tfkd.view_cache.make_fingerprint`).
 
   Args:
-    config: the run config (`distill.cache_*`, `distill.teacher_weights`, `data.augment`, `seed`).
+    config: the run config (`distill.cache_*`, `distill.teacher_weights`, `data.augment`,
+      `view_seed`).
     teacher_files: the teachers' `.keras` files, or the one logits file logits are imported from.
     x, y: the training split.
     imported_epochs: for an imported logits file, its epochs (its teachers are already weighted).
@@ -432,7 +438,7 @@ def view_cache_fingerprint(config, teacher_files: Sequence[str], x, y, imported_
   weights = None if imported_epochs else tuple(d.teacher_weights) or None
   with reading("distill"):
     return view_cache.make_fingerprint(
-        teacher_files, weights, x, y, augment=config.data.augment, seed=config.seed,
+        teacher_files, weights, x, y, augment=config.data.augment, seed=view_seed(config),
         epochs=imported_epochs or d.cache_epochs, storage=d.cache_storage, top_k=d.cache_top_k)
 
 

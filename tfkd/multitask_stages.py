@@ -106,7 +106,7 @@ def cached_teacher_logits(run: Run) -> Optional[dict]:
   """Both teachers' logits of the run's cached training views, {task: [E, N, classes]}; None
   when they run live (`distill.cached_teacher` off).
 
-  Task A's are the 'teacher_views' stage's cache (`Run.teacher_view_logits`, workdir/teacher_views/);
+  Task A's are the 'teacher_views' stage's cache (`Run.teacher_view_logits`, `distill.cache_dir`);
   task B's are workdir/teacher_views_b/, filled from the task-B teacher the same way (resumably;
   its fingerprint names that teacher's file, so a cache made for another one is refused).
   """

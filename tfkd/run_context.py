@@ -195,7 +195,8 @@ class Run:
   def teacher_view_logits(self):
     """The teachers' logits for every cached epoch of the run's training views, [E, N, classes].
 
-    Fills `workdir/teacher_views/` first when it is incomplete (resumably): from
+    Fills the cache (`distill.cache_dir`, by default `workdir/teacher_views/`) first when it
+    is incomplete (resumably): from
     the teachers, or from `distill.teacher_logits_path`. Returns None when the
     run distils from a live teacher (`distill.cached_teacher` off and no file).
     Checked and loaded once per run: every distilling stage after the first reuses it.
@@ -210,7 +211,7 @@ class Run:
   def _load_teacher_views(self):
     cfg = self.config.distill
     x, y = self.splits.train
-    cache_dir = self.path("teacher_views")
+    cache_dir = cfg.cache_dir or self.path("teacher_views")
     with from_config.reading("distill"):
       teacher_cache.check_cacheable(from_config.distillation_losses(cfg)[0])
     logits_path = cfg.teacher_logits_path
@@ -309,7 +310,8 @@ class Run:
     start_epoch = workers.agree(self.strategy, training.resume_epoch(self.path(stage)),
                                 f"the epoch {stage} resumes at")
     train = views.train_dataset(x, y, batch_size=batch_size, augment=self.config.data.augment,
-                                seed=self.config.seed, start_epoch=start_epoch,
+                                seed=self.config.seed, view_seed=from_config.view_seed(self.config),
+                                start_epoch=start_epoch,
                                 teacher_logits=teacher_logits)
     val = data.eval_dataset(self.splits.val[0], relabel(self.splits.val[1]),
                             batch_size) if self.splits.val else None

@@ -123,7 +123,8 @@ def check_fingerprint(cache_dir: str, fingerprint: dict) -> None:
     raise DatasetError(
         f"The teacher-logit cache in {cache_dir} was made for other {differs} than this run "
         f"asks for (stored: {[stored.get(k) for k in differs]}): it is not reused. Fix: delete "
-        f"{cache_dir} to build it again for this run, or use a new workdir.")
+        f"{cache_dir} to build it again for this run, or give this run its own cache folder (a "
+        f"new workdir, or another distill.cache_dir).")
 
 
 def _encode(logits: np.ndarray, storage: str, top_k: int) -> dict:

@@ -96,7 +96,8 @@ def _features(x_batch, params_batch, augment: bool):
 
 
 def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool = True,
-                  seed: int = 0, start_epoch: int = 0, teacher_logits=None) -> tf.data.Dataset:
+                  seed: int = 0, start_epoch: int = 0, teacher_logits=None,
+                  view_seed: Optional[int] = None) -> tf.data.Dataset:
   """Endless training batches, epoch after epoch, each keyed by (seed, epoch, index).
 
   Each epoch visits `len(y) // batch_size` full batches in `epoch_order`; pass
@@ -106,7 +107,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
     x, y: training features (uint8 images or int32 token ids) and labels.
     batch_size: global batch size.
     augment: pad-crop and flip images (`view_params`, `crop_padding`).
-    seed: the key of every shuffle and augmentation.
+    seed: the key of every shuffle, and of the augmentation unless `view_seed` is given.
     start_epoch: the first epoch to make (a resumed run continues its sequence).
     teacher_logits: None, or teacher logits per view: an array [E, len(y), classes]
       (any float dtype) whose row [e, i] labels the view of example i in epoch e
@@ -114,6 +115,8 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
       epoch e's order, with their logits: batches are ((x, teacher_logits), y).
       A dict of such arrays (one per task, the same E; `tfkd.multitask`) gives
       batches ((x, {task: teacher_logits}), y).
+    view_seed: the key of the augmentation (and so of the views `teacher_logits` label), if
+      not `seed`: runs of several seeds then see the same views in their own orders.
 
   Returns:
     A `tf.data.Dataset` of (features, y) or ((features, teacher_logits), y) batches.
@@ -130,6 +133,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
                        "pass [epochs, examples, classes], one row per example (the same epochs "
                        "for every task).")
   x_all, y_all = tf.constant(x), tf.constant(y)
+  view_seed = seed if view_seed is None else view_seed
   pad = crop_padding(x.shape[1:3]) if augment else PAD
   logits_all = None if teacher_logits is None else tf.nest.map_structure(tf.constant, teacher_logits)
 
@@ -139,7 +143,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool =
     view_epoch = epoch if logits_all is None else tf.math.floormod(epoch, shapes[0][0])
     order = epoch_order(seed, epoch, num_examples)[:steps * batch_size]
     # One draw of the epoch's views here, not one per batch (that would be O(examples) each).
-    params = (tf.gather(view_params(seed, view_epoch, num_examples, pad), order) if augment
+    params = (tf.gather(view_params(view_seed, view_epoch, num_examples, pad), order) if augment
               else tf.zeros([steps * batch_size, 3], tf.int32))
     return tf.data.Dataset.from_tensor_slices((
         tf.fill([steps], view_epoch), tf.reshape(order, [steps, batch_size]),
