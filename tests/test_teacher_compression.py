@@ -187,3 +187,15 @@ def test_a_bfloat16_teacher_teaches_live_as_its_cached_logits_do(images, teacher
   assert losses[0]["distillation_loss"] > 0
   for key in losses[0]:
     np.testing.assert_allclose(losses[0][key], losses[1][key], rtol=1e-5, err_msg=key)
+
+
+def test_inference_function_is_the_teachers_inference_call(teacher, images):
+  """Traced once, it returns the eager inference-mode logits (BatchNorm's moving statistics,
+  not the batch's), for full and ragged batches alike."""
+  x = images[0][:50]
+  predict = teacher_compression.inference_function(teacher)
+  for batch in (x[:32], x[32:]):
+    got = predict(batch)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, teacher(batch, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got, teacher(batch, training=True).numpy(), atol=1e-3)

@@ -41,7 +41,7 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import views
+from tfkd import teacher_compression, views
 from tfkd.distiller import normalized_teacher_weights
 from tfkd.errors import DatasetError
 from tflite import files
@@ -150,11 +150,10 @@ def _decode(stored, num_classes: int) -> np.ndarray:
   return logits.astype(np.float16)
 
 
-def _predict(teachers, weights, batch) -> np.ndarray:
+def _predict(predictors, weights, batch) -> np.ndarray:
   logits = 0.0
-  for model, weight in zip(teachers, weights):
-    # np.asarray: a Keras teacher returns a tensor, a LiteRT one (teacher_compression) an array.
-    logits = logits + weight * np.asarray(model(batch, training=False), np.float32)
+  for predict, weight in zip(predictors, weights):
+    logits = logits + weight * predict(batch)
   return logits
 
 
@@ -174,12 +173,13 @@ def build(cache_dir: str, fingerprint: dict, teachers: Sequence[tf_keras.Model],
   """
   check_fingerprint(cache_dir, fingerprint)
   weights = fingerprint["teacher_weights"]
+  predictors = [teacher_compression.inference_function(t) for t in teachers]
   for epoch in range(fingerprint["epochs"]):
     path = _epoch_path(cache_dir, epoch)
     if os.path.exists(path):
       continue
     start = time.time()
-    logits = np.concatenate([_predict(teachers, weights, batch) for batch in views.epoch_views(
+    logits = np.concatenate([_predict(predictors, weights, batch) for batch in views.epoch_views(
         x, fingerprint["seed"], epoch, fingerprint["augment"]["enabled"], batch_size)])
     buffer = io.BytesIO()
     np.savez(buffer, **_encode(logits, fingerprint["storage"], fingerprint["top_k"]))
