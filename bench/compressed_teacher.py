@@ -10,7 +10,10 @@ on LiteRT, the bfloat16 teacher in Keras), and a ResNet-8 student is distilled f
 once per seed, with the pipeline's stages teacher_compress → teacher_views → distill →
 export → report in `--out/runs/<variant>/seed<k>`. Every student learns from cached
 views (`--cache_epochs`), the int8 teacher's only way to teach, so all variants train
-alike. A compressed teacher is made once (first seed) and copied to the other seeds.
+alike. A compressed teacher is made once (first seed) and copied to the other seeds, and
+it labels the views once: every seed of a variant sees the first seed's views
+(`data.view_seed`) and reads one cache, `--out/runs/<variant>/teacher_views`
+(`distill.cache_dir`); the seeds differ in the student's weights and batch order.
 Writes compressed_teacher.{md,json} to `--out`; rerunning resumes (finished stages skip).
 
 Columns: the teacher's file bytes, weight sparsity, test accuracy and top-1 agreement
@@ -63,10 +66,13 @@ def base_config():
   return from_config.with_defaults(config)
 
 
-def variant_config(base, variant: str, seed: int):
-  """The base config with `teacher.compress` (and sparsity) of `variant` and the seed."""
+def variant_config(base, variant: str, seed: int, first_seed: int):
+  """The base config with `teacher.compress` (and sparsity) of `variant`, the seed, and the
+  first seed's views in the variant's one cache."""
   config = base.copy_and_resolve_references()
   config.seed, config.stages = seed, STAGES
+  config.data.view_seed = first_seed
+  config.distill.cache_dir = os.path.join(_OUT.value, "runs", variant, "teacher_views")
   if variant.startswith("prune"):
     config.teacher.compress, config.teacher.prune_sparsity = "prune", int(variant[5:]) / 100
   else:
@@ -79,7 +85,7 @@ def run_variant(base_run: Run, variant: str, seed: int, first_seed: int) -> dict
   """Runs the stages for one (teacher, seed) on the loaded data; returns its report.json."""
   run = copy.copy(base_run)
   run.workdir = os.path.join(_OUT.value, "runs", variant, f"seed{seed}")
-  run.config = variant_config(base_run.config, variant, seed)
+  run.config = variant_config(base_run.config, variant, seed, first_seed)
   run._teacher_view_logits = None  # pylint: disable=protected-access  (this run's own views)
   make_workdir(run.workdir)
   shared = os.path.join(_OUT.value, "runs", variant, f"seed{first_seed}", "teacher_compress")

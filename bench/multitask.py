@@ -21,9 +21,10 @@ int8 input, normalisation folded as the pipeline exports) and int8 on TFLite Mic
 file with two outputs, read by name (`tflite.multi_output`). Every model is saved and measured
 once: a rerun resumes. Writes multitask.{md,json,png} to --out and prints the table.
 
-With --cached_teacher (the default) each teacher labels --cache_epochs epochs of the seed's
-augmented views once (`tfkd.view_cache`, --out/teacher_views_{a,b}_seed<seed>/, resumable and
-refused if made for another teacher, data or seed), and the three students train on those
+With --cached_teacher (the default) each teacher labels --cache_epochs epochs of augmented
+views once (`tfkd.view_cache`, --out/teacher_views_{a,b}/, resumable and refused if made for
+another teacher, data or views): every seed sees the first seed's views (`views.train_dataset`'s
+`view_seed`) in its own order, from its own initial weights, and the three students train on those
 logits without running a teacher: a student step then costs about a plain one (BENCHMARKS.md
 §6). --cache_epochs=0 caches --epochs epochs: exactly the views a live run would show.
 """
@@ -48,7 +49,8 @@ _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", 0, "Epochs of a ResNet-
                                        "here when its file is missing (0: stop with an error).")
 _DATA = flags.DEFINE_string("data", "../shared/data/cifar10-jpeg", "CIFAR-10 class-folder copy.")
 _EPOCHS = flags.DEFINE_integer("epochs", 20, "Epochs of every student.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds: weights and views.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds: weights and batch order (and views with "
+                           "--nocached_teacher; cached, every seed sees the first seed's).")
 _SINGLE_FILTERS = flags.DEFINE_list("single_filters", ["11", "22", "46"],
                                     "Filters of each single-task ResNet-8 (two of them sum to about "
                                     "the two-head ResNet-8's parameters).")
@@ -58,7 +60,7 @@ _TEST_LIMIT = flags.DEFINE_integer("test_limit", 0, "Test images measured, sprea
 _MICRO_EXAMPLES = flags.DEFINE_integer("micro_examples", 1000, "Test images run on TFLite Micro.")
 _OUT = flags.DEFINE_string("out", "runs/bench_multitask", "Output folder.")
 _CACHED_TEACHER = flags.DEFINE_bool("cached_teacher", True, "Teachers label the views once (a "
-                                    "cache per teacher and seed) instead of running every step.")
+                                    "cache per teacher) instead of running every step.")
 _CACHE_EPOCHS = flags.DEFINE_integer("cache_epochs", 0, "Epochs of views cached (0: --epochs); "
                                      "fewer are cycled (epoch e reads e mod E).")
 
@@ -74,10 +76,10 @@ def run_config():
 
 
 def train(config, splits, name: str, student, labels: np.ndarray, seed: int, trainer=None,
-          epochs: int = 0, teacher_logits=None) -> str:
+          epochs: int = 0, teacher_logits=None, view_seed=None) -> str:
   """Trains `student` (inside `trainer`, a distiller, if given) into --out/<name>/model.keras,
   resumably, unless that file exists; returns its path. `teacher_logits`: the views' cached
-  logits ([E, N, classes], or {task: ...}), given to `views.train_dataset`."""
+  logits ([E, N, classes], or {task: ...}), given to `views.train_dataset` with `view_seed`."""
   folder = os.path.join(_OUT.value, name)
   path = os.path.join(folder, "model.keras")
   if os.path.exists(path):
@@ -93,7 +95,7 @@ def train(config, splits, name: str, student, labels: np.ndarray, seed: int, tra
     trainer.compile(optimizer=from_config.optimizer(train_config, steps))
   train_ds = views.train_dataset(splits.train[0], labels, batch_size=train_config.batch_size,
                                  augment=True, seed=seed, start_epoch=training.resume_epoch(folder),
-                                 teacher_logits=teacher_logits)
+                                 teacher_logits=teacher_logits, view_seed=view_seed)
   start = time.time()
   training.fit_resumable(trainer, train_ds, None, train_config.epochs, folder, steps_per_epoch=steps,
                          callbacks=[training.EpochProgress(name, train_config.epochs)])
@@ -204,13 +206,13 @@ def teacher(config, splits, task: str, path: str, labels: np.ndarray, classes: i
                epochs=_TEACHER_EPOCHS.value)
 
 
-def cached_logits(paths: dict, teachers: dict, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
-  """{task: [E, N, classes]}: each teacher's logits of the seed's views, labelled once into
-  --out/teacher_views_<a|b>_seed<seed>/ (resumed; refused if made for anything else)."""
+def cached_logits(paths: dict, teachers: dict, x: np.ndarray, y: np.ndarray, view_seed: int) -> dict:
+  """{task: [E, N, classes]}: each teacher's logits of the views of `view_seed`, labelled once
+  into --out/teacher_views_<a|b>/ (resumed; refused if made for anything else)."""
   logits = {}
   for task, path in paths.items():
-    cache_dir = os.path.join(_OUT.value, f"teacher_views_{task[-1]}_seed{seed}")
-    fingerprint = view_cache.make_fingerprint([path], None, x, y, augment=True, seed=seed,
+    cache_dir = os.path.join(_OUT.value, f"teacher_views_{task[-1]}")
+    fingerprint = view_cache.make_fingerprint([path], None, x, y, augment=True, seed=view_seed,
                                               epochs=_CACHE_EPOCHS.value or _EPOCHS.value)
     view_cache.build(cache_dir, fingerprint, [teachers[task]], x)
     logits[task] = view_cache.load(cache_dir, fingerprint, teachers[task].output_shape[-1])
@@ -242,9 +244,11 @@ def main(argv):
                              "float": multi_output.accuracy({task: scores}, {task: test[task]})}
   single_filters = [int(f) for f in _SINGLE_FILTERS.value]
   results = {"multitask": [], "single_a": [], "single_b": [], "test_examples": int(count)}
-  for seed in (int(s) for s in _SEEDS.value):
-    logits = (cached_logits(paths, teachers, splits.train[0], y_a, seed) if _CACHED_TEACHER.value
-              else None)
+  seeds = [int(s) for s in _SEEDS.value]
+  view_seed = seeds[0] if _CACHED_TEACHER.value else None  # live teachers: each seed's own views
+  logits = (cached_logits(paths, teachers, splits.train[0], y_a, view_seed)
+            if _CACHED_TEACHER.value else None)
+  for seed in seeds:
     live = {t: None for t in TASKS} if logits else teachers  # cached: no teacher runs in training
     tf_keras.utils.set_random_seed(seed)
     student = multitask.two_head_model(from_config.model(config.multitask.student, splits,
@@ -253,7 +257,7 @@ def main(argv):
         live, student, config.distill.temperature, config.distill.student_loss_weight,
         dict(zip(TASKS, config.multitask.task_weights)))
     path = train(config, splits, f"multitask_seed{seed}", student, np.stack([y_a, y_b], 1), seed,
-                 distiller, teacher_logits=logits)
+                 distiller, teacher_logits=logits, view_seed=view_seed)
     results["multitask"].append(measure(config, splits, path, test, test_x))
     for key, task, labels, classes in (("single_a", TASKS[0], y_a, 10),
                                        ("single_b", TASKS[1], y_b, len(groups))):
@@ -263,7 +267,7 @@ def main(argv):
       student = from_config.model(single, splits, key, num_classes=classes)
       distiller = from_config.distiller(config.distill, [live[task]] if live[task] else [], student)
       path = train(config, splits, f"{key}_seed{seed}", student, labels, seed, distiller,
-                   teacher_logits=logits[task] if logits else None)
+                   teacher_logits=logits[task] if logits else None, view_seed=view_seed)
       results[key].append(measure(config, splits, path, {task: test[task]}, test_x))
     logging.info("[seed %d] %s", seed, {k: v[-1] for k, v in results.items() if isinstance(v, list)})
   table = markdown(teacher_results, results, groups, single_filters)
