@@ -428,8 +428,7 @@ def view_cache_fingerprint(config, teacher_files: Sequence[str], x, y, imported_
   """What the run's teacher-logit cache depends on (`tfkd.view_cache.make_fingerprint`).
 
   Args:
-    config: the run config (`distill.cache_*`, `distill.teacher_weights`, `data.augment`,
-      `view_seed`).
+    config: the run config (`distill.cache_*`, `.teacher_weights`, `data.augment`, `view_seed`)
     teacher_files: the teachers' `.keras` files, or the one logits file logits are imported from.
     x, y: the training split.
     imported_epochs: for an imported logits file, its epochs (its teachers are already weighted).
