@@ -196,9 +196,9 @@ class Run:
     """The teachers' logits for every cached epoch of the run's training views, [E, N, classes].
 
     Fills the cache (`distill.cache_dir`, by default `workdir/teacher_views/`) first when it
-    is incomplete (resumably): from
-    the teachers, or from `distill.teacher_logits_path`. Returns None when the
-    run distils from a live teacher (`distill.cached_teacher` off and no file).
+    is incomplete (resumably): from the teachers, or from `distill.teacher_logits_path`.
+    Returns None when the run distils from a live teacher (`distill.cached_teacher` off and
+    no file).
     Checked and loaded once per run: every distilling stage after the first reuses it.
     """
     cfg = self.config.distill
