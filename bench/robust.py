@@ -19,6 +19,14 @@ model); its full-integer int8 `.tflite` (input normalisation folded, as the pipe
 is measured on LiteRT on the same clean images and on the images crafted on the float
 model (transferred). Every student is saved and measured once: a rerun resumes at the
 first missing epoch or measurement. Writes robust.{md,json} to --out and prints the table.
+
+With --cached_teacher (the default) the teacher labels --epochs epochs of the first seed's
+augmented views once (`tfkd.view_cache`, --out/teacher_views/, resumable, refused if made
+for another teacher, data or views), and every student of every method and seed trains on
+those views (`views.train_dataset`'s `view_seed`) in its own batch order, from its own
+initial weights; soft, ard and rslad read the teacher's logits there instead of running it
+(ARD's and RSLAD's targets are the teacher's outputs on the clean view, so the cache serves
+them too). --nocached_teacher runs the teacher live, each seed on its own views.
 """
 
 import json
@@ -31,7 +39,7 @@ from absl import app, flags, logging
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import adversarial, cli, data, from_config, model_files, training, views
+from tfkd import adversarial, cli, data, from_config, model_files, training, view_cache, views
 from tflite import convert, files, interpreter
 
 _TEACHER = flags.DEFINE_string("teacher", "runs/cifar10_resnet/teacher/model.keras",
@@ -52,6 +60,8 @@ _PGD_EPSILON = flags.DEFINE_float("pgd_epsilon", 8.0, "Evaluation PGD radius, pi
 _PGD_STEP_SIZE = flags.DEFINE_float("pgd_step_size", 2.0, "Evaluation PGD step, pixels.")
 _PGD_STEPS = flags.DEFINE_integer("pgd_steps", 10, "Evaluation PGD steps.")
 _OUT = flags.DEFINE_string("out", "runs/bench_robust", "Output folder.")
+_CACHED_TEACHER = flags.DEFINE_bool("cached_teacher", True, "The teacher labels the views once "
+                                    "instead of running every step.")
 
 # Each method as `config.distill` overrides (None: trained on labels alone).
 METHODS = {
@@ -83,8 +93,12 @@ def distill_config(config, overrides: dict):
 
 
 def train(config, splits, name: str, model_config, seed: int, teacher=None,
-          overrides=None, epochs: int = 0) -> str:
-  """Trains one model into --out/<name>/model.keras (resumably) unless it is there; its path."""
+          overrides=None, epochs: int = 0, teacher_logits=None, view_seed=None) -> str:
+  """Trains one model into --out/<name>/model.keras (resumably) unless it is there; its path.
+
+  `teacher_logits`: the cached views' logits [E, N, classes], read instead of running
+  `teacher` when given; `view_seed`: the key of the views (None: `seed`).
+  """
   folder = os.path.join(_OUT.value, name)
   path = os.path.join(folder, "model.keras")
   if os.path.exists(path):
@@ -101,10 +115,13 @@ def train(config, splits, name: str, model_config, seed: int, teacher=None,
     trainer.compile(optimizer=optimizer, metrics=["accuracy"],
                     loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   else:
-    trainer = from_config.distiller(distill_config(config, overrides), [teacher], student)
+    trainer = from_config.distiller(distill_config(config, overrides),
+                                    [] if teacher_logits is not None else [teacher], student)
     trainer.compile(optimizer=optimizer, metrics=["accuracy"])
   train_ds = views.train_dataset(*splits.train, batch_size=train_config.batch_size, augment=True,
-                                 seed=seed, start_epoch=training.resume_epoch(folder))
+                                 seed=seed, start_epoch=training.resume_epoch(folder),
+                                 teacher_logits=None if overrides is None else teacher_logits,
+                                 view_seed=view_seed)
   start = time.time()
   training.fit_resumable(trainer, train_ds, None, epochs, folder, steps_per_epoch=steps,
                          callbacks=[training.EpochProgress(name, epochs)])
@@ -182,12 +199,20 @@ def main(argv):
   teacher_result = measure(config, splits, teacher_path,
                            os.path.join(_OUT.value, "teacher", "measured.json"), config.seed,
                            int8=False)
+  view_seed, logits = None, None
+  if _CACHED_TEACHER.value:
+    view_seed = seeds[0]
+    cache_dir = os.path.join(_OUT.value, "teacher_views")
+    fingerprint = view_cache.make_fingerprint([teacher_path], None, *splits.train, augment=True,
+                                              seed=view_seed, epochs=_EPOCHS.value)
+    view_cache.build(cache_dir, fingerprint, [teacher], splits.train[0])
+    logits = view_cache.load(cache_dir, fingerprint, splits.num_classes)
   results = {}
   for method in _METHODS.value:
     results[method] = []
     for seed in seeds:
       path = train(config, splits, f"{method}_seed{seed}", config.student, seed, teacher,
-                   METHODS[method])
+                   METHODS[method], teacher_logits=logits, view_seed=view_seed)
       results[method].append(measure(config, splits, path,
                                      os.path.join(os.path.dirname(path), "measured.json"), seed))
       logging.info("[%s seed %d] %s", method, seed, results[method][-1])
@@ -197,7 +222,7 @@ def main(argv):
   files.write_json(os.path.join(_OUT.value, "robust.json"), {
       **meta, "teacher": teacher_path, "epochs": _EPOCHS.value, "seeds": seeds,
       "train_examples": int(len(splits.train[1])), "test_examples": int(len(splits.test[1])),
-      "train_attack_steps": _TRAIN_ATTACK_STEPS.value,
+      "train_attack_steps": _TRAIN_ATTACK_STEPS.value, "cached_teacher": _CACHED_TEACHER.value,
       "pgd": {"epsilon": _PGD_EPSILON.value, "step_size": _PGD_STEP_SIZE.value,
               "steps": _PGD_STEPS.value}, "teacher_result": teacher_result, "results": results})
 
