@@ -11,6 +11,8 @@
 #   e80        the 80-epoch pipeline: teacher, its cached augmented views, scratch and distilled
 #              (cached views) ResNet-8, export, report                         (issue 13, BENCHMARKS §1)
 #   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
+#   e80_cycle20  the same from 20 of e80's 80 cached epochs, cycled 4 times: what cycling
+#              costs in accuracy, with no teacher run at all                    (issue 13)
 #   robust, compressed_teacher, selfsup, multitask: the strategy benchmarks   (issue 18)
 #   search     the device-budget search from that teacher                      (issue 14)
 # (the search is last: at 10 h or more it is the longest, and the others each finish an issue sooner)
@@ -30,6 +32,12 @@ run_e80_live() {
   $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80_live \
     --config.teacher.path="$TEACHER" --config.stages='("distill","export","report")'
 }
+run_e80_cycle20() {
+  $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80_cycle20 \
+    --config.teacher.path="$TEACHER" --config.distill.cached_teacher=True \
+    --config.distill.cache_epochs=20 --config.distill.cache_dir=runs/cifar10_e80/teacher_views \
+    --config.stages='("distill","export","report")'
+}
 run_search() {
   mkdir -p runs/cifar10_search
   cp -rn runs/cifar10_e80/teacher runs/cifar10_e80/teacher_views runs/cifar10_search/
@@ -44,7 +52,7 @@ run_compressed_teacher() {
 run_selfsup() { $PY -m bench.selfsup --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_selfsup; }
 run_multitask() { $PY -m bench.multitask --teacher_a="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_multitask; }
 
-STEPS=(e80 e80_live robust compressed_teacher selfsup multitask search)
+STEPS=(e80 e80_live e80_cycle20 robust compressed_teacher selfsup multitask search)
 if [[ "${1:-}" == "--list" ]]; then
   for step in "${STEPS[@]}"; do
     [[ -e runs/chain/$step.done ]] && echo "$step: done $(cat runs/chain/$step.done)" || echo "$step: to run"

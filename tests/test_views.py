@@ -78,8 +78,7 @@ def test_a_view_seed_shares_the_views_between_seeds(images):
   """Seeds 0 and 1 with view_seed 5: each example's view is seed 5's, the orders differ."""
   labels = np.arange(N)
   by_index = lambda idx, x: x[np.argsort(idx)]
-  shared = views.epoch_views(images, seed=5, epoch=1, augment=True)
-  shared = np.concatenate(list(shared))
+  shared = np.concatenate(list(views.epoch_views(images, seed=5, epoch=1, augment=True)))
   orders = []
   for seed in (0, 1):
     dataset = views.train_dataset(images, labels, batch_size=4, seed=seed, view_seed=5)
@@ -135,6 +134,23 @@ def test_a_cache_made_for_something_else_is_refused(tmp_path, teacher_file, imag
   with pytest.raises(DatasetError, match=r"other \['data_sha256'\]"):
     view_cache.load(str(tmp_path), other, CLASSES)
   assert not view_cache.is_complete(str(tmp_path), other)
+
+
+def test_a_cache_of_more_epochs_serves_a_run_asking_for_fewer(tmp_path, teacher_file, images):
+  """E = 1 from a 2-epoch cache: its first epoch, nothing labelled again; E = 3 is refused."""
+  two = view_cache.load(str(tmp_path / "a"), build_cache(str(tmp_path / "a"), teacher_file, images),
+                        CLASSES)
+  stamps = {f: os.path.getmtime(tmp_path / "a" / f) for f in os.listdir(tmp_path / "a")}
+  fewer = view_cache.make_fingerprint([teacher_file], None, images, np.arange(N) % CLASSES,
+                                      augment=True, seed=3, epochs=1)
+  assert view_cache.is_complete(str(tmp_path / "a"), fewer)
+  view_cache.build(str(tmp_path / "a"), fewer, [tf_keras.models.load_model(teacher_file)], images)
+  np.testing.assert_array_equal(view_cache.load(str(tmp_path / "a"), fewer, CLASSES), two[:1])
+  assert {f: os.path.getmtime(tmp_path / "a" / f) for f in os.listdir(tmp_path / "a")} == stamps
+  more = dict(fewer, epochs=3)
+  assert not view_cache.is_complete(str(tmp_path / "a"), more)
+  with pytest.raises(DatasetError, match=r"other \['epochs'\].*stored: \[2\]"):
+    view_cache.load(str(tmp_path / "a"), more, CLASSES)
 
 
 def test_an_interrupted_cache_build_resumes_where_it_stopped(tmp_path, teacher_file, images):

@@ -13,7 +13,9 @@ On disk, in `cache_dir`:
   fingerprint.json     what the logits depend on: the teachers' file hashes and
                        weights, a hash of the training split, the augmentation,
                        the seed, E and the storage format. A cache whose
-                       fingerprint differs is refused, never reused.
+                       fingerprint differs is refused, never reused; one
+                       of more epochs serves a run asking for fewer (its
+                       first E: epoch e's views do not depend on E).
   epoch_00000.npz ...  one file per epoch, written atomically, so an interrupted
                        build resumes at the first missing epoch.
 Storage: 'float16' keeps every logit ([N, classes] float16: 0.9 MB an epoch for
@@ -111,14 +113,24 @@ def _epoch_path(cache_dir: str, epoch: int) -> str:
   return os.path.join(cache_dir, f"epoch_{epoch:05d}.npz")
 
 
+def _mismatches(stored: dict, fingerprint: dict) -> list:
+  """The keys in which a stored cache fails a run's fingerprint: any difference, but `epochs`
+  only when the run asks for more than the cache holds."""
+  differs = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+  if "epochs" in differs and stored.get("epochs", 0) > fingerprint["epochs"]:
+    differs.remove("epochs")
+  return differs
+
+
 def check_fingerprint(cache_dir: str, fingerprint: dict) -> None:
-  """Writes the fingerprint of a new cache, or raises `DatasetError` if an existing one differs."""
+  """Writes the fingerprint of a new cache, or raises `DatasetError` if an existing one cannot
+  serve this run (`_mismatches`: a cache of more epochs serves a run asking for fewer)."""
   path = _fingerprint_path(cache_dir)
   if not os.path.exists(path):
     files.write_json(path, fingerprint)
     return
   stored = files.read_json(path)
-  differs = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+  differs = _mismatches(stored, fingerprint)
   if differs:
     raise DatasetError(
         f"The teacher-logit cache in {cache_dir} was made for other {differs} than this run "
@@ -212,9 +224,9 @@ def import_logits(cache_dir: str, fingerprint: dict, logits: np.ndarray) -> None
 
 
 def is_complete(cache_dir: str, fingerprint: dict) -> bool:
-  """True when every epoch of a cache with this fingerprint is on disk."""
+  """True when the cache serves this fingerprint and every epoch it asks for is on disk."""
   return (os.path.exists(_fingerprint_path(cache_dir))
-          and files.read_json(_fingerprint_path(cache_dir)) == fingerprint
+          and not _mismatches(files.read_json(_fingerprint_path(cache_dir)), fingerprint)
           and all(os.path.exists(_epoch_path(cache_dir, e)) for e in range(fingerprint["epochs"])))
 
 
