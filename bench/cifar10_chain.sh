@@ -13,9 +13,10 @@
 #   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
 #   e80_cycle20  the same from 20 of e80's 80 cached epochs, cycled 4 times: what cycling
 #              costs in accuracy, with no teacher run at all                    (issue 13)
+#   search     the device-budget search from that teacher, reading e80's cache (issue 14)
 #   robust, compressed_teacher, selfsup, multitask: the strategy benchmarks   (issue 18)
-#   search     the device-budget search from that teacher                      (issue 14)
-# (the search is last: at 10 h or more it is the longest, and the others each finish an issue sooner)
+# (the search before issue 18: on this 2-core AVX2 host it needs about 20 h, the four
+# benchmarks together about 30 h, ARD's 10-step PGD training alone about 13 h)
 # Run one step only: bench/cifar10_chain.sh e80_live
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +53,7 @@ run_compressed_teacher() {
 run_selfsup() { $PY -m bench.selfsup --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_selfsup; }
 run_multitask() { $PY -m bench.multitask --teacher_a="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_multitask; }
 
-STEPS=(e80 e80_live e80_cycle20 robust compressed_teacher selfsup multitask search)
+STEPS=(e80 e80_live e80_cycle20 search robust compressed_teacher selfsup multitask)
 if [[ "${1:-}" == "--list" ]]; then
   for step in "${STEPS[@]}"; do
     [[ -e runs/chain/$step.done ]] && echo "$step: done $(cat runs/chain/$step.done)" || echo "$step: to run"
