@@ -121,9 +121,10 @@ def _distill():
   distill.cache_storage = "float16"          # 'float16' (every logit) or 'top_k' (many classes)
   distill.cache_top_k = 5                    # top_k storage: classes kept per view
   distill.cache_batch_size = 1024            # teacher inference batch while filling the cache
-  # The cache's folder; '' = workdir/teacher_views. Runs of the same teacher, training data, views
-  # (data.view_seed) and E can name one folder: the first fills it, the others read it; a run that
-  # differs in any of these is refused (the cache's fingerprint), never served other logits.
+  # The cache's folder; '' = workdir/teacher_views. Runs of the same teacher, training data and
+  # views (data.view_seed) can name one folder: the first fills it, the others read it (a cache of
+  # more epochs serves fewer); any other run is refused (the cache's fingerprint), never served
+  # other logits.
   distill.cache_dir = ""
   # Logits from another framework's teacher: .npy [train examples, classes] (un-augmented) or
   # [E, examples, classes] for the views tfkd.views makes; implies cached_teacher.
