@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras
 
 from tfkd import losses, models, training, view_cache, views
