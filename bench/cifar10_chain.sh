@@ -5,39 +5,48 @@
 #   bench/cifar10_chain.sh --list     # the steps and which are done
 #
 # Each step is a command that itself resumes (finished stages are skipped, an epoch in progress
-# restarts from its checkpoint, the search's Optuna study continues), so after the machine or
-# the session stops, the same command goes on where it stopped. A finished step writes
-# runs/chain/<step>.done and is not run again; delete that file to rerun it. Steps, in order:
-#   e80        the 80-epoch pipeline: teacher, its cached augmented views, scratch and distilled
+# restarts from its checkpoint, the search's Optuna study continues), so after the process
+# stops, the same command goes on where it stopped, on the same machine: runs/ is not in git,
+# and a new machine starts the chain over. A finished step writes runs/chain/<step>.done and
+# is not run again; delete that file to rerun it. Steps, in order:
+#   e80        the 80-epoch pipeline: teacher, its cached augmented views, the distilled
 #              (cached views) ResNet-8, export, report                         (issue 13, BENCHMARKS §1)
 #   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
+#   e80_scratch  the ResNet-8 from scratch, in e80's folder (its report gains the row)
 #   e80_cycle20  the same from 20 of e80's 80 cached epochs, cycled 4 times: what cycling
 #              costs in accuracy, with no teacher run at all                    (issue 13)
 #   search     the device-budget search from that teacher, reading e80's cache (issue 14)
 #   robust, compressed_teacher, selfsup, multitask: the strategy benchmarks   (issue 18)
-# (the search before issue 18: on this 2-core AVX2 host it needs about 20 h, the four
-# benchmarks together about 30 h, ARD's 10-step PGD training alone about 13 h)
+# The e80 steps train in mixed bfloat16 (PRECISION below; tfkd.precision): about twice as fast
+# on a CPU with AMX, as this project's machines have. Set PRECISION=float32 elsewhere.
 # Run one step only: bench/cifar10_chain.sh e80_live
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+PRECISION=${PRECISION:-mixed_bfloat16}
 TEACHER=runs/cifar10_e80/teacher/model.keras
 mkdir -p runs/chain
 
 run_e80() {
   $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80 \
-    --config.stages='("teacher","teacher_views","scratch","distill","export","report")' \
-    --config.distill.cached_teacher=True --config.distill.cache_epochs=80
+    --config.stages='("teacher","teacher_views","distill","export","report")' \
+    --config.distill.cached_teacher=True --config.distill.cache_epochs=80 \
+    --config.train.precision="$PRECISION"
 }
 run_e80_live() {
   $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80_live \
-    --config.teacher.path="$TEACHER" --config.stages='("distill","export","report")'
+    --config.teacher.path="$TEACHER" --config.stages='("distill","export","report")' \
+    --config.train.precision="$PRECISION"
+}
+run_e80_scratch() {
+  $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80 \
+    --config.stages='("scratch","export","report")' --config.train.precision="$PRECISION"
 }
 run_e80_cycle20() {
   $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80_cycle20 \
     --config.teacher.path="$TEACHER" --config.distill.cached_teacher=True \
     --config.distill.cache_epochs=20 --config.distill.cache_dir=runs/cifar10_e80/teacher_views \
-    --config.stages='("distill","export","report")'
+    --config.stages='("distill","export","report")' --config.train.precision="$PRECISION"
 }
 run_search() {
   mkdir -p runs/cifar10_search
@@ -53,7 +62,7 @@ run_compressed_teacher() {
 run_selfsup() { $PY -m bench.selfsup --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_selfsup; }
 run_multitask() { $PY -m bench.multitask --teacher_a="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_multitask; }
 
-STEPS=(e80 e80_live e80_cycle20 search robust compressed_teacher selfsup multitask)
+STEPS=(e80 e80_live e80_scratch e80_cycle20 search robust compressed_teacher selfsup multitask)
 if [[ "${1:-}" == "--list" ]]; then
   for step in "${STEPS[@]}"; do
     [[ -e runs/chain/$step.done ]] && echo "$step: done $(cat runs/chain/$step.done)" || echo "$step: to run"

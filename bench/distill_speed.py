@@ -18,7 +18,9 @@ real CIFAR-10 training batches (the same tensors):
   keras3_nojit  the same with `jit_compile=False`;
   tfkd_cached_views  the Distiller on augmented views of those images (`tfkd.views`)
                 with the teacher's logits of exactly those views, as a run with the
-                teacher-logit cache trains (`extra_variants`).
+                teacher-logit cache trains (`extra_variants`);
+  *_bf16        plain, tfkd_live and tfkd_cached_views with the student in mixed
+                bfloat16 (`train.precision`, `tfkd.precision`; the teacher stays float32).
 The report says what "auto" resolved to (Keras 3 turns XLA off on CPU-only
 machines). Warm-up steps (tracing, compilation) come first and are not timed;
 then the variants' steps alternate (A B C … A B C …) so background load hits
@@ -48,7 +50,7 @@ import tf_keras
 from bench import common
 from configs import cifar10_resnet
 import tfkd
-from tfkd import cli, from_config, teacher_cache, teacher_compression, training, views
+from tfkd import cli, from_config, precision, teacher_cache, teacher_compression, training, views
 from tflite import files
 # Keras 3 after tfkd: tfkd must pick Keras 2 for tf.keras before anything touches it.
 import keras  # pylint: disable=wrong-import-order
@@ -80,7 +82,11 @@ LABELS = {
     "keras3_auto": "Keras 3 Distiller, default compile (jit_compile='auto')",
     "keras3_nojit": "Keras 3 Distiller, jit_compile=False",
     "tfkd_cached_views": "tfkd Distiller, augmented views + their cached logits",
+    "plain_bf16": "plain student step, mixed bfloat16",
+    "tfkd_live_bf16": "tfkd Distiller, live float32 teacher, mixed bfloat16 student",
+    "tfkd_cached_views_bf16": "tfkd Distiller, augmented views + cached logits, mixed bfloat16",
 }
+BF16 = "mixed_bfloat16"
 # (numerator, denominator, goal or None): ratios of median seconds per step.
 RATIOS = [
     ("tfkd_live", PLAIN, None),
@@ -90,6 +96,9 @@ RATIOS = [
     ("keras3_nojit", PLAIN, None),
     ("tfkd_live", "keras3_auto", 1.0),
     ("tfkd_live", "keras3_nojit", 1.0),
+    ("plain_bf16", PLAIN, None),
+    ("tfkd_live_bf16", "tfkd_live", None),
+    ("tfkd_cached_views_bf16", "tfkd_cached_views", None),
 ]
 
 Batch = Tuple[Any, Any]              # (features, labels); features: x or (x, teacher_logits)
@@ -242,16 +251,29 @@ def extra_variants(inputs: BenchInputs, train_config) -> Dict[str, Variant]:
   "tfkd_cached_views": the distillation step of a run with the teacher-logit cache:
   augmented views (`tfkd.views`) with the cached logits of exactly those views.
   Its batches are views of the built-in images, not the images themselves.
+  "*_bf16": plain, live and cached-views steps with the student in mixed bfloat16.
   """
   del train_config
   x, y, logits, _ = cached_view_logits(inputs)
   dataset = views.train_dataset(x, y, len(inputs.labels[0]), augment=True, teacher_logits=logits)
-  batches = [((features, batch_logits), labels)
-             for (features, batch_logits), labels in dataset.take(len(inputs.images))]
-  distiller = tfkd.Distiller(None, inputs.make_student(), tfkd.LogitsDistillation(TEMPERATURE),
-                             student_loss_weight=STUDENT_LOSS_WEIGHT)
-  distiller.compile(optimizer=inputs.make_optimizer())
-  return {"tfkd_cached_views": (distiller, batches)}
+  view_batches = [((features, batch_logits), labels)
+                  for (features, batch_logits), labels in dataset.take(len(inputs.images))]
+
+  def distiller(teacher, policy):
+    model = tfkd.Distiller(teacher, precision.with_policy(inputs.make_student(), policy),
+                           tfkd.LogitsDistillation(TEMPERATURE),
+                           student_loss_weight=STUDENT_LOSS_WEIGHT)
+    model.compile(optimizer=inputs.make_optimizer())
+    return model
+
+  plain = precision.with_policy(inputs.make_student(), BF16)
+  plain.compile(optimizer=inputs.make_optimizer(),
+                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  return {"tfkd_cached_views": (distiller(None, "float32"), view_batches),
+          "plain_bf16": (plain, list(zip(inputs.images, inputs.labels))),
+          "tfkd_live_bf16": (distiller(inputs.teacher, BF16),
+                             list(zip(inputs.images, inputs.labels))),
+          "tfkd_cached_views_bf16": (distiller(None, BF16), view_batches)}
 
 
 def pipeline_seconds_per_step(inputs: BenchInputs, steps: int, rounds: int = 3) -> dict:
@@ -386,7 +408,8 @@ def plot(ratios: List[dict], path: str) -> None:
   """Horizontal bars of the ratios, each goal a dashed line on its bar."""
   fig, axis = files.new_figure(figsize=(8, 0.5 * len(ratios) + 1.5))
   names = [ratio_name(r) for r in ratios]
-  colors = ["tab:blue" if r["denominator"] == PLAIN else "tab:orange" for r in ratios]
+  colors = ["tab:blue" if r["denominator"] == PLAIN else
+            "tab:orange" if r["denominator"].startswith("keras3") else "tab:green" for r in ratios]
   axis.barh(names, [r["ratio"] for r in ratios], color=colors)
   for i, r in enumerate(ratios):
     axis.annotate(f"{r['ratio']:.2f}×", (r["ratio"], i), fontsize=8, xytext=(3, -3),
@@ -396,8 +419,8 @@ def plot(ratios: List[dict], path: str) -> None:
   axis.axvline(1.0, color="grey", linewidth=0.8)
   axis.set_xlim(0, max(max(r["ratio"] for r in ratios), 1.05) * 1.2)
   axis.set_xlabel("ratio of median seconds per training step (dashed: goal)")
-  axis.set_title("Step cost on the same batches\n"
-                 "(blue: over a plain step; orange: over Keras 3's Distiller)", fontsize=10)
+  axis.set_title("Step cost on the same batches (blue: over a plain step;\n"
+                 "orange: over Keras 3's Distiller; green: bfloat16 over float32)", fontsize=10)
   axis.invert_yaxis()
   fig.tight_layout()
   files.save_figure(fig, path)

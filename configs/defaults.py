@@ -91,6 +91,9 @@ def _train():
   train.weight_decay = 5e-4       # decoupled; not applied to BatchNorm and biases
   train.schedule = "onecycle"     # 'onecycle', 'cosine' or 'constant'
   train.warmup_epochs = 0         # cosine only: linear warm-up from a tenth of the rate
+  # 'float32', or 'mixed_bfloat16': bfloat16 arithmetic, float32 weights and saved models
+  # (tfkd.precision); about 2x faster on CPUs with AMX, slower where bfloat16 is emulated.
+  train.precision = "float32"
   return train
 
 

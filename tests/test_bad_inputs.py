@@ -78,6 +78,9 @@ CASES = [
      r"config.distill.adversarial.method='trades' is not valid: use one of \['none', 'ard', 'rslad'\]"),
     ("tfkd.train", "unknown optimizer", TRAIN + ["--config.train.optimizer=adam"],
      r"config.train.optimizer='adam' is not valid: use one of \['sgd', 'adamw'\]"),
+    ("tfkd.train", "float16 training", TRAIN + ["--config.train.precision=mixed_float16"],
+     r"config.train.precision='mixed_float16' is not valid: use one of "
+     r"\['float32', 'mixed_bfloat16'\]"),
     ("tfkd.train", "sparsity above 1", TRAIN + ["--config.compress.prune.sparsity=1.5"],
      r"config.compress.prune.sparsity=1.5 is not valid: use a number in \(0, 1\)"),
     ("tfkd.train", "unknown export mode", TRAIN + ["--config.export.modes=('int7',)"],

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import optuna
 import pytest
+import tf_keras
 
 from configs import defaults
 from tests.conftest import write_image_folder
@@ -139,7 +140,8 @@ def _worker(data, workdir, trials_only):
                "--config.search.space.resnet.widths=(4,8,12)", "--config.search.modes=('scratch',)",
                "--config.search.trials=3", "--config.search.epochs=1",
                "--config.search.min_epochs=1", "--config.search.final_epochs=1",
-               "--config.search.latency_runs=5"]
+               "--config.search.latency_runs=5",
+               "--config.train.precision=mixed_bfloat16"]  # trials train in bfloat16
   return subprocess.Popen(
       [sys.executable, "-m", "tfkd.search", "--config=configs/defaults.py", f"--workdir={workdir}",
        *overrides] + (["--trials_only"] if trials_only else []),
@@ -172,6 +174,9 @@ def test_two_workers_share_one_study_and_the_winner_is_verified(tmp_path):
   assert winner["edge"]["micro"]["parity_reference_kernels"]["argmax_agreement"] >= 0.875
   assert 0.0 <= winner["int8_test_accuracy"] <= 1.0
   assert all(os.path.exists(p) for p in winner["c_files"])
+  saved = tf_keras.models.load_model(next(
+      os.path.join(f, "model.keras") for f in folders if os.path.exists(f"{f}/model.keras")))
+  assert {layer.compute_dtype for layer in saved.layers} == {"float32"}  # saved as float32
   with open(os.path.join(workdir, "search", "report.md")) as f:
     report = f.read()
   assert report.count("| mlperf_tiny | scratch |") >= len(trained) + 1

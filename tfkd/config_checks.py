@@ -30,6 +30,7 @@ from tflite.convert import MODES
 # (tests/test_bad_inputs.py checks each is accepted there).
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
+PRECISIONS = ("float32", "mixed_bfloat16")  # tfkd.precision.POLICIES
 DATA_SOURCES = ("folder", "tfds", "text")
 DISTRIBUTE = ("", "mirrored", "multiworker")
 ROBUST_REPORT = ("auto", "on", "off")
@@ -126,6 +127,7 @@ RULES = {
     "train.weight_decay": _at_least(0),
     "train.schedule": _one_of(SCHEDULES),
     "train.warmup_epochs": _at_least(0),
+    "train.precision": _one_of(PRECISIONS),
     "distill.temperature": _at_least(0, strict=True),
     "distill.student_loss_weight": _between(0, 1),
     "distill.weights": _WEIGHTS,

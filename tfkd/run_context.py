@@ -17,8 +17,9 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import (config_checks, data, from_config, hub_stage, model_files, splits, teacher_cache,
-                  teacher_checks, teacher_compression, training, view_cache, views, workers)
+from tfkd import (config_checks, data, from_config, hub_stage, model_files, precision, splits,
+                  teacher_cache, teacher_checks, teacher_compression, training, view_cache, views,
+                  workers)
 from tfkd.errors import ConfigError, TeacherError
 from tflite import files
 
@@ -80,6 +81,7 @@ class Run:
     self.config, self.adaptations = from_config.adapted_to_data(config, self.splits)
     self._teacher_view_logits = None  # filled by teacher_view_logits()
     self._checked_teachers = {}  # paths teacher_checks has seen, once per run
+    precision.check_hardware(self.config.train.precision)
 
   def path(self, *parts) -> str:
     return os.path.join(self.workdir, *parts)
@@ -270,8 +272,12 @@ class Run:
     return self.config.teacher.kind == "keras_hub"
 
   def build(self, model_config, name: str) -> tf_keras.Model:
-    """A fresh model as `config.teacher` / `config.student` describes, for this run's data."""
-    return from_config.model(model_config, self.splits, name)
+    """A fresh model as `config.teacher` / `config.student` describes, for this run's data.
+
+    It computes in `train.precision` (`tfkd.precision`); it is saved as float32.
+    """
+    return precision.with_policy(from_config.model(model_config, self.splits, name),
+                                 self.config.train.precision)
 
   def training_split(self, distillation: bool = False):
     """(x, y) a training stage learns from.

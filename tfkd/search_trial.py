@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfkd import data, from_config, search_space, training
+from tfkd import data, from_config, precision, search_space, training
 from tflite import files
 
 
@@ -101,8 +101,9 @@ def _should_stop_on_history(trial, accuracies) -> bool:
 def test_accuracy(run, model: tf_keras.Model, size: int, batch_size: int) -> float:
   """Float accuracy of a trained candidate on the run's test split (resized to `size`)."""
   x, y = run.splits.test
-  return float(model.evaluate(data.eval_dataset(resize_images(x, size).numpy(), y, batch_size),
-                              verbose=0, return_dict=True)["accuracy"])
+  logits = model.predict(data.eval_dataset(resize_images(x, size).numpy(), y, batch_size),
+                         verbose=0)
+  return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
 def train_candidate(run, cand: dict, mode: str, train_config, trial=None, teacher_logits=None,
@@ -145,7 +146,7 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
   size = cand["resolution"]
   steps = run.steps_per_epoch(train_config.batch_size, distillation=mode == "distill")
   with run.strategy.scope():
-    student = build(run, cand)
+    student = precision.with_policy(build(run, cand), run.config.train.precision)
     if mode == "distill":
       model = from_config.distiller(run.config.distill, [], student)
     else:
@@ -167,7 +168,8 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
     return _finish(folder, "stopped", accuracies, None, time.time() - start)
   training.save_final_model(student, os.path.join(folder, "model.keras"), folder)
   return _finish(folder, "trained", accuracies,
-                 test_accuracy(run, student, size, run.config.report.batch_size),
+                 test_accuracy(run, precision.with_policy(student, "float32"), size,
+                               run.config.report.batch_size),
                  time.time() - start)
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from tfkd import workers
+from tfkd import precision, workers
 from tfkd.errors import TrainingError
 from tflite import files
 
@@ -295,11 +295,13 @@ def save_model_atomic(model: tf_keras.Model, path: str) -> None:
 
   The saved model is uncompiled (no optimizer or schedule), so loading it needs
   neither tfkd nor the training losses, and the file holds only the weights
-  that inference uses. On several workers only the chief writes `path`; the
+  that inference uses. A mixed-precision model is saved as its float32 copy
+  (`tfkd.precision`). On several workers only the chief writes `path`; the
   others save to a temporary folder they delete, as Keras' multi-worker guide
   asks (every worker takes part in a save of distributed variables).
   """
-  inference_model = tf_keras.Model(model.inputs, model.outputs, name=model.name)
+  inference_model = precision.with_policy(
+      tf_keras.Model(model.inputs, model.outputs, name=model.name), "float32")
   if not workers.is_chief(model.distribute_strategy):
     with tempfile.TemporaryDirectory() as scratch:
       inference_model.save(os.path.join(scratch, os.path.basename(path)))

@@ -1,0 +1,92 @@
+"""Mixed-precision training: bfloat16 arithmetic, float32 weights, float32 saved models.
+
+`train.precision='mixed_bfloat16'` trains the teacher, scratch, distilled and
+self-supervised models as Keras' mixed-precision guide describes: every layer
+computes in bfloat16 and keeps float32 weights, and the layers that produce the
+model's outputs compute in float32, so the losses and softmax see float32
+logits. bfloat16 has float32's exponent range, so unlike float16 it needs no
+loss scaling (tfkd's custom `train_step`s have none). CPUs with AMX or
+AVX512-BF16 (Intel Sapphire Rapids and later), TPUs and recent GPUs run it in
+hardware: on a 2-core Sapphire Rapids a ResNet-20 step took half the time
+(BENCHMARKS.md). Elsewhere bfloat16 is emulated and slower: `check_hardware`
+warns.
+
+What leaves training is float32: `training.save_model_atomic` saves a float32
+copy (`with_policy(model, "float32")`), so the export, the report, the teacher
+cache and the compression stages (tfmot's wrappers) never see bfloat16.
+
+Example:
+  model = with_policy(build_model("resnet8", 10, (32, 32, 3)), "mixed_bfloat16")
+  model.compile(...); model.fit(...)
+  float_model = with_policy(model, "float32")   # same weights, float32 arithmetic
+"""
+
+import os
+
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+POLICIES = ("float32", "mixed_bfloat16")
+
+
+def policy_of(model: tf_keras.Model) -> str:
+  """The policy most of `model`'s layers compute in: 'float32' or a mixed policy."""
+  names = [layer.dtype_policy.name for layer in model.layers
+           if not isinstance(layer, tf_keras.layers.InputLayer)]
+  mixed = [name for name in names if name != "float32"]
+  return mixed[0] if mixed else "float32"
+
+
+def with_policy(model: tf_keras.Model, policy: str) -> tf_keras.Model:
+  """A copy of a functional model that computes in `policy`, with `model`'s weights.
+
+  Every layer takes `policy` except the layers whose outputs are the model's
+  outputs, which compute in float32 (Keras' advice for mixed precision: the
+  losses read float32 logits). The weights are float32 under every policy, so
+  the copy's weights equal `model`'s exactly and a round trip to float32
+  returns the original model's outputs.
+
+  Args:
+    model: a functional `tf_keras` model (not subclassed, no nested models).
+    policy: one of `POLICIES`.
+
+  Returns:
+    A new functional model with the same name, layers and weights.
+
+  Example:
+    trainable = with_policy(model, "mixed_bfloat16")
+  """
+  if policy not in POLICIES:
+    raise ValueError(f"Unknown precision {policy!r}: use one of {POLICIES}.")
+  if policy_of(model) == policy:
+    return model
+  output_layers = {model.get_layer(name).name for name in model.output_names}
+
+  def clone_layer(layer):
+    if isinstance(layer, tf_keras.Model):
+      raise ValueError(f"with_policy copies flat functional models, but layer {layer.name!r} "
+                       "is a whole model: build the model without nesting it.")
+    config = layer.get_config()
+    config["dtype"] = "float32" if layer.name in output_layers else policy
+    return layer.__class__.from_config(config)
+
+  copy = tf_keras.models.clone_model(model, clone_function=clone_layer)
+  copy.set_weights(model.get_weights())
+  copy._name = model.name  # pylint: disable=protected-access  (clone_model renames)
+  return copy
+
+
+def check_hardware(policy: str) -> None:
+  """Warns when `policy` computes in bfloat16 on a Linux CPU with no bfloat16 instructions."""
+  if policy != "mixed_bfloat16" or not os.path.exists("/proc/cpuinfo"):
+    return
+  if tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
+    return
+  with open("/proc/cpuinfo") as f:
+    flags = f.read()
+  if "amx_bf16" in flags or "avx512_bf16" in flags:
+    return
+  logging.warning("train.precision='mixed_bfloat16', but this CPU has neither AMX nor "
+                  "AVX512-BF16: TensorFlow emulates bfloat16 here, which is usually slower "
+                  "than float32. Set train.precision='float32' unless a TPU or GPU trains.")
