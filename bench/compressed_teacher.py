@@ -49,6 +49,8 @@ _PRUNE_EPOCHS = flags.DEFINE_integer("prune_epochs", 5, "Fine-tuning epochs of e
 _CACHE_EPOCHS = flags.DEFINE_integer("cache_epochs", 20, "Epochs of views each teacher labels.")
 _TRAIN_LIMIT = flags.DEFINE_integer("train_limit", 0, "Use only N training images (0 = all).")
 _LATENCY_RUNS = flags.DEFINE_integer("latency_runs", 200, "Timed LiteRT invokes per student .tflite.")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                                "train.precision of every model trained here (tfkd.precision).")
 _BATCH_RUNS = flags.DEFINE_integer("batch_runs", 10, "Timed teacher batches in each report.")
 
 STAGES = ("teacher_compress", "teacher_views", "distill", "export", "report")
@@ -58,7 +60,7 @@ def base_config():
   config = cifar10_resnet.get_config()
   config.data.path, config.data.train_limit = _DATA.value, _TRAIN_LIMIT.value
   config.teacher.epochs = _TEACHER_EPOCHS.value
-  config.train.epochs = _EPOCHS.value
+  config.train.epochs, config.train.precision = _EPOCHS.value, _PRECISION.value
   config.distill.cached_teacher, config.distill.cache_epochs = True, _CACHE_EPOCHS.value
   config.teacher.prune_epochs = _PRUNE_EPOCHS.value
   config.report.edge, config.report.latency_runs = False, _LATENCY_RUNS.value

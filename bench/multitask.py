@@ -38,7 +38,8 @@ from absl import app, flags, logging
 
 from bench import common
 from configs import cifar10_multitask
-from tfkd import cli, data, from_config, model_files, multitask, training, view_cache, views
+from tfkd import (cli, data, from_config, model_files, multitask, precision, training, view_cache,
+                  views)
 from tflite import convert, files, micro, multi_output
 
 _TEACHER_A = flags.DEFINE_string("teacher_a", "runs/cifar10_resnet/teacher/model.keras",
@@ -59,6 +60,8 @@ _TEST_LIMIT = flags.DEFINE_integer("test_limit", 0, "Test images measured, sprea
                                    "set (0: all).")
 _MICRO_EXAMPLES = flags.DEFINE_integer("micro_examples", 1000, "Test images run on TFLite Micro.")
 _OUT = flags.DEFINE_string("out", "runs/bench_multitask", "Output folder.")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                                "train.precision of every model trained here (tfkd.precision).")
 _CACHED_TEACHER = flags.DEFINE_bool("cached_teacher", True, "Teachers label the views once (a "
                                     "cache per teacher) instead of running every step.")
 _CACHE_EPOCHS = flags.DEFINE_integer("cache_epochs", 0, "Epochs of views cached (0: --epochs); "
@@ -71,7 +74,7 @@ def run_config():
   config = from_config.with_defaults(cifar10_multitask.get_config())
   config.data.path = _DATA.value
   config.data.train_limit = _TRAIN_LIMIT.value
-  config.train.epochs = _EPOCHS.value
+  config.train.epochs, config.train.precision = _EPOCHS.value, _PRECISION.value
   return config
 
 
@@ -201,7 +204,9 @@ def teacher(config, splits, task: str, path: str, labels: np.ndarray, classes: i
     raise app.UsageError(f"No {task} teacher at {path}: pass --teacher_{task[-1]} or set "
                          "--teacher_epochs to train one here.")
   tf_keras.utils.set_random_seed(config.seed)
-  model = from_config.model(config.teacher, splits, f"teacher_{task[-1]}", num_classes=classes)
+  model = precision.with_policy(
+      from_config.model(config.teacher, splits, f"teacher_{task[-1]}", num_classes=classes),
+      config.train.precision)
   return train(config, splits, f"teacher_{task[-1]}", model, labels, config.seed,
                epochs=_TEACHER_EPOCHS.value)
 
@@ -251,8 +256,9 @@ def main(argv):
   for seed in seeds:
     live = {t: None for t in TASKS} if logits else teachers  # cached: no teacher runs in training
     tf_keras.utils.set_random_seed(seed)
-    student = multitask.two_head_model(from_config.model(config.multitask.student, splits,
-                                                         "multitask"), len(groups), "multitask")
+    student = precision.with_policy(multitask.two_head_model(
+        from_config.model(config.multitask.student, splits, "multitask"), len(groups),
+        "multitask"), config.train.precision)
     distiller = multitask.MultiTaskDistiller(
         live, student, config.distill.temperature, config.distill.student_loss_weight,
         dict(zip(TASKS, config.multitask.task_weights)))
@@ -264,7 +270,8 @@ def main(argv):
       tf_keras.utils.set_random_seed(seed)
       single = config.student.copy_and_resolve_references()
       single.kwargs.filters = tuple(single_filters)
-      student = from_config.model(single, splits, key, num_classes=classes)
+      student = precision.with_policy(
+          from_config.model(single, splits, key, num_classes=classes), config.train.precision)
       distiller = from_config.distiller(config.distill, [live[task]] if live[task] else [], student)
       path = train(config, splits, f"{key}_seed{seed}", student, labels, seed, distiller,
                    teacher_logits=logits[task] if logits else None, view_seed=view_seed)

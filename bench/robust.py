@@ -39,7 +39,8 @@ from absl import app, flags, logging
 
 from bench import common
 from configs import cifar10_resnet
-from tfkd import adversarial, cli, data, from_config, model_files, training, view_cache, views
+from tfkd import (adversarial, cli, data, from_config, model_files, precision, training,
+                  view_cache, views)
 from tflite import convert, files, interpreter
 
 _TEACHER = flags.DEFINE_string("teacher", "runs/cifar10_resnet/teacher/model.keras",
@@ -60,6 +61,8 @@ _PGD_EPSILON = flags.DEFINE_float("pgd_epsilon", 8.0, "Evaluation PGD radius, pi
 _PGD_STEP_SIZE = flags.DEFINE_float("pgd_step_size", 2.0, "Evaluation PGD step, pixels.")
 _PGD_STEPS = flags.DEFINE_integer("pgd_steps", 10, "Evaluation PGD steps.")
 _OUT = flags.DEFINE_string("out", "runs/bench_robust", "Output folder.")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                                "train.precision of every model trained here (tfkd.precision).")
 _CACHED_TEACHER = flags.DEFINE_bool("cached_teacher", True, "The teacher labels the views once "
                                     "instead of running every step.")
 
@@ -76,7 +79,7 @@ def run_config():
   config = from_config.with_defaults(cifar10_resnet.get_config())
   config.data.path = _DATA.value
   config.data.train_limit = _TRAIN_LIMIT.value
-  config.train.epochs = _EPOCHS.value
+  config.train.epochs, config.train.precision = _EPOCHS.value, _PRECISION.value
   config.distill.adversarial.steps = _TRAIN_ATTACK_STEPS.value
   return config
 
@@ -108,7 +111,8 @@ def train(config, splits, name: str, model_config, seed: int, teacher=None,
   train_config.epochs = epochs
   steps = len(splits.train[1]) // train_config.batch_size
   tf_keras.utils.set_random_seed(seed)
-  student = from_config.model(model_config, splits, model_config.model)
+  student = precision.with_policy(from_config.model(model_config, splits, model_config.model),
+                                 config.train.precision)
   optimizer = from_config.optimizer(train_config, steps)
   if overrides is None:
     trainer = student

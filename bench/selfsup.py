@@ -43,6 +43,8 @@ _LABEL_SEED = flags.DEFINE_integer("label_seed", 0, "data.seed: which images kee
 _HEAD = flags.DEFINE_enum("head", "fine_tune", ["fine_tune", "linear"], "selfsup.head.")
 _TRAIN_LIMIT = flags.DEFINE_integer("train_limit", 0, "Use only N training images (0 = all).")
 _VAL_SIZE = flags.DEFINE_integer("val_size", 5000, "Validation images carved from train (logged only).")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                                "train.precision of every model trained here (tfkd.precision).")
 _LATENCY_RUNS = flags.DEFINE_integer("latency_runs", 50, "Timed LiteRT invokes per .tflite.")
 _CHECK_TEACHER = flags.DEFINE_bool("check_teacher", True, "distill.check_teacher: False for a "
                                    "smoke run's untrained teacher.")
@@ -56,6 +58,7 @@ def base_config():
   config.data.path, config.data.train_limit = _DATA.value, _TRAIN_LIMIT.value
   config.data.val_size, config.data.seed = _VAL_SIZE.value, _LABEL_SEED.value
   config.teacher.epochs, config.train.epochs = _TEACHER_EPOCHS.value, _EPOCHS.value
+  config.train.precision = _PRECISION.value
   config.selfsup.head, config.distill.check_teacher = _HEAD.value, _CHECK_TEACHER.value
   config.report.edge, config.report.latency_runs = False, _LATENCY_RUNS.value
   return from_config.with_defaults(config)

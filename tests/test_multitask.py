@@ -170,8 +170,11 @@ def test_multitask_stages_end_to_end(image_folder, tmp_path):
   config.multitask.task_b_classes = ("circle:round", "square:angular", "stripes:angular")
   config.multitask.micro_examples = 6
   config.report.parity_samples = 4
+  config.train.precision = "mixed_bfloat16"  # trained in bfloat16, saved and exported as float32
   workdir = str(tmp_path / "run")
   pipeline.run_pipeline(config, workdir)
+  saved = tf_keras.models.load_model(os.path.join(workdir, "multitask", "model.keras"))
+  assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
   int8 = os.path.join(workdir, "export", "multitask_int8.tflite")
   assert multi_output.output_names(int8) == ["task_a", "task_b"]
   section = json.load(open(os.path.join(workdir, "report.json")))["multitask"]

@@ -21,8 +21,8 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import (config_checks, from_config, model_files, multitask, teacher_checks, training,
-                  view_cache)
+from tfkd import (config_checks, from_config, model_files, multitask, precision, teacher_checks,
+                  training, view_cache)
 from tfkd.errors import ConfigError, TeacherError
 from tfkd.run_context import Run
 from tflite import micro, multi_output
@@ -65,7 +65,9 @@ def stage_teacher_b(run: Run) -> None:
   if run.done("teacher_b", run.model_path("teacher_b"), train_config.epochs):
     return
   with run.strategy.scope():
-    model = from_config.model(cfg, run.splits, "teacher_b", num_classes=len(groups))
+    model = precision.with_policy(
+        from_config.model(cfg, run.splits, "teacher_b", num_classes=len(groups)),
+        run.config.train.precision)
     model.compile(optimizer=from_config.optimizer(train_config,
                                                   run.steps_per_epoch(train_config.batch_size)),
                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -150,7 +152,9 @@ def stage_multitask(run: Run) -> None:
                 {multitask.TASK_A: run.load_teachers([run.teacher_file()])[0],
                  multitask.TASK_B: load_teacher_b(run)})
     backbone = from_config.model(cfg.student, run.splits, "multitask")
-    student = multitask.two_head_model(backbone, len(groups), name="multitask")
+    student = precision.with_policy(
+        multitask.two_head_model(backbone, len(groups), name="multitask"),
+        run.config.train.precision)
     with from_config.reading("multitask"):
       distiller = multitask.MultiTaskDistiller(
           teachers, student, temperature=run.config.distill.temperature,
