@@ -408,8 +408,8 @@ def plot(ratios: List[dict], path: str) -> None:
   """Horizontal bars of the ratios, each goal a dashed line on its bar."""
   fig, axis = files.new_figure(figsize=(8, 0.5 * len(ratios) + 1.5))
   names = [ratio_name(r) for r in ratios]
-  colors = ["tab:blue" if r["denominator"] == PLAIN else
-            "tab:orange" if r["denominator"].startswith("keras3") else "tab:green" for r in ratios]
+  colors = ["tab:green" if r["numerator"].endswith("_bf16") else
+            "tab:orange" if r["denominator"].startswith("keras3") else "tab:blue" for r in ratios]
   axis.barh(names, [r["ratio"] for r in ratios], color=colors)
   for i, r in enumerate(ratios):
     axis.annotate(f"{r['ratio']:.2f}×", (r["ratio"], i), fontsize=8, xytext=(3, -3),
