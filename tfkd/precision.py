@@ -11,9 +11,11 @@ hardware: on a 2-core Sapphire Rapids a ResNet-20 step took half the time
 (BENCHMARKS.md). Elsewhere bfloat16 is emulated and slower: `check_hardware`
 warns.
 
-What leaves training is float32: `training.save_model_atomic` saves a float32
+What leaves training is float32: `training.save_final_model` saves a float32
 copy (`with_policy(model, "float32")`), so the export, the report, the teacher
-cache and the compression stages (tfmot's wrappers) never see bfloat16.
+cache and the compression stages (tfmot's wrappers) never see bfloat16. (A
+low-precision teacher, `teacher.compress='bfloat16'`, is another thing: a copy
+saved to run in bfloat16 on purpose, `tfkd.teacher_compression`.)
 
 Example:
   model = with_policy(build_model("resnet8", 10, (32, 32, 3)), "mixed_bfloat16")
@@ -22,6 +24,7 @@ Example:
 """
 
 import os
+from typing import Callable
 
 import tensorflow as tf
 import tf_keras
@@ -61,15 +64,32 @@ def with_policy(model: tf_keras.Model, policy: str) -> tf_keras.Model:
     raise ValueError(f"Unknown precision {policy!r}: use one of {POLICIES}.")
   if policy_of(model) == policy:
     return model
-  output_layers = {model.get_layer(name).name for name in model.output_names}
+  output_layers = set(model.output_names)
+  return rebuilt(model, lambda layer: "float32" if layer.name in output_layers else policy)
 
+
+def rebuilt(model: tf_keras.Model, layer_policy: Callable[[tf_keras.layers.Layer], str]
+            ) -> tf_keras.Model:
+  """A copy of a flat functional model, each layer computing in `layer_policy(layer)`.
+
+  It holds `model`'s weights, cast to its variables' dtype (float16 under the
+  'float16' policy: rounded; float32 under the mixed ones: exact).
+
+  Args:
+    model: a functional or Sequential `tf_keras` model without nested models.
+    layer_policy: a Keras dtype policy name for each of `model`'s layers.
+
+  Returns:
+    A new model with the same name.
+
+  Example:
+    half = rebuilt(model, lambda layer: "float16")
+  """
   def clone_layer(layer):
     if isinstance(layer, tf_keras.Model):
-      raise ValueError(f"with_policy copies flat functional models, but layer {layer.name!r} "
-                       "is a whole model: build the model without nesting it.")
-    config = layer.get_config()
-    config["dtype"] = "float32" if layer.name in output_layers else policy
-    return layer.__class__.from_config(config)
+      raise ValueError(f"Cannot change the precision of layer {layer.name!r}: it is a whole "
+                       "model. Build the model without nesting models.")
+    return layer.__class__.from_config({**layer.get_config(), "dtype": layer_policy(layer)})
 
   copy = tf_keras.models.clone_model(model, clone_function=clone_layer)
   copy.set_weights(model.get_weights())

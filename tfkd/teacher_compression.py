@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfkd import model_files
+from tfkd import model_files, precision
 from tflite import interpreter
 
 COMPRESSIONS = ("none", "prune", "int8", "float16", "bfloat16")
@@ -59,14 +59,7 @@ def low_precision_copy(model: tf_keras.Model, dtype: str) -> tf_keras.Model:
   """
   if dtype not in POLICIES:
     raise ValueError(f"dtype={dtype!r}: use one of {list(POLICIES)}.")
-  policy = POLICIES[dtype]
-
-  def rebuild(layer):
-    return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
-
-  copy = tf_keras.models.clone_model(model, clone_function=rebuild)
-  for target, source in zip(copy.weights, model.weights):  # float16 variables: rounded here
-    target.assign(np.asarray(source.numpy()).astype(target.dtype.as_numpy_dtype))
+  copy = precision.rebuilt(model, lambda layer: POLICIES[dtype])  # float16 weights: rounded
   logits = tf_keras.layers.Activation("linear", dtype="float32", name=OUTPUT_LAYER)(copy.outputs[0])
   return tf_keras.Model(copy.inputs, logits, name=model.name)
 

@@ -295,13 +295,11 @@ def save_model_atomic(model: tf_keras.Model, path: str) -> None:
 
   The saved model is uncompiled (no optimizer or schedule), so loading it needs
   neither tfkd nor the training losses, and the file holds only the weights
-  that inference uses. A mixed-precision model is saved as its float32 copy
-  (`tfkd.precision`). On several workers only the chief writes `path`; the
+  that inference uses. On several workers only the chief writes `path`; the
   others save to a temporary folder they delete, as Keras' multi-worker guide
   asks (every worker takes part in a save of distributed variables).
   """
-  inference_model = precision.with_policy(
-      tf_keras.Model(model.inputs, model.outputs, name=model.name), "float32")
+  inference_model = tf_keras.Model(model.inputs, model.outputs, name=model.name)
   if not workers.is_chief(model.distribute_strategy):
     with tempfile.TemporaryDirectory() as scratch:
       inference_model.save(os.path.join(scratch, os.path.basename(path)))
@@ -322,11 +320,13 @@ def save_final_model(model: tf_keras.Model, path: str, stage_dir: str) -> None:
   """Saves a training stage's model atomically, then deletes the stage's epoch checkpoint.
 
   In that order: killed during the save, the stage resumes from its last epoch
-  (nothing to retrain) and saves again.
+  (nothing to retrain) and saves again. A model trained in mixed precision
+  (`train.precision`) is saved as its float32 copy (`tfkd.precision`), so what
+  training leaves behind is float32 whatever it computed in.
 
   Example:
     save_final_model(distiller.student, "runs/x/distill/model.keras", "runs/x/distill")
   """
-  save_model_atomic(model, path)
+  save_model_atomic(precision.with_policy(model, "float32"), path)
   if workers.is_chief(model.distribute_strategy):
     remove_backup(stage_dir)
