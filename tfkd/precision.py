@@ -7,9 +7,9 @@ model's outputs compute in float32, so the losses and softmax see float32
 logits. bfloat16 has float32's exponent range, so unlike float16 it needs no
 loss scaling (tfkd's custom `train_step`s have none). CPUs with AMX or
 AVX512-BF16 (Intel Sapphire Rapids and later), TPUs and recent GPUs run it in
-hardware: on a 2-core Sapphire Rapids a ResNet-20 step took half the time
-(BENCHMARKS.md). Elsewhere bfloat16 is emulated and slower: `check_hardware`
-warns.
+hardware: on this project's 2-core AMX machine a ResNet-20 teacher epoch took
+half its float32 time (BENCHMARKS.md §17). Elsewhere bfloat16 is emulated and
+slower: `check_hardware` warns.
 
 What leaves training is float32: `training.save_final_model` saves a float32
 copy (`with_policy(model, "float32")`), so the export, the report, the teacher
@@ -55,7 +55,8 @@ def with_policy(model: tf_keras.Model, policy: str) -> tf_keras.Model:
     policy: one of `POLICIES`.
 
   Returns:
-    A new functional model with the same name, layers and weights.
+    A new functional model with the same name, layers and weights (`model` itself
+    when it already computes in `policy`).
 
   Example:
     trainable = with_policy(model, "mixed_bfloat16")
