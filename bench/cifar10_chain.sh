@@ -6,9 +6,10 @@
 #
 # Each step is a command that itself resumes (finished stages are skipped, an epoch in progress
 # restarts from its checkpoint, the search's Optuna study continues), so after the process
-# stops, the same command goes on where it stopped, on the same machine: runs/ is not in git,
-# and a new machine starts the chain over. A finished step writes runs/chain/<step>.done and
-# is not run again; delete that file to rerun it. Steps, in order:
+# stops, the same command goes on where it stopped, on the same machine. runs/ is not in git:
+# the chain keeps it beside the checkout (../runs, linked as runs), so a new checkout on the
+# same machine finds it; a new machine starts the chain over. A finished step writes
+# runs/chain/<step>.done and is not run again; delete that file to rerun it. Steps, in order:
 #   e80        the 80-epoch pipeline: teacher, its cached augmented views, the distilled
 #              (cached views) ResNet-8, export, report                         (issue 13, BENCHMARKS §1)
 #   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
@@ -25,6 +26,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PRECISION=${PRECISION:-mixed_bfloat16}
 TEACHER=runs/cifar10_e80/teacher/model.keras
+[[ -e runs ]] || { mkdir -p ../runs && ln -s ../runs runs; }
 mkdir -p runs/chain
 
 run_e80() {
