@@ -19,7 +19,8 @@
 #   search     the device-budget search from that teacher, reading e80's cache (issue 14)
 #   robust, compressed_teacher, selfsup, multitask: the strategy benchmarks   (issue 18)
 # The e80 steps train in mixed bfloat16 (PRECISION below; tfkd.precision): about twice as fast
-# on a CPU with AMX, as this project's machines have. Set PRECISION=float32 elsewhere.
+# on a CPU with AMX (BENCHMARKS §17). Where bfloat16 is emulated (e.g. AVX2 only) it is slower:
+# there run PRECISION=float32 bench/cifar10_chain.sh.
 # Run one step only: bench/cifar10_chain.sh e80_live
 set -euo pipefail
 cd "$(dirname "$0")/.."
