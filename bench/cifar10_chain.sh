@@ -9,16 +9,18 @@
 # stops, the same command goes on where it stopped, on the same machine. runs/ is not in git:
 # the chain keeps it beside the checkout (../runs, linked as runs), so a new checkout on the
 # same machine finds it; a new machine starts the chain over. A finished step writes
-# runs/chain/<step>.done and is not run again; delete that file to rerun it. Steps, in order:
+# runs/chain/<step>.done and is not run again; delete that file to rerun it. A failed step
+# writes runs/chain/<step>.failed, the chain goes on, and the next start tries it again.
+# Steps, in order:
 #   e80        the 80-epoch pipeline: teacher, its cached augmented views, the distilled
 #              (cached views) ResNet-8, export, report                         (issue 13, BENCHMARKS §1)
 #   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
-#   e80_scratch  the ResNet-8 from scratch, in e80's folder (its report gains the row)
 #   e80_cycle20  the same from 20 of e80's 80 cached epochs, cycled 4 times: what cycling
 #              costs in accuracy, with no teacher run at all                    (issue 13)
+#   selfsup, compressed_teacher, multitask, robust: the strategy benchmarks   (issue 18)
 #   search     the device-budget search from that teacher, reading e80's cache (issue 14)
-#   robust, compressed_teacher, selfsup, multitask: the strategy benchmarks   (issue 18)
-# The e80 steps train in mixed bfloat16 (PRECISION below; tfkd.precision): about twice as fast
+#   e80_scratch  the ResNet-8 from scratch, in e80's folder (its report gains the row)
+# Every step trains in mixed bfloat16 (PRECISION below; tfkd.precision): about twice as fast
 # on a CPU with AMX (BENCHMARKS §17). Where bfloat16 is emulated (e.g. AVX2 only) it is slower:
 # there run PRECISION=float32 bench/cifar10_chain.sh.
 # Run one step only: bench/cifar10_chain.sh e80_live
@@ -52,23 +54,34 @@ run_e80_cycle20() {
     --config.stages='("distill","export","report")' --config.train.precision="$PRECISION"
 }
 run_search() {
-  mkdir -p runs/cifar10_search
-  cp -rn runs/cifar10_e80/teacher runs/cifar10_e80/teacher_views runs/cifar10_search/
+  mkdir -p runs/cifar10_search &&
+  cp -rn runs/cifar10_e80/teacher runs/cifar10_e80/teacher_views runs/cifar10_search/ &&
   $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
-    --out=runs/bench_search
+    --out=runs/bench_search --config.train.precision="$PRECISION"
 }
-run_robust() { $PY -m bench.robust --teacher="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_robust; }
+run_robust() {
+  $PY -m bench.robust --teacher="$TEACHER" --epochs=20 --seeds=0,1 --precision="$PRECISION" \
+    --out=runs/bench_robust
+}
 run_compressed_teacher() {
   $PY -m bench.compressed_teacher --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 \
-    --out=runs/bench_compressed_teacher
+    --precision="$PRECISION" --out=runs/bench_compressed_teacher
 }
-run_selfsup() { $PY -m bench.selfsup --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_selfsup; }
-run_multitask() { $PY -m bench.multitask --teacher_a="$TEACHER" --epochs=20 --seeds=0,1 --out=runs/bench_multitask; }
+run_selfsup() {
+  $PY -m bench.selfsup --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 --precision="$PRECISION" \
+    --out=runs/bench_selfsup
+}
+run_multitask() {
+  $PY -m bench.multitask --teacher_a="$TEACHER" --epochs=20 --seeds=0,1 --precision="$PRECISION" \
+    --out=runs/bench_multitask
+}
 
-STEPS=(e80 e80_live e80_scratch e80_cycle20 search robust compressed_teacher selfsup multitask)
+STEPS=(e80 e80_live e80_cycle20 selfsup compressed_teacher multitask robust search e80_scratch)
 if [[ "${1:-}" == "--list" ]]; then
   for step in "${STEPS[@]}"; do
-    [[ -e runs/chain/$step.done ]] && echo "$step: done $(cat runs/chain/$step.done)" || echo "$step: to run"
+    if [[ -e runs/chain/$step.done ]]; then echo "$step: done $(cat runs/chain/$step.done)"
+    elif [[ -e runs/chain/$step.failed ]]; then echo "$step: failed, $(cat runs/chain/$step.failed)"
+    else echo "$step: to run"; fi
   done
   exit 0
 fi
@@ -83,8 +96,18 @@ for step in "${STEPS[@]}"; do
   fi
   echo "[chain] $step: starting $(date -u +%FT%TZ)"
   start=$(date +%s)
-  "run_$step"
-  echo "finished $(date -u +%FT%TZ) after $(( ($(date +%s) - start) / 60 )) min (this attempt)" \
-    > runs/chain/$step.done
-  echo "[chain] $step: $(cat runs/chain/$step.done)"
+  # A failed step does not stop the steps after it: they need only e80, and hours of machine
+  # would otherwise stand idle. Its rc and time go to runs/chain/<step>.failed.
+  if "run_$step"; then
+    rm -f runs/chain/$step.failed
+    echo "finished $(date -u +%FT%TZ) after $(( ($(date +%s) - start) / 60 )) min (this attempt)" \
+      > runs/chain/$step.done
+    echo "[chain] $step: $(cat runs/chain/$step.done)"
+  else
+    rc=$?
+    echo "rc $rc at $(date -u +%FT%TZ) after $(( ($(date +%s) - start) / 60 )) min" > runs/chain/$step.failed
+    echo "[chain] $step: FAILED, $(cat runs/chain/$step.failed); the log above says why"
+    failed=1
+  fi
 done
+exit "${failed:-0}"
