@@ -71,9 +71,9 @@ run_selfsup() {
   $PY -m bench.selfsup --teacher_path="$TEACHER" --epochs=20 --seeds=0,1 --precision="$PRECISION" \
     --out=runs/bench_selfsup
 }
-run_multitask() {
-  $PY -m bench.multitask --teacher_a="$TEACHER" --epochs=20 --seeds=0,1 --precision="$PRECISION" \
-    --out=runs/bench_multitask
+run_multitask() {  # its task-B teacher is trained here, 80 epochs as e80's task-A teacher
+  $PY -m bench.multitask --teacher_a="$TEACHER" --teacher_epochs=80 --epochs=20 --seeds=0,1 \
+    --precision="$PRECISION" --out=runs/bench_multitask
 }
 
 STEPS=(e80 e80_live e80_cycle20 selfsup compressed_teacher multitask robust search e80_scratch)
