@@ -17,6 +17,7 @@
 #   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
 #   e80_cycle20  the same from 20 of e80's 80 cached epochs, cycled 4 times: what cycling
 #              costs in accuracy, with no teacher run at all                    (issue 13)
+#              (`python -m bench.cached_vs_live` compares these three: BENCHMARKS §6)
 #   selfsup, compressed_teacher, multitask, robust: the strategy benchmarks   (issue 18)
 #   search     the device-budget search from that teacher, reading e80's cache (issue 14)
 #   e80_scratch  the ResNet-8 from scratch, in e80's folder (its report gains the row)
