@@ -22,7 +22,6 @@ the cycled route counts the 20 of e80's 80 labelled epochs it reads (the views s
 import csv
 import json
 import os
-import re
 import statistics
 
 import matplotlib
@@ -31,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
-from bench import common  # pylint: disable=wrong-import-position
+from bench import chain_log, common  # pylint: disable=wrong-import-position
 from tfkd import cli  # pylint: disable=wrong-import-position
 from tflite import files  # pylint: disable=wrong-import-position
 
@@ -46,40 +45,6 @@ ROUTES = {
     "cycled": ("e80_cycle20", "cifar10_e80_cycle20", "20 cached epochs, each read 4 times"),
 }
 STAGES = ("teacher", "teacher_views", "distill", "export", "report")
-_STEP = re.compile(r"\[chain\] (\w+): starting")
-_EPOCH = re.compile(r"\[(\w+)\] epoch (\d+)/\d+ (\d+)s")
-_STAGE = re.compile(r"=== stage (\w+) finished in (\d+)s")
-
-
-def step_times(log_path: str, step: str) -> dict:
-  """{stage: {"seconds", "epoch_seconds"}} of one chain step, over all its attempts.
-
-  A stage with epoch lines is timed as the sum of its epochs (each epoch's last
-  time), so a stage stopped and resumed counts its work once; other stages as
-  their 'finished in' line.
-  """
-  epochs, finished, inside = {}, {}, False
-  with open(log_path) as f:
-    for line in f:
-      started = _STEP.search(line)
-      if started:
-        inside = started.group(1) == step
-      if not inside:
-        continue
-      epoch = _EPOCH.search(line)
-      if epoch:
-        epochs.setdefault(epoch.group(1), {})[int(epoch.group(2))] = int(epoch.group(3))
-      stage = _STAGE.search(line)
-      if stage:
-        finished[stage.group(1)] = int(stage.group(2))
-  times = {}
-  for stage in finished:
-    per_epoch = list(epochs.get(stage, {}).values())
-    times[stage] = {"seconds": sum(per_epoch) if per_epoch else finished[stage],
-                    "epoch_seconds": per_epoch}
-  return times
-
-
 def history(path: str) -> list:
   """Validation accuracy per epoch from a stage's history.csv."""
   with open(path) as f:
@@ -98,7 +63,7 @@ def route_result(name: str, cached_times: dict) -> dict:
   """One route's accuracies, validation curve and stage times (e80's teacher and views added)."""
   step, workdir, _ = ROUTES[name]
   workdir = os.path.join(_RUNS.value, workdir)
-  times = step_times(_LOG.value, step)
+  times = chain_log.step_times(_LOG.value, step)
   if name != "cached":
     times["teacher"] = cached_times["teacher"]
   if name == "cycled":
@@ -163,7 +128,7 @@ def plot(results: dict, path: str) -> None:
 def main(argv):
   del argv
   meta = common.provenance("bench.cached_vs_live")
-  cached_times = step_times(_LOG.value, ROUTES["cached"][0])
+  cached_times = chain_log.step_times(_LOG.value, ROUTES["cached"][0])
   results = {name: route_result(name, cached_times) for name in ROUTES}
   os.makedirs(_OUT.value, exist_ok=True)
   plot(results, os.path.join(_OUT.value, "cached_vs_live.png"))

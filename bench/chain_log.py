@@ -1,0 +1,46 @@
+"""The wall time of `bench/cifar10_chain.sh`'s steps, read from the chain's log.
+
+The chain appends every step's output to one log (runs/cifar10_chain.log) and
+marks each start of a step with `[chain] <step>: starting`; a step stopped with
+its session and started again has several attempts there. The stages log
+`=== stage <name> finished in <s>s ===` and the training stages one line per
+epoch (`training.EpochProgress`).
+
+Example:
+  step_times("runs/cifar10_chain.log", "e80_live")["distill"]["seconds"]
+"""
+
+import re
+
+_STEP = re.compile(r"\[chain\] (\w+): starting")
+_EPOCH = re.compile(r"\[(\w+)\] epoch (\d+)/\d+ (\d+)s")
+_STAGE = re.compile(r"=== stage (\w+) finished in (\d+)s")
+
+
+def step_times(log_path: str, step: str) -> dict:
+  """{stage: {"seconds", "epoch_seconds"}} of one chain step, over all its attempts.
+
+  A stage with epoch lines is timed as the sum of its epochs (each epoch's last
+  time), so a stage stopped and resumed counts its work once; other stages as
+  their 'finished in' line.
+  """
+  epochs, finished, inside = {}, {}, False
+  with open(log_path) as f:
+    for line in f:
+      started = _STEP.search(line)
+      if started:
+        inside = started.group(1) == step
+      if not inside:
+        continue
+      epoch = _EPOCH.search(line)
+      if epoch:
+        epochs.setdefault(epoch.group(1), {})[int(epoch.group(2))] = int(epoch.group(3))
+      stage = _STAGE.search(line)
+      if stage:
+        finished[stage.group(1)] = int(stage.group(2))
+  times = {}
+  for stage in finished:
+    per_epoch = list(epochs.get(stage, {}).values())
+    times[stage] = {"seconds": sum(per_epoch) if per_epoch else finished[stage],
+                    "epoch_seconds": per_epoch}
+  return times
