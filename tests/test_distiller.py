@@ -213,3 +213,17 @@ def test_feature_adapters_train_resume_and_stay_out_of_the_student(batch, tmp_pa
   training.save_model_atomic(second.student, path)
   loaded = tf_keras.models.load_model(path)
   assert loaded.count_params() == small_resnet("fresh").count_params()
+
+
+def test_accuracy_counts_the_labelled_examples_only(batch):
+  x, _ = batch
+  teacher, student = small_resnet("teacher"), small_resnet("student")
+  predicted = student.predict(x, verbose=0).argmax(-1)
+  y = predicted.copy()           # every labelled example right...
+  unlabelled = np.arange(len(y)) % 2 == 1
+  y[unlabelled] = -1             # ...and the unlabelled half, read as class 0, would be wrong
+  assert np.any(predicted[unlabelled] != 0)
+  distiller = Distiller(teacher, student, losses.LogitsDistillation(3.0), student_loss_weight=0.2)
+  distiller.compile(metrics=["accuracy"])
+  got = distiller.evaluate(x, y, batch_size=8, return_dict=True, verbose=0)
+  assert got["accuracy"] == 1.0

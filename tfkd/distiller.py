@@ -333,7 +333,11 @@ class Distiller(tf_keras.Model):
     self.student_loss_tracker.update_state(student_loss, sample_weight=labelled)
     if distillation_loss is not None:
       self.distillation_loss_tracker.update_state(distillation_loss)
-    self.compiled_metrics.update_state(tf.maximum(y, 0), logits, sample_weight=labelled)
+    # tf_keras gives sample weights to compile(weighted_metrics=...) only, not to its
+    # `metrics`: the unlabelled examples (-1) are left out, not weighted 0.
+    is_labelled = labelled > 0
+    self.compiled_metrics.update_state(tf.boolean_mask(y, is_labelled),
+                                       tf.boolean_mask(logits, is_labelled))
     return {m.name: m.result() for m in self.metrics}
 
   def adversarial_inputs(self, x, y, teacher_out):
