@@ -45,6 +45,14 @@ ROUTES = {
     "cycled": ("e80_cycle20", "cifar10_e80_cycle20", "20 cached epochs, each read 4 times"),
 }
 STAGES = ("teacher", "teacher_views", "distill", "export", "report")
+
+
+def cache_epochs(name: str) -> int:
+  """distill.cache_epochs of a route's run, from its report.json."""
+  with open(os.path.join(_RUNS.value, ROUTES[name][1], "report.json")) as f:
+    return json.load(f)["config"]["distill"]["cache_epochs"]
+
+
 def history(path: str) -> list:
   """Validation accuracy per epoch from a stage's history.csv."""
   with open(path) as f:
@@ -66,11 +74,10 @@ def route_result(name: str, cached_times: dict) -> dict:
   times = chain_log.step_times(_LOG.value, step)
   if name != "cached":
     times["teacher"] = cached_times["teacher"]
-  if name == "cycled":
-    with open(os.path.join(workdir, "report.json")) as f:
-      epochs = json.load(f)["config"]["distill"]["cache_epochs"]
-    views = cached_times["teacher_views"]["seconds"] * epochs / 80
-    times["teacher_views"] = {"seconds": round(views), "epoch_seconds": []}
+  if name == "cycled":  # it reads the first of e80's cached epochs: their share of the views stage
+    share = cache_epochs("cycled") / cache_epochs("cached")
+    times["teacher_views"] = {"seconds": round(cached_times["teacher_views"]["seconds"] * share),
+                              "epoch_seconds": []}
   missing = [stage for stage in ("teacher", "distill", "export", "report") if stage not in times]
   if missing:
     raise ValueError(f"The log {_LOG.value} has no finished stage(s) {missing} for chain step "
