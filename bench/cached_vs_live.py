@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
 from bench import chain_log, common  # pylint: disable=wrong-import-position
-from tfkd import cli  # pylint: disable=wrong-import-position
+from tfkd import cli, report_stage  # pylint: disable=wrong-import-position
 from tflite import files  # pylint: disable=wrong-import-position
 
 _LOG = flags.DEFINE_string("log", "runs/cifar10_chain.log", "The chain's log (bench/cifar10_chain.sh).")
@@ -63,8 +63,8 @@ def student_accuracy(report_path: str) -> dict:
   """{'float', 'int8'}: the distilled student's test accuracy in a report.json."""
   with open(report_path) as f:
     rows = {row["label"]: row["accuracy"] for row in json.load(f)["rows"]}
-  return {"float": rows["distilled student (Keras float)"],
-          "int8": rows["distilled student, int8 TFLite"]}
+  label = report_stage.KERAS_LABELS["distill"]
+  return {"float": rows[f"{label} (Keras float)"], "int8": rows[f"{label}, int8 TFLite"]}
 
 
 def route_result(name: str, cached_times: dict) -> dict:

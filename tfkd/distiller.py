@@ -203,7 +203,10 @@ class Distiller(tf_keras.Model):
         default: sparse categorical cross-entropy on logits.
       metrics: metrics of the student's logits against the labels, e.g. ["accuracy"].
     """
-    super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+    # As weighted metrics: tf_keras gives sample weights to those only, and the Distiller's
+    # sample weight is its label mask (examples labelled -1 count in no metric).
+    weighted = list(metrics or []) + list(kwargs.pop("weighted_metrics", None) or [])
+    super().compile(optimizer=optimizer, weighted_metrics=weighted, **kwargs)
     self.student_loss_fn = loss or (lambda y, logits: tf_keras.losses.sparse_categorical_crossentropy(
         y, logits, from_logits=True))
 
@@ -333,11 +336,7 @@ class Distiller(tf_keras.Model):
     self.student_loss_tracker.update_state(student_loss, sample_weight=labelled)
     if distillation_loss is not None:
       self.distillation_loss_tracker.update_state(distillation_loss)
-    # tf_keras gives sample weights to compile(weighted_metrics=...) only, not to its
-    # `metrics`: the unlabelled examples (-1) are left out, not weighted 0.
-    is_labelled = labelled > 0
-    self.compiled_metrics.update_state(tf.boolean_mask(y, is_labelled),
-                                       tf.boolean_mask(logits, is_labelled))
+    self.compiled_metrics.update_state(tf.maximum(y, 0), logits, sample_weight=labelled)
     return {m.name: m.result() for m in self.metrics}
 
   def adversarial_inputs(self, x, y, teacher_out):
