@@ -24,15 +24,11 @@ import json
 import os
 import statistics
 
-import matplotlib
+from absl import flags
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
-from absl import flags  # pylint: disable=wrong-import-position
-
-from bench import chain_log, common  # pylint: disable=wrong-import-position
-from tfkd import cli, report_stage  # pylint: disable=wrong-import-position
-from tflite import files  # pylint: disable=wrong-import-position
+from bench import chain_log, common
+from tfkd import cli, report_stage
+from tflite import files
 
 _LOG = flags.DEFINE_string("log", "runs/cifar10_chain.log", "The chain's log (bench/cifar10_chain.sh).")
 _RUNS = flags.DEFINE_string("runs", "runs", "The folder holding the chain's workdirs.")
@@ -114,7 +110,7 @@ def markdown(results: dict) -> str:
 
 def plot(results: dict, path: str) -> None:
   """Validation accuracy per epoch, and each route's wall time stacked by stage."""
-  fig, (curves, bars) = plt.subplots(1, 2, figsize=(12, 4.2))
+  fig, (curves, bars) = files.new_figure(1, 2, figsize=(12, 4.2))
   for name, r in results.items():
     curves.plot(range(1, len(r["val_accuracy"]) + 1), r["val_accuracy"], label=ROUTES[name][2])
   curves.set(xlabel="distillation epoch", ylabel="validation accuracy", ylim=(0.4, 0.9),
@@ -128,8 +124,7 @@ def plot(results: dict, path: str) -> None:
   bars.set(xlabel="wall time, minutes", title="the whole pipeline, by stage")
   bars.legend(fontsize=8, ncol=len(STAGES), loc="upper center", bbox_to_anchor=(0.5, -0.15))
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  files.save_figure(fig, path, dpi=110)
 
 
 def main(argv):

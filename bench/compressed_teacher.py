@@ -14,7 +14,7 @@ alike. A compressed teacher is made once (first seed) and copied to the other se
 it labels the views once: every seed of a variant sees the first seed's views
 (`data.view_seed`) and reads one cache, `--out/runs/<variant>/teacher_views`
 (`distill.cache_dir`); the seeds differ in the student's weights and batch order.
-Writes compressed_teacher.{md,json} to `--out`; rerunning resumes (finished stages skip).
+Writes compressed_teacher.{md,json,png} to `--out`; rerunning resumes (finished stages skip).
 
 Columns: the teacher's file bytes, weight sparsity, test accuracy and top-1 agreement
 with the float teacher, and how long it takes to label a batch of `report.batch_size`
@@ -142,6 +142,36 @@ def markdown(rows) -> str:
   return "\n".join(lines)
 
 
+def plot(rows, path: str) -> None:
+  """Students' accuracy per teacher (bars: mean, dots: seeds, x: the teacher), and teacher sizes."""
+  fig, (students, teachers) = files.new_figure(1, 2, figsize=(11, 4), width_ratios=(3, 2))
+  names = [r["variant"] for r in rows]
+  for offset, (key, label, colour) in zip((-0.18, 0.18), (
+      ("student_float", "student, Keras float", "tab:blue"),
+      ("student_int8", "student, int8 TFLite", "tab:orange"))):
+    for i, r in enumerate(rows):
+      values = [v * 100 for v in r[key]]
+      students.bar(i + offset, np.mean(values), width=0.34, color=colour,
+                   label=label if i == 0 else None)
+      students.scatter([i + offset] * len(values), values, color="black", s=10, zorder=3)
+  students.scatter(range(len(rows)), [r["teacher"]["accuracy"] * 100 for r in rows], marker="x",
+                   color="tab:red", s=40, zorder=4, label="its teacher")
+  values = [v for r in rows for v in r["student_int8"] + r["student_float"] + [r["teacher"]["accuracy"]]]
+  students.set(xticks=range(len(rows)), xticklabels=names,
+               ylim=(min(values) * 100 - 3, min(100, max(values) * 100 + 3)),
+               ylabel="test accuracy (%)", title="ResNet-8 students of each teacher (dots: seeds)")
+  students.legend(loc="lower right", fontsize=8)
+  kilobytes = [r["teacher"]["file_bytes"] / 1000 for r in rows]
+  teachers.bar(range(len(rows)), kilobytes, color="tab:gray")
+  for i, r in enumerate(rows):
+    teachers.annotate(f"{r['batch_time_vs_float']:.2f}× time", (i, kilobytes[i]), ha="center",
+                      va="bottom", fontsize=8)
+  teachers.set(xticks=range(len(rows)), xticklabels=names, ylabel="teacher file (kB)",
+               title="teachers: file size; batch time vs float")
+  fig.tight_layout()
+  files.save_figure(fig, path)
+
+
 def main(argv):
   del argv
   meta = common.provenance("bench.compressed_teacher")
@@ -170,6 +200,7 @@ def main(argv):
   files.write_atomic(os.path.join(_OUT.value, "compressed_teacher.md"), "\n".join(body) + "\n")
   files.write_json(os.path.join(_OUT.value, "compressed_teacher.json"),
                    {**meta, "settings": settings, "rows": rows})
+  plot(rows, os.path.join(_OUT.value, "compressed_teacher.png"))
   print(table)
 
 

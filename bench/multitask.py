@@ -175,10 +175,7 @@ def markdown(teachers: dict, results: dict, groups, single_filters) -> str:
 
 
 def plot(results: dict, path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel  (only for the figure)
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+  fig, axes = files.new_figure(1, 2, figsize=(9, 3.5))
   table = rows(results)
   for axis, task, title in zip(axes, TASKS, ("task A: 10 classes", "task B: 4 groups")):
     short = {"Keras float": "float", "int8, LiteRT": "int8\nLiteRT", "int8, TFLite Micro": "int8\nTFLM"}

@@ -18,7 +18,7 @@ Each student (and the teacher) is then measured on the whole test set (clean) an
 model); its full-integer int8 `.tflite` (input normalisation folded, as the pipeline exports)
 is measured on LiteRT on the same clean images and on the images crafted on the float
 model (transferred). Every student is saved and measured once: a rerun resumes at the
-first missing epoch or measurement. Writes robust.{md,json} to --out and prints the table.
+first missing epoch or measurement. Writes robust.{md,json,png} to --out and prints the table.
 
 With --cached_teacher (the default) the teacher labels --epochs epochs of the first seed's
 augmented views once (`tfkd.view_cache`, --out/teacher_views/, resumable, refused if made
@@ -182,6 +182,33 @@ def markdown(teacher: dict, results: dict, seeds) -> str:
   return "\n".join(lines)
 
 
+# The plot's bars: (runtime, measurement, label).
+PLOT_BARS = (("float", "clean", "Keras float, clean"), ("float", "pgd", "Keras float, PGD"),
+             ("int8", "clean", "int8, clean"), ("int8", "pgd_transferred", "int8, PGD (transferred)"))
+
+
+def plot(teacher: dict, results: dict, path: str) -> None:
+  """Clean and PGD accuracy of each method's students, float and int8 (bars: mean, dots: seeds)."""
+  fig, axis = files.new_figure(figsize=(8, 4))
+  width = 0.8 / len(PLOT_BARS)
+  colours = ("tab:blue", "lightsteelblue", "tab:orange", "navajowhite")
+  for b, ((kind, key, label), colour) in enumerate(zip(PLOT_BARS, colours)):
+    for i, per_seed in enumerate(results.values()):
+      values = [r[kind][key] * 100 for r in per_seed]
+      x = i + (b - (len(PLOT_BARS) - 1) / 2) * width
+      axis.bar(x, np.mean(values), width=width, color=colour, label=label if i == 0 else None)
+      axis.scatter([x] * len(values), values, color="black", s=8, zorder=3)
+  for key, style in (("clean", "-"), ("pgd", "--")):
+    axis.axhline(teacher["float"][key] * 100, color="tab:red", linestyle=style, linewidth=1,
+                 label=f"teacher, {'clean' if key == 'clean' else 'PGD'}")
+  axis.set(xticks=range(len(results)), xticklabels=list(results), ylabel="accuracy (%)",
+           title=f"{teacher['examples']} test images, PGD ε = {_PGD_EPSILON.value:g} px, "
+                 f"{_PGD_STEPS.value} steps (dots: seeds)")
+  axis.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+  fig.tight_layout()
+  files.save_figure(fig, path)
+
+
 def main(argv):
   del argv
   meta = common.provenance("bench.robust")
@@ -229,6 +256,7 @@ def main(argv):
       "train_attack_steps": _TRAIN_ATTACK_STEPS.value, "cached_teacher": _CACHED_TEACHER.value,
       "pgd": {"epsilon": _PGD_EPSILON.value, "step_size": _PGD_STEP_SIZE.value,
               "steps": _PGD_STEPS.value}, "teacher_result": teacher_result, "results": results})
+  plot(teacher_result, results, os.path.join(_OUT.value, "robust.png"))
 
 
 if __name__ == "__main__":
