@@ -327,7 +327,7 @@ def get_config():
 
   config.report = ml_collections.ConfigDict()
   config.report.batch_size = 500             # examples per evaluation batch
-  config.report.latency_runs = 200           # timed LiteRT invokes per model
+  config.report.latency_runs = 200           # timed LiteRT invokes per model, over interleaved rounds
   config.report.warmup_runs = 20             # untimed invokes before timing
   config.report.threads = 1                  # LiteRT interpreter threads
   config.report.edge = True                  # add the TFLite Micro / device section

@@ -37,6 +37,7 @@ from tflite import benchmark, files, interpreter, metrics, sparsity, stream
 KERAS_LABELS = {"teacher": "teacher", "scratch": "student from scratch",
                 "distill": "distilled student", "selfsup": "self-supervised student"}
 STREAM_FRAMES = 500  # test images the streaming section cycles through
+LATENCY_ROUNDS = 10  # interleaved rounds in which the report's `.tflite` files are timed
 
 
 class RobustEvaluation:
@@ -81,8 +82,10 @@ class RobustEvaluation:
             "what an attacker with the file's own gradients could leave.")
 
 
-def keras_row(run: Run, name: str, robust: Optional[RobustEvaluation] = None) -> Optional[report.Row]:
-  """The row of a stage's Keras model, or None when the stage has not saved one."""
+def keras_row(run: Run, name: str, latencies: Dict[str, dict],
+              robust: Optional[RobustEvaluation] = None) -> Optional[report.Row]:
+  """The row of a stage's Keras model, or None when the stage has not saved one; its latency is
+  its float32 `.tflite` file's in `latencies` (none without that file)."""
   path = run.saved_model(name)
   if not os.path.exists(path):
     return None
@@ -90,9 +93,7 @@ def keras_row(run: Run, name: str, robust: Optional[RobustEvaluation] = None) ->
   model = model_files.load_model(path)
   scores = model.predict(data.eval_dataset(test_x, test_y, cfg.batch_size), verbose=0)
   measured = metrics.score_metrics(test_y, scores)
-  float_tflite = run.tflite_path(name, "float32")
-  latency = (interpreter.latency_ms(float_tflite, test_x[0], cfg.latency_runs, cfg.warmup_runs,
-                                    cfg.threads) if os.path.exists(float_tflite) else None)
+  latency = latencies.get(run.tflite_path(name, "float32"))
   row = report.Row(f"{KERAS_LABELS[name]} (Keras float)", model.name, model.count_params(),
                    os.path.getsize(path), measured["accuracy"], latency and latency["p50"],
                    latency and latency["p90"], macro_f1=measured["macro"]["f1"], metrics=measured)
@@ -127,13 +128,13 @@ def crafted_for_tflite(run: Run, robust: RobustEvaluation, stage: str) -> np.nda
   return robust.crafted[stage]
 
 
-def tflite_row(run: Run, label: str, path: str, parameters: Optional[int],
+def tflite_row(run: Run, label: str, path: str, parameters: Optional[int], latency: dict,
                robust: Optional[RobustEvaluation] = None, stage: str = "") -> report.Row:
-  """The row of one `.tflite` file: LiteRT accuracy and per-class metrics, latency, sizes,
-  sparsity; with `robust`, its accuracy on the PGD images crafted on `stage`'s Keras model."""
+  """The row of one `.tflite` file: LiteRT accuracy and per-class metrics, `latency` (from
+  `report_latencies`), sizes, sparsity; with `robust`, its accuracy on the PGD images crafted
+  on `stage`'s Keras model."""
   cfg, (test_x, test_y) = run.config.report, run.splits.test
   measured = metrics.score_metrics(test_y, interpreter.predict(path, test_x, cfg.batch_size))
-  latency = interpreter.latency_ms(path, test_x[0], cfg.latency_runs, cfg.warmup_runs, cfg.threads)
   with open(path, "rb") as f:
     content = f.read()
   row = report.Row(label, os.path.basename(path), parameters, len(content), measured["accuracy"],
@@ -163,6 +164,21 @@ def tflite_files(run: Run) -> List[tuple]:
   found += [(stage, label, run.tflite_path(stage, "int8"))
             for stage, label in compression_stages.report_labels(run.config.compress).items()]
   return [entry for entry in found if os.path.exists(entry[2])]
+
+
+def report_latencies(run: Run, paths: List[str]) -> Dict[str, dict]:
+  """Single-stream LiteRT latency of each `.tflite` file, by path.
+
+  The files are timed in turn, in `LATENCY_ROUNDS` interleaved rounds that share the
+  `report.latency_runs` invokes, so a burst of load on a shared machine slows all of them
+  alike rather than one row; timed one after another, two files of the same int8 model have
+  come out 0.18 and 0.30 ms.
+  """
+  cfg = run.config.report
+  rounds = max(1, min(LATENCY_ROUNDS, cfg.latency_runs))
+  return interpreter.interleaved_latency_ms({p: p for p in paths}, run.splits.test[0][0], rounds,
+                                            max(1, cfg.latency_runs // rounds), cfg.warmup_runs,
+                                            cfg.threads)
 
 
 def _teacher_facts(run: Run, teacher, path: str, logits: np.ndarray, reference: np.ndarray,
@@ -303,21 +319,26 @@ def stage_report(run: Run) -> None:
   rows: List[report.Row] = []
   parameters: Dict[str, int] = {}
   robust = RobustEvaluation(run) if from_config.robust_evaluation(run.config) else None
+  listed = tflite_files(run)
+  float_files = [run.tflite_path(name, "float32") for name in KERAS_LABELS]
+  latencies = report_latencies(run, list(dict.fromkeys(
+      [path for _, _, path in listed] + [p for p in float_files if os.path.exists(p)])))
   for name in KERAS_LABELS:
     row = (hub_teacher_row(run) if name == "teacher" and run.hub_teacher
-           else keras_row(run, name, robust))
+           else keras_row(run, name, latencies, robust))
     if row:
       rows.append(row)
       parameters[name] = row.parameters
-  for stage, label, path in tflite_files(run):
+  for stage, label, path in listed:
     # Compressed models are copies of the distilled student: same parameter count.
     rows.append(tflite_row(run, label, path, parameters.get(stage, parameters.get("distill")),
-                           robust, stage))
+                           latencies[path], robust, stage))
   compressed = teacher_compression_section(run, rows)
   if compressed:
     rows.insert(1 if rows and rows[0].label.startswith("teacher") else 0, compressed[0])
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
-          "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads}}
+          "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads,
+                      "rounds": max(1, min(LATENCY_ROUNDS, cfg.latency_runs))}}
   sections = [("Distillation", distillation_summary(run)), ("Input", input_summary(run))]
   if selfsup_stages.summary(run):
     sections.insert(1, ("Label budget and self-supervised route", selfsup_stages.summary(run)))
