@@ -1,6 +1,7 @@
 """Dataset loading: class folders, TFDS (mocked offline), splits, augmentation, bad input."""
 
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -111,3 +112,15 @@ def test_train_dataset_batches(image_folder):
   splits = from_config.splits(folder_config(image_folder))
   x, y = next(iter(views.train_dataset(*splits.train, batch_size=16)))
   assert x.shape == (16, 16, 16, 3) and x.dtype == tf.float32 and y.shape == (16,)
+
+
+def test_colour_to_one_channel_is_luma_and_said():
+  colour = np.array([[[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [10, 20, 30]]]], np.uint8)
+  with mock.patch.object(data.logging, "info") as info:
+    grey = data.to_channels(colour, 1)
+  expected = np.round(colour.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+  np.testing.assert_array_equal(grey[..., 0], expected)
+  assert "colour images converted to greyscale" in info.call_args[0][0]
+  with mock.patch.object(data.logging, "info") as info:
+    data.to_channels(np.repeat(expected[..., None], 3, axis=-1), 1)  # grey stored as RGB
+  info.assert_not_called()

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfkd.errors import DatasetError
 
@@ -136,6 +137,9 @@ def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     return images
   if channels == 3:
     return np.repeat(images, 3, axis=-1)
+  if not is_greyscale(images):  # said, because colour is lost here
+    logging.info("[data] %d colour images converted to greyscale (luma, BT.601) for a "
+                 "1-channel model.", len(images))
   luma = np.round(images.astype(np.float32) @ _LUMA)
   return np.clip(luma, 0, 255).astype(np.uint8)[..., None]
 
