@@ -156,7 +156,8 @@ def plot(rows, path: str) -> None:
       students.scatter([i + offset] * len(values), values, color="black", s=10, zorder=3)
   students.scatter(range(len(rows)), [r["teacher"]["accuracy"] * 100 for r in rows], marker="x",
                    color="tab:red", s=40, zorder=4, label="its teacher")
-  values = [v for r in rows for v in r["student_int8"] + r["student_float"] + [r["teacher"]["accuracy"]]]
+  values = [v for r in rows
+            for v in r["student_int8"] + r["student_float"] + [r["teacher"]["accuracy"]]]
   students.set(xticks=range(len(rows)), xticklabels=names,
                ylim=(min(values) * 100 - 3, min(100, max(values) * 100 + 3)),
                ylabel="test accuracy (%)", title="ResNet-8 students of each teacher (dots: seeds)")
@@ -166,8 +167,8 @@ def plot(rows, path: str) -> None:
                  [r["teacher"][key] / 1000 for r in rows], width=0.4, color=colour,
                  label=key.replace("_", " "))
   for i, r in enumerate(rows):
-    teachers.annotate(f"{r['batch_time_vs_float']:.2f}× time", (i, r["teacher"]["file_bytes"] / 1000),
-                      ha="center", va="bottom", fontsize=8)
+    teachers.annotate(f"{r['batch_time_vs_float']:.2f}× time",
+                      (i, r["teacher"]["file_bytes"] / 1000), ha="center", va="bottom", fontsize=8)
   teachers.set(xticks=range(len(rows)), xticklabels=names, ylabel="teacher (kB)",
                title="teachers: size; batch time vs float")
   teachers.legend(loc="center right", fontsize=8)

@@ -134,7 +134,8 @@ def write(workdir: str, rows, meta: dict, sections=(), class_names=()) -> str:
   table = markdown_table(rows)
   body = ["# tfkd report", "", table, "",
           "Latency: single-stream LiteRT invoke, after warm-up, the files timed in turn over "
-          "interleaved rounds; Keras rows are timed on their float32 TFLite conversion. File bytes: `.keras` for Keras rows, `.tflite` otherwise. "
+          "interleaved rounds; Keras rows are timed on their float32 TFLite conversion. "
+          "File bytes: `.keras` for Keras rows, `.tflite` otherwise. "
           "Macro F1: the mean of the classes' F1 (per class below).",
           "", "![accuracy against size](report.png)"]
   measured = {r.label: r.metrics for r in rows if r.metrics}
