@@ -175,10 +175,15 @@ def report_latencies(run: Run, paths: List[str]) -> Dict[str, dict]:
   come out 0.18 and 0.30 ms.
   """
   cfg = run.config.report
-  rounds = max(1, min(LATENCY_ROUNDS, cfg.latency_runs))
+  rounds = latency_rounds(cfg)
   return interpreter.interleaved_latency_ms({p: p for p in paths}, run.splits.test[0][0], rounds,
                                             max(1, cfg.latency_runs // rounds), cfg.warmup_runs,
                                             cfg.threads)
+
+
+def latency_rounds(report_config) -> int:
+  """How many interleaved rounds share `report.latency_runs` (at most `LATENCY_ROUNDS`)."""
+  return max(1, min(LATENCY_ROUNDS, report_config.latency_runs))
 
 
 def _teacher_facts(run: Run, teacher, path: str, logits: np.ndarray, reference: np.ndarray,
@@ -338,7 +343,7 @@ def stage_report(run: Run) -> None:
     rows.insert(1 if rows and rows[0].label.startswith("teacher") else 0, compressed[0])
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
           "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads,
-                      "rounds": max(1, min(LATENCY_ROUNDS, cfg.latency_runs))}}
+                      "rounds": latency_rounds(cfg)}}
   sections = [("Distillation", distillation_summary(run)), ("Input", input_summary(run))]
   if selfsup_stages.summary(run):
     sections.insert(1, ("Label budget and self-supervised route", selfsup_stages.summary(run)))
