@@ -54,6 +54,8 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   assert all(0 <= r["accuracy"] <= 1 and r["latency_p50_ms"] > 0 for r in report["rows"])
   # The Keras row is timed on its float32 file, in the same interleaved measurement as that row.
   assert report["rows"][2]["latency_p50_ms"] == report["rows"][3]["latency_p50_ms"]
+  # The edge section reports the int8 student's row measurement, not a second timing.
+  assert report["edge"]["latency_ms"]["p50"] == report["rows"][4]["latency_p50_ms"]
   assert report["rows"][4]["file_bytes"] < report["rows"][3]["file_bytes"]  # int8 is smaller
   assert all(r["gzip_bytes"] > 0 for r in report["rows"][3:])  # measured on every .tflite row
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0

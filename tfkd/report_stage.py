@@ -355,9 +355,10 @@ def stage_report(run: Run) -> None:
   edge_model = run.tflite_path("distill", cfg.edge_mode)
   if cfg.edge and os.path.exists(edge_model):
     # Device view of the deployable student: TFLM ops, arena, parity, flash, cost, board fit.
+    # Its latency is its row's, so the report gives the file one time.
     edge, markdown = benchmark.edge_report(
         edge_model, test_x[:cfg.parity_samples], cfg.latency_runs, cfg.warmup_runs,
-        cfg.threads, c_out=run.path("export", "firmware"))
+        cfg.threads, c_out=run.path("export", "firmware"), latency=latencies.get(edge_model))
     meta["edge"] = edge
     sections.append((f"Edge deployment: {os.path.basename(edge_model)}", markdown))
   multi = multitask_stages.report_section(run)

@@ -111,7 +111,8 @@ def random_inputs(model_bytes: bytes, count: int, seed: int = 0) -> np.ndarray:
 
 def edge_report(tflite_path: str, sample_inputs: Optional[np.ndarray] = None, runs: int = 200,
                 warmup: int = 20, threads: int = 1, run_micro: bool = True,
-                parity_samples: int = 100, c_out: Optional[str] = None):
+                parity_samples: int = 100, c_out: Optional[str] = None,
+                latency: Optional[dict] = None):
   """Everything `python -m tflite.benchmark` prints, for one `.tflite` model.
 
   Args:
@@ -123,6 +124,8 @@ def edge_report(tflite_path: str, sample_inputs: Optional[np.ndarray] = None, ru
     run_micro: run TFLite Micro (op check, arena search, parity).
     parity_samples: inputs compared between TFLM and LiteRT.
     c_out: folder to write the C++ array to, or None.
+    latency: this file's latency measured already (`interpreter.latency_ms`'s dict, e.g.
+      from the report's interleaved rounds), reported instead of timing it again; None: time it.
 
   Returns:
     (report dict for JSON, markdown section). The dict has "model", "flash_bytes",
@@ -136,7 +139,8 @@ def edge_report(tflite_path: str, sample_inputs: Optional[np.ndarray] = None, ru
   if sample_inputs is None or not len(sample_inputs):
     sample_inputs = random_inputs(model_bytes, max(parity_samples, 1))
   report = {"model": tflite_path, "flash_bytes": micro.flash_bytes(model_bytes),
-            "latency_ms": interpreter.latency_ms(model_bytes, sample_inputs[0], runs, warmup, threads),
+            "latency_ms": latency or interpreter.latency_ms(model_bytes, sample_inputs[0], runs,
+                                                            warmup, threads),
             "cost": tflite_cost.model_cost(model_bytes), "micro": None}
   arena_for_fit = None
   if run_micro:
