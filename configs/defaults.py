@@ -197,6 +197,8 @@ def _search():
   search.min_epochs = 2                    # Hyperband: epochs before a trial can be stopped
   search.reduction_factor = 3              # Hyperband: keep about 1/this of trials per rung
   search.latency_runs = 50                 # timed LiteRT invokes per candidate
+  search.latency_spread_s = 60.0           # the report's final timing of all candidates spans this
+                                           # long, past the machine's slow spells (seconds)
   # Device budgets: flash for the int8 .tflite and TFLM arena in bytes; latency (LiteRT ms on this
   # machine, 1 thread) and MACs are optional limits (0 = none).
   search.profiles = ml_collections.ConfigDict(dict(

@@ -100,6 +100,8 @@ def test_cost_rejects_before_tflm_and_a_looser_budget_completes_the_cached_measu
   tight = candidate_cost.measure(cand, build, x, str(tmp_path), _budget(flash=1000), 5)
   assert tight["rejected"].startswith(f"flash {tight['flash_bytes']:,} B > 1,000 B")
   assert tight["arena_bytes"] is None and tight["latency_ms"] is None  # TFLM never ran
+  kept = candidate_cost.tflite_path(str(tmp_path), tight["key"])
+  assert not os.path.exists(kept)  # only candidates that reached TFLM keep their file
   again = candidate_cost.measure(cand, build, x, str(tmp_path), _budget(flash=2000), 5)
   assert len(built) == 1 and again["flash_bytes"] == tight["flash_bytes"]  # read from the cache
   loose = candidate_cost.measure(cand, build, x, str(tmp_path), _budget(), 5)
@@ -107,6 +109,11 @@ def test_cost_rejects_before_tflm_and_a_looser_budget_completes_the_cached_measu
   assert loose["arena_bytes"] == micro.find_arena_size(convert.convert(
       candidate_cost.like_trained(build(cand)), "int8", x)).size
   assert loose["arena_bytes"] >= loose["peak_activation_bytes"] and loose["latency_ms"] > 0
+  assert os.path.getsize(kept) == loose["flash_bytes"]
+  timed = candidate_cost.time_together(str(tmp_path), {loose["key"]: x[0], "never_measured": x[0]},
+                                       runs=6, rounds=3, spread_s=0.1)
+  assert list(timed) == [loose["key"]] and timed[loose["key"]]["runs"] == 6
+  assert 0 < timed[loose["key"]]["p50_quietest_round"]
   small_ram = candidate_cost.measure(cand, build, x, str(tmp_path),
                                      _budget(arena=loose["arena_bytes"] - 16), 5)
   assert small_ram["rejected"] == (f"TFLM arena {loose['arena_bytes']:,} B > "
@@ -140,7 +147,7 @@ def _worker(data, workdir, trials_only):
                "--config.search.space.resnet.widths=(4,8,12)", "--config.search.modes=('scratch',)",
                "--config.search.trials=3", "--config.search.epochs=1",
                "--config.search.min_epochs=1", "--config.search.final_epochs=1",
-               "--config.search.latency_runs=5",
+               "--config.search.latency_runs=5", "--config.search.latency_spread_s=0.5",
                "--config.train.precision=mixed_bfloat16"]  # trials train in bfloat16
   return subprocess.Popen(
       [sys.executable, "-m", "tfkd.search", "--config=configs/defaults.py", f"--workdir={workdir}",
@@ -174,6 +181,8 @@ def test_two_workers_share_one_study_and_the_winner_is_verified(tmp_path):
   assert winner["edge"]["micro"]["parity_reference_kernels"]["argmax_agreement"] >= 0.875
   assert 0.0 <= winner["int8_test_accuracy"] <= 1.0
   assert all(os.path.exists(p) for p in winner["c_files"])
+  # The reported latency is the final timing of all candidates together, in rounds.
+  assert winner["edge"]["latency_ms"]["p50_quietest_round"] > 0
   saved = tf_keras.models.load_model(next(
       os.path.join(f, "model.keras") for f in folders if os.path.exists(f"{f}/model.keras")))
   assert {layer.compute_dtype for layer in saved.layers} == {"float32"}  # saved as float32

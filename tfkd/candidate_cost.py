@@ -12,7 +12,11 @@ arena budget, never reaches TFLM.
 Measurements are cached per architecture (`workdir/search/costs/<key>.json`,
 written atomically), so a candidate proposed again, by another study, device
 or worker, is not converted twice; a cache entry measured under a tighter
-budget is completed when a looser one needs more.
+budget is completed when a looser one needs more. The int8 file of a candidate
+that reached TFLM is kept beside it (`<key>.tflite`, under the flash budget):
+the search times all of them again together at its end (`time_together`),
+since one short measurement on a shared machine reads over 1.3 times the idle
+latency half the time (BENCHMARKS §19).
 
 Example:
   cost = measure(cand, build, representative, "runs/s/search/costs", budget)
@@ -87,11 +91,44 @@ def measure(cand: dict, build, representative, cache_dir: str, budget, latency_r
   path = os.path.join(cache_dir, f"{key}.json")
   cost = files.read_json(path) if os.path.exists(path) else None
   if cost is None or _needs_more(cost, budget):
-    cost = _measure(cand, lambda c: for_export(like_trained(build(c))), representative, budget,
-                    latency_runs)
+    cost, model_bytes = _measure(cand, lambda c: for_export(like_trained(build(c))),
+                                 representative, budget, latency_runs)
     cost["key"] = key
+    if cost["latency_ms"] is not None:
+      files.write_atomic(tflite_path(cache_dir, key), model_bytes)
     files.write_json(path, cost)
   return dict(cost, rejected=rejection(cost, budget))
+
+
+def tflite_path(cache_dir: str, key: str) -> str:
+  """Where `measure` keeps the int8 file of a candidate that reached TFLM."""
+  return os.path.join(cache_dir, f"{key}.tflite")
+
+
+def time_together(cache_dir: str, samples: dict, runs: int, rounds: int = 10,
+                  spread_s: float = 0.0) -> dict:
+  """LiteRT latency of measured candidates, all timed together in interleaved rounds.
+
+  Args:
+    cache_dir: the cost cache (`measure`'s), holding `<key>.tflite` files.
+    samples: candidate key → one input row at its resolution (raw pixels); keys without a
+      kept file are left out.
+    runs: timed invokes per candidate, shared by the rounds.
+    rounds: interleaved rounds.
+    spread_s: the rounds span about this many seconds, so that some fall outside the slow
+      spells of a shared machine (up to about 2x, lasting up to seconds; BENCHMARKS §19).
+
+  Returns:
+    key → `tflite.interpreter.interleaved_latency_ms`'s dict; its "p50_quietest_round" is
+    the estimate of the idle latency.
+  """
+  paths = {key: tflite_path(cache_dir, key) for key in samples}
+  paths = {key: p for key, p in paths.items() if os.path.exists(p)}
+  if not paths:
+    return {}
+  return interpreter.interleaved_latency_ms(
+      paths, {key: samples[key] for key in paths}, rounds, max(1, runs // rounds), warmup=5,
+      pause_s=spread_s / max(1, rounds - 1))
 
 
 def like_trained(model):
@@ -106,13 +143,13 @@ def like_trained(model):
   return model
 
 
-def _measure(cand, build, representative, budget, latency_runs) -> dict:
+def _measure(cand, build, representative, budget, latency_runs) -> tuple:
   start = time.time()
   try:
     model_bytes = convert.convert(build(cand), "int8", representative)
   except TfliteError as e:
     return {"conversion_error": str(e).splitlines()[0], "flash_bytes": None,
-            "measure_seconds": time.time() - start}
+            "latency_ms": None, "measure_seconds": time.time() - start}, None
   graph_cost = tflite_cost.model_cost(model_bytes)
   cost = {"flash_bytes": micro.flash_bytes(model_bytes), "parameters": graph_cost["parameters"],
           "macs": graph_cost["macs"], "peak_activation_bytes": graph_cost["peak_activation_bytes"],
@@ -133,4 +170,4 @@ def _measure(cand, build, representative, budget, latency_runs) -> dict:
     cost["latency_ms"] = interpreter.latency_ms(model_bytes, representative[0],
                                                 runs=latency_runs, warmup=5)["p50"]
   cost["measure_seconds"] = time.time() - start
-  return cost
+  return cost, model_bytes

@@ -192,6 +192,7 @@ RULES = {
     "search.min_epochs": _whole(1),
     "search.reduction_factor": _whole(2),
     "search.latency_runs": _whole(1),
+    "search.latency_spread_s": _at_least(0.0),
     "search.space.families": _all_of(("resnet", "ds_cnn", "mobilenet_v2")),
 }
 

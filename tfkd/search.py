@@ -236,8 +236,10 @@ class Search:
                for device in self.config.search.devices for mode in modes}
     if trials_only:
       return studies, {}
-    winners = {key: search_report.verify_winner(self, st, *key) for key, st in studies.items()}
-    search_report.write_report(self, studies, winners)
+    latencies = search_report.time_candidates(self, studies)
+    winners = {key: search_report.verify_winner(self, st, *key, latencies)
+               for key, st in studies.items()}
+    search_report.write_report(self, studies, winners, latencies)
     return studies, winners
 
 

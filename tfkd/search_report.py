@@ -2,14 +2,17 @@
 
 `verify_winner` retrains a study's best trial for the full schedule, exports it
 int8 and as a C array, and checks it on LiteRT (whole test set) and TFLite
-Micro (arena, parity with LiteRT). `write_report` writes
+Micro (arena, parity with LiteRT). `time_candidates` times every candidate that
+reached TFLM again, all together at the end: its latency is the one the
+report gives (the winner's too). `write_report` writes
 `workdir/search/report.md` (winners, then every trial), `trials.csv` and
 `pareto.png` (validation accuracy against flash, arena and latency, the Pareto
 front of each mode, the device budgets as lines).
 
 Example:
-  winners = {key: verify_winner(search, st, *key) for key, st in studies.items()}
-  write_report(search, studies, winners)
+  latencies = time_candidates(search, studies)
+  winners = {key: verify_winner(search, st, *key, latencies) for key, st in studies.items()}
+  write_report(search, studies, winners, latencies)
 """
 
 import csv
@@ -25,8 +28,46 @@ PARETO_AXES = (("flash_bytes", "int8 flash (KiB)", 1024), ("arena_bytes", "TFLM 
                ("latency_ms", "LiteRT latency (ms, 1 thread)", 1))
 
 
-def verify_winner(search, st: optuna.Study, device: str, mode: str) -> dict:
+def time_candidates(search, studies: dict) -> dict:
+  """Every candidate of the studies that reached TFLM, timed together (`candidate_cost.time_together`).
+
+  The trials' own measurements were short and taken one by one, hours apart, and a shared
+  machine has slow spells (BENCHMARKS §19: one short measurement read over 1.3 times the
+  idle latency half the time). Timed together in interleaved rounds spread over
+  `search.latency_spread_s`, the candidates compare fairly, and the quietest round
+  estimates the idle latency (over 60 s: 1.05 times it or less, 9 times in 10).
+
+  Returns:
+    candidate key → latency dict ("p50_quietest_round" is the one reported).
+  """
+  samples = {}
+  for st in studies.values():
+    for t in st.get_trials(deepcopy=False):
+      cand = t.user_attrs.get("candidate")
+      if cand and t.user_attrs.get("cost", {}).get("latency_ms") is not None:
+        samples[search_space.candidate_key(cand)] = cand["resolution"]
+  test_x = search.run.splits.test[0][:1]
+  inputs = {size: search_trial.resize_images(test_x, size).numpy()[0] for size in set(samples.values())}
+  return candidate_cost.time_together(
+      os.path.join(search.workdir, "search", "costs"),
+      {key: inputs[size] for key, size in samples.items()}, search.config.search.latency_runs,
+      spread_s=search.config.search.latency_spread_s)
+
+
+def idle_latency_ms(latency: dict) -> float:
+  """The latency a search reports: the quietest round's p50 when timed in rounds, else the p50."""
+  return latency.get("p50_quietest_round", latency["p50"])
+
+
+def verify_winner(search, st: optuna.Study, device: str, mode: str, latencies=None) -> dict:
   """Retrains a study's best trial for the full schedule, exports and verifies it on the devices.
+
+  Args:
+    search: the `tfkd.search.Search`.
+    st: the study.
+    device, mode: the study's device profile and mode.
+    latencies: `time_candidates`'s result; the winner's architecture's entry is its latency
+      (the trained file has the same graph). None, or no entry: timed here.
 
   Returns:
     {"candidate", "search_val_accuracy", "test_accuracy" (float), "int8_test_accuracy"
@@ -60,13 +101,14 @@ def verify_winner(search, st: optuna.Study, device: str, mode: str) -> dict:
   x_test = search_trial.resize_images(run.splits.test[0], size).numpy()
   edge, _ = benchmark.edge_report(tflite_path, x_test[:config.report.parity_samples],
                                   runs=config.report.latency_runs,
-                                  parity_samples=config.report.parity_samples)
+                                  parity_samples=config.report.parity_samples,
+                                  latency=(latencies or {}).get(search_space.candidate_key(cand)))
   c_files = firmware.write_c_files(model_bytes, folder, firmware.c_identifier(os.path.basename(folder)))
   micro = edge["micro"] or {}
   measured = {"flash_bytes": edge["flash_bytes"], "macs": edge["cost"]["macs"],
               "peak_activation_bytes": edge["cost"]["peak_activation_bytes"],
               "arena_bytes": micro.get("arena_bytes"), "arena_limit": 0,
-              "latency_ms": edge["latency_ms"]["p50"],
+              "latency_ms": idle_latency_ms(edge["latency_ms"]),
               "tflm_error": "; ".join(micro.get("unsupported_ops") or [])}
   return {"candidate": cand, "search_val_accuracy": best.value, "epochs": result["epochs"],
           "fits": candidate_cost.rejection(measured, search.budget(device)) or "yes",
@@ -76,8 +118,12 @@ def verify_winner(search, st: optuna.Study, device: str, mode: str) -> dict:
           "edge": edge, "tflite": tflite_path, "c_files": list(c_files)}
 
 
-def trial_rows(studies: dict) -> list:
-  """One row per finished trial of every study: architecture, cost, accuracies, status."""
+def trial_rows(studies: dict, latencies=None) -> list:
+  """One row per finished trial of every study: architecture, cost, accuracies, status.
+
+  The latency is `latencies`' (`time_candidates`) where it has the candidate, else the trial's.
+  """
+  latencies = latencies or {}
   rows = []
   for (device, mode), st in studies.items():
     for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
@@ -86,13 +132,15 @@ def trial_rows(studies: dict) -> list:
       result = t.user_attrs.get("result", {})
       if cand is None:
         continue
+      latency = latencies.get(search_space.candidate_key(cand))
       rows.append({
           "device": device, "mode": mode, "trial": t.number,
           "status": t.user_attrs.get("status", t.state.name.lower()),
           "architecture": search_space.describe(cand),
           "parameters": cost.get("parameters"), "macs": cost.get("macs"),
           "flash_bytes": cost.get("flash_bytes"), "arena_bytes": cost.get("arena_bytes"),
-          "latency_ms": cost.get("latency_ms"), "epochs": result.get("epochs"),
+          "latency_ms": idle_latency_ms(latency) if latency else cost.get("latency_ms"),
+          "epochs": result.get("epochs"),
           "val_accuracy": result.get("val_accuracy"), "test_accuracy": result.get("test_accuracy"),
           "reason": t.user_attrs.get("reason", "")})
   return rows
@@ -155,14 +203,21 @@ def winner_lines(winners: dict) -> list:
         f"{w['search_val_accuracy']:.2%} | {w['test_accuracy']:.2%} | "
         f"{w['int8_test_accuracy']:.2%} | {w['edge']['flash_bytes']:,} | "
         f"{_fmt(micro.get('arena_bytes'))} | {_fmt(parity.get('argmax_agreement'), '{:.1%}')} | "
-        f"{w['edge']['latency_ms']['p50']:.3f} | {w['fits']} |")
+        f"{idle_latency_ms(w['edge']['latency_ms']):.3f} | {w['fits']} |")
   return lines
 
 
-def write_report(search, studies: dict, winners: dict) -> str:
-  """Writes report.md, trials.csv and pareto.png into `workdir/search/`; returns the report path."""
+def write_report(search, studies: dict, winners: dict, latencies=None) -> str:
+  """Writes report.md, trials.csv and pareto.png into `workdir/search/`; returns the report path.
+
+  Args:
+    search: the `tfkd.search.Search`.
+    studies: (device, mode) → study.
+    winners: (device, mode) → `verify_winner`'s dict.
+    latencies: `time_candidates`'s result, the latencies reported; None: each trial's own.
+  """
   out = os.path.join(search.workdir, "search")
-  rows = trial_rows(studies)
+  rows = trial_rows(studies, latencies)
   buffer = io.StringIO()
   writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["device"])
   writer.writeheader()
@@ -172,7 +227,11 @@ def write_report(search, studies: dict, winners: dict) -> str:
   lines = ["# Budget search", "",
            f"Search epochs per trial: {search.config.search.epochs}; winners retrained for "
            f"{search.config.search.final_epochs or search.config.train.epochs} epochs. "
-           "Inputs below the data's size are resized bilinearly with antialiasing.", "",
+           "Inputs below the data's size are resized bilinearly with antialiasing. "
+           + ("Latency: LiteRT, 1 thread, every candidate that reached TFLM timed together at "
+              f"the end in interleaved rounds over {search.config.search.latency_spread_s:g} s; "
+              "the quietest round's p50." if latencies else
+              "Latency: LiteRT, 1 thread, each candidate's own measurement."), "",
            "## Winners (retrained, int8, verified on LiteRT and TFLite Micro)", "",
            *winner_lines(winners), "", "![Pareto](pareto.png)", "", "## Studies", "",
            "| device | mode | trained | stopped early | rejected before training | repeated |",

@@ -116,23 +116,29 @@ def latency_ms(model: Union[bytes, str], sample: np.ndarray, runs: int = 100, wa
   return interleaved_latency_ms({"model": model}, sample, 1, runs, warmup, num_threads)["model"]
 
 
-def interleaved_latency_ms(models: dict, sample: np.ndarray, rounds: int = 10, runs: int = 50,
-                           warmup: int = 20, num_threads: int = 1) -> dict:
+def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 50,
+                           warmup: int = 20, num_threads: int = 1, pause_s: float = 0.0) -> dict:
   """Single-stream latency of several models, timed in interleaved rounds.
 
   Each round times every model `runs` times in turn, so a burst of background
-  load slows every model alike and their ratios stay fair.
+  load slows every model alike and their ratios stay fair. A shared machine also
+  has slow spells of up to seconds (about 2x; BENCHMARKS §19): `pause_s` spreads
+  the rounds out so that some fall outside them, and "p50_quietest_round" then
+  estimates the idle latency.
 
   Args:
     models: name → `.tflite` bytes or path.
-    sample: one input row in model units (no batch dimension).
+    sample: one input row in model units (no batch dimension) for every model, or
+      name → input row when the models' inputs differ.
     rounds: rounds over all models.
     runs: timed invokes per model per round.
     warmup: untimed invokes per model before the first round.
     num_threads: interpreter threads.
+    pause_s: seconds of sleep between rounds.
 
   Returns:
-    name → {"p50", "p90", "mean" (ms over all rounds), "runs", "threads"}.
+    name → {"p50", "p90", "mean" (ms over all rounds), "p50_quietest_round" (the lowest
+    of the rounds' medians), "runs", "threads"}.
 
   Example:
     interleaved_latency_ms({"float32": f32_bytes, "int8": int8_bytes}, test_x[0])
@@ -142,17 +148,21 @@ def interleaved_latency_ms(models: dict, sample: np.ndarray, rounds: int = 10, r
     interpreter = load(model, num_threads=num_threads)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], quantize_input(np.asarray(sample)[None], detail))
+    row = sample[name] if isinstance(sample, dict) else sample
+    interpreter.set_tensor(detail["index"], quantize_input(np.asarray(row)[None], detail))
     for _ in range(warmup):
       interpreter.invoke()
     ready[name] = interpreter
-  times = {name: [] for name in models}
-  for _ in range(rounds):
+  times = {name: np.zeros((rounds, runs)) for name in models}
+  for r in range(rounds):
+    if r and pause_s:
+      time.sleep(pause_s)
     for name, interpreter in ready.items():
-      for _ in range(runs):
+      for i in range(runs):
         start = time.perf_counter()
         interpreter.invoke()
-        times[name].append((time.perf_counter() - start) * 1e3)
+        times[name][r, i] = (time.perf_counter() - start) * 1e3
   return {name: {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
-                 "mean": float(np.mean(t)), "runs": len(t), "threads": num_threads}
+                 "mean": float(np.mean(t)), "p50_quietest_round": float(np.median(t, 1).min()),
+                 "runs": t.size, "threads": num_threads}
           for name, t in times.items()}
