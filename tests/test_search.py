@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import ml_collections
 import numpy as np
@@ -137,6 +138,25 @@ def test_device_that_nothing_fits_names_the_smallest_candidates_needs(tmp_path):
   with pytest.raises(ConfigError, match=r"No candidate of search.space fits device 'tiny'.*"
                                         r"resnet blocks=\[1, 1, 1\] filters=\[4, 4, 4\] @16: flash"):
     search.Search(config, str(tmp_path / "run")).check_device("tiny")
+
+
+def test_a_killed_workers_trial_is_retried_with_its_candidate(tmp_path, monkeypatch):
+  # A worker killed mid-trial sends no more heartbeats; past the grace period the next
+  # worker marks its trial failed and queues the same candidate again (which then resumes
+  # the trial folder's epochs, `search_trial`).
+  monkeypatch.setattr(search, "HEARTBEAT_SECONDS", 1)
+  monkeypatch.setattr(search, "GRACE_SECONDS", 1)
+  config = defaults.get_config().search
+  killed = search.study(config, str(tmp_path), "mlperf_tiny", "distill").ask()
+  killed.suggest_int("resnet_blocks", 1, 2)
+  killed.storage.record_heartbeat(killed._trial_id)  # pylint: disable=protected-access
+  time.sleep(2.5)
+  st = search.study(config, str(tmp_path), "mlperf_tiny", "distill")
+  optuna.storages.fail_stale_trials(st)
+  failed, retried = st.get_trials(deepcopy=False)
+  assert failed.state == optuna.trial.TrialState.FAIL
+  assert retried.state == optuna.trial.TrialState.WAITING
+  assert retried.params == failed.params and retried.system_attrs["failed_trial"] == failed.number
 
 
 def _worker(data, workdir, trials_only):

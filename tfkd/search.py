@@ -33,6 +33,7 @@ filesystem and one database server:
 import collections
 import os
 import time
+import warnings
 
 import optuna
 import sqlalchemy
@@ -58,12 +59,16 @@ def storage(search_config, workdir: str):
     url = "sqlite:///" + os.path.abspath(os.path.join(workdir, "search", "studies.db"))
   # SQLite: wait for another worker's write instead of failing at once ("database is locked").
   engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+  with warnings.catch_warnings():  # the retry callback is marked experimental since Optuna 2.8
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    # Not inheriting the epochs' reports: the retried trial replays them from its folder's
+    # history (`search_trial`) as it resumes there.
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
   for attempt in range(5):
     try:
       return optuna.storages.RDBStorage(
           url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-          grace_period=GRACE_SECONDS,
-          failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+          grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry)
     except sqlalchemy.exc.SQLAlchemyError:
       # Workers starting together race to create the schema; the loser finds it made.
       if attempt == 4:
