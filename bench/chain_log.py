@@ -8,11 +8,15 @@ epoch (`training.EpochProgress`).
 
 Example:
   step_times("runs/cifar10_chain.log", "e80_live")["distill"]["seconds"]
+  sum(attempt_seconds("runs/cifar10_chain.log", "search"))
 """
 
+import datetime
 import re
 
-_STEP = re.compile(r"\[chain\] (\w+): starting")
+_STEP = re.compile(r"\[chain\] (\w+): starting (\S+)")
+# Python's absl lines; TensorFlow's C++ lines before absl starts ("I0000 00:00:<epoch s>") are not.
+_ABSL_TIME = re.compile(r"^[IWEF](0[1-9]|1[0-2])(\d{2}) (\d{2}):(\d{2}):(\d{2})\.")
 _EPOCH = re.compile(r"\[(\w+)\] epoch (\d+)/\d+ (\d+)s")
 _STAGE = re.compile(r"=== stage (\w+) finished in (\d+)s")
 
@@ -44,3 +48,29 @@ def step_times(log_path: str, step: str) -> dict:
     times[stage] = {"seconds": sum(per_epoch) if per_epoch else finished[stage],
                     "epoch_seconds": per_epoch}
   return times
+
+
+def attempt_seconds(log_path: str, step: str) -> list:
+  """Wall seconds of each attempt of one chain step: from its start to its last log line.
+
+  The hours between sessions are not counted; time paused inside an attempt (e.g. for a
+  test run) is. An attempt's last line is its last absl-timestamped line (`I1130 12:44:03`),
+  in the year of the attempt's start.
+  """
+  attempts, start, last = [], None, None
+  with open(log_path) as f:
+    for line in f:
+      started = _STEP.search(line)
+      if started:
+        if start is not None:
+          attempts.append((last - start).total_seconds())
+        start = last = None
+        if started.group(1) == step:
+          start = last = datetime.datetime.strptime(started.group(2), "%Y-%m-%dT%H:%M:%SZ")
+        continue
+      stamp = _ABSL_TIME.match(line) if start is not None else None
+      if stamp:
+        last = max(last, datetime.datetime(start.year, *map(int, stamp.groups())))
+  if start is not None:
+    attempts.append((last - start).total_seconds())
+  return attempts

@@ -58,7 +58,7 @@ run_search() {
   mkdir -p runs/cifar10_search &&
   cp -rn runs/cifar10_e80/teacher runs/cifar10_e80/teacher_views runs/cifar10_search/ &&
   $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
-    --out=runs/bench_search --config.train.precision="$PRECISION"
+    --out=runs/bench_search --chain_log=runs/cifar10_chain.log --config.train.precision="$PRECISION"
 }
 run_robust() {
   $PY -m bench.robust --teacher="$TEACHER" --epochs=20 --seeds=0,1 --precision="$PRECISION" \

@@ -39,3 +39,24 @@ def test_a_resumed_step_counts_each_epoch_once_and_only_its_own(tmp_path, monkey
   assert live["export"] == {"seconds": 8, "epoch_seconds": []}
   assert chain_log.step_times(str(log), "e80")["distill"]["seconds"] == 22
   assert chain_log.step_times(str(log), "e80_cycle20") == {}
+
+
+def test_attempt_seconds_leave_out_the_hours_between_sessions(tmp_path):
+  lines = [
+      "[chain] robust: starting 2026-11-30T12:00:00Z",
+      "I1130 12:30:00.000000 1 training.py:134] [ard] epoch 1/20 60s",
+      "[chain] search: starting 2026-11-30T13:00:00Z",
+      "I1130 13:10:00.000000 1 search.py:194] [search mlperf_tiny/distill] trial 1 of 30",
+      "I0000 00:00:1796042331.779732   21347 cuda_platform.cc:52] failed call to cuInit",
+      "I1130 14:55:30.500000 1 training.py:134] [distill_resnet_32_ab_e15] epoch 3/15 20s",
+      "[chain] search: starting 2026-12-01T09:00:00Z",  # the next session, 18 h later
+      "I1201 09:00:05.000000 1 search.py:194] [search mlperf_tiny/distill] trial 1 of 30",
+      "[I 2026-12-01 09:40:00,000] Trial 7 finished",  # Optuna's own lines are not read
+      "I1201 10:15:00.000000 1 search.py:194] [search small_mcu/scratch] trial 30 of 30",
+      "[chain] search: finished 2026-12-01T10:15:01Z after 75 min (this attempt)",
+  ]
+  log = tmp_path / "chain.log"
+  log.write_text("\n".join(lines) + "\n")
+  assert chain_log.attempt_seconds(str(log), "search") == [115 * 60 + 30, 75 * 60]
+  assert chain_log.attempt_seconds(str(log), "robust") == [30 * 60]
+  assert chain_log.attempt_seconds(str(log), "e80") == []
