@@ -61,8 +61,8 @@ def storage(search_config, workdir: str):
   engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
   with warnings.catch_warnings():  # the retry callback is marked experimental since Optuna 2.8
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    # Not inheriting the epochs' reports: the retried trial replays them from its folder's
-    # history (`search_trial`) as it resumes there.
+    # The retried trial replays its epochs' reports from its folder's history as it resumes
+    # there (`search_trial`), so it does not inherit them.
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
   for attempt in range(5):
     try:
