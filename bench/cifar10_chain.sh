@@ -21,9 +21,10 @@
 #   selfsup, compressed_teacher, multitask, robust: the strategy benchmarks   (issue 18)
 #   search     the device-budget search from that teacher, reading e80's cache (issue 14)
 #   e80_scratch  the ResNet-8 from scratch, in e80's folder (its report gains the row)
-# Every step trains in mixed bfloat16 (PRECISION below; tfkd.precision): about twice as fast
-# on a CPU with AMX (BENCHMARKS §17). Where bfloat16 is emulated (e.g. AVX2 only) it is slower:
-# there run PRECISION=float32 bench/cifar10_chain.sh.
+# Every step but the search trains in mixed bfloat16 (PRECISION below; tfkd.precision): about
+# twice as fast for the ResNets on a CPU with AMX (BENCHMARKS §17), but slower for most of the
+# search's candidate shapes, so the search trains in float32. Where bfloat16 is emulated (e.g.
+# AVX2 only) it is slower: there run PRECISION=float32 bench/cifar10_chain.sh.
 # Run one step only: bench/cifar10_chain.sh e80_live
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,11 +55,11 @@ run_e80_cycle20() {
     --config.distill.cache_epochs=20 --config.distill.cache_dir=runs/cifar10_e80/teacher_views \
     --config.stages='("distill","export","report")' --config.train.precision="$PRECISION"
 }
-run_search() {
+run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slower (BENCHMARKS §17)
   mkdir -p runs/cifar10_search &&
   cp -rn runs/cifar10_e80/teacher runs/cifar10_e80/teacher_views runs/cifar10_search/ &&
   $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
-    --out=runs/bench_search --chain_log=runs/cifar10_chain.log --config.train.precision="$PRECISION"
+    --out=runs/bench_search --chain_log=runs/cifar10_chain.log --config.train.precision=float32
 }
 run_robust() {
   $PY -m bench.robust --teacher="$TEACHER" --epochs=20 --seeds=0,1 --precision="$PRECISION" \
