@@ -9,10 +9,10 @@ loss scaling (tfkd's custom `train_step`s have none). CPUs with AMX or
 AVX512-BF16 (Intel Sapphire Rapids and later), TPUs and recent GPUs run it in
 hardware: on this project's 2-core AMX machine a ResNet-20 teacher epoch took
 half its float32 time (BENCHMARKS.md §17). Elsewhere bfloat16 is emulated and
-slower: `check_hardware` warns.
-Even there it depends on the shapes: a ResNet-8 with a stage of 8 or 24 channels,
-or a depthwise-separable model, trained 1.4-5.9x slower in bfloat16 than in
-float32 on that machine (BENCHMARKS.md §17, `bench.bf16_shapes`).
+slower: `check_hardware` warns. Even with AMX it depends on the shapes: a
+ResNet-8 with a stage of 8 or 24 channels, or a depthwise-separable model,
+trained 1.4-5.9x slower in bfloat16 than in float32 on that machine
+(BENCHMARKS.md §17, `bench.bf16_shapes`).
 
 What leaves training is float32: `training.save_final_model` saves a float32
 copy (`with_policy(model, "float32")`), so the export, the report, the teacher
