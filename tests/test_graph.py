@@ -149,7 +149,7 @@ def test_glnn_run_gcn_beats_scratch_and_the_int8_mlp_runs_on_tflite_micro(tmp_pa
                                 val_size=100, test_size=300))
   config.graph.update(dict(epochs=80, patience=40, representative_size=100))
   config.graph.student.hidden = (16,)
-  config.report.update(dict(latency_runs=5, warmup_runs=2, parity_samples=50))
+  config.report.update(dict(latency_runs=5, latency_spread_s=0.0, warmup_runs=2, parity_samples=50))
   workdir = str(tmp_path)
   graph.run_graph(config, workdir)
   report = files.read_json(os.path.join(workdir, "report.json"))

@@ -15,7 +15,7 @@ from ml_collections import config_flags
 from configs import cifar10_quick
 from tfkd import cli, models, pipeline, training
 from tfkd.errors import ConfigError
-from tflite import graph
+from tflite import graph, interpreter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,15 +31,21 @@ def tiny_config(path):
   config.export.representative_size = 20
   config.report.latency_runs = 5
   config.report.warmup_runs = 1
+  config.report.latency_spread_s = 0.0
   config.distill.check_teacher = False  # a 2-epoch teacher's BatchNorm has not settled
   return config
 
 
-def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
+def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog, monkeypatch):
   workdir = str(tmp_path / "run")
   config = tiny_config(image_folder)
   config.report.stream_seconds = 0.5
   config.report.stream_fps = 40.0
+  config.report.latency_spread_s = 0.4
+  timed = interpreter.interleaved_latency_ms
+  pauses = []
+  monkeypatch.setattr(interpreter, "interleaved_latency_ms",
+                      lambda *a, **k: pauses.append(a[6]) or timed(*a, **k))
   pipeline.run_pipeline(config, workdir)
   for stage in ("teacher", "scratch", "distill"):
     assert os.path.exists(os.path.join(workdir, stage, "model.keras"))
@@ -51,11 +57,13 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog):
   assert labels == ["teacher (Keras float)", "student from scratch (Keras float)",
                     "distilled student (Keras float)", "distilled student, float32 TFLite",
                     "distilled student, int8 TFLite", "student from scratch, int8 TFLite"]
-  assert all(0 <= r["accuracy"] <= 1 and r["latency_p50_ms"] > 0 for r in report["rows"])
+  assert all(0 <= r["accuracy"] <= 1 and r["latency_ms"] > 0 for r in report["rows"])
   # The Keras row is timed on its float32 file, in the same interleaved measurement as that row.
-  assert report["rows"][2]["latency_p50_ms"] == report["rows"][3]["latency_p50_ms"]
+  assert report["rows"][2]["latency_ms"] == report["rows"][3]["latency_ms"]
   # The edge section reports the int8 student's row measurement, not a second timing.
-  assert report["edge"]["latency_ms"]["p50"] == report["rows"][4]["latency_p50_ms"]
+  assert report["edge"]["latency_ms"]["p50_quietest_round"] == report["rows"][4]["latency_ms"]
+  # The report's 5 rounds are spread over report.latency_spread_s: 4 pauses of 0.1 s.
+  assert pauses == [pytest.approx(0.1)] and report["latency"]["spread_s"] == 0.4
   assert report["rows"][4]["file_bytes"] < report["rows"][3]["file_bytes"]  # int8 is smaller
   assert all(r["gzip_bytes"] > 0 for r in report["rows"][3:])  # measured on every .tflite row
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0

@@ -40,6 +40,7 @@ def _search_config(data_path, **search):
   config.train.batch_size, config.train.learning_rate = 16, 0.05
   config.export.representative_size = 16
   config.report.latency_runs, config.report.parity_samples = 5, 8
+  config.report.latency_spread_s = 0.0
   config.search.space = _tiny_space()
   config.search.space.families = ("resnet",)
   config.search.modes, config.search.epochs, config.search.min_epochs = ("scratch",), 1, 1

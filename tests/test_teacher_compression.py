@@ -107,6 +107,7 @@ def tiny_config(image_folder, tmp_path):
   config.export.representative_size = 20
   config.distill.check_teacher = False  # an untrained teacher is at chance
   config.report.edge, config.report.teacher_batch_runs = False, 2
+  config.report.latency_spread_s = 0.0
   return config
 
 

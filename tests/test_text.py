@@ -524,6 +524,7 @@ def test_pipeline_end_to_end_on_a_tiny_tsv(tmp_path):
   config.distill.check_teacher = False  # a 1-epoch teacher is near chance: the pipeline is under test
   config.export.representative_size = 50
   config.report.latency_runs = 5
+  config.report.latency_spread_s = 0.0
   config.report.warmup_runs = 1
   workdir = str(tmp_path / "run")
   pipeline.run_pipeline(config, workdir)

@@ -175,6 +175,7 @@ RULES = {
     "report.latency_runs": _whole(1),
     "report.warmup_runs": _whole(0),
     "report.threads": _whole(1),
+    "report.latency_spread_s": _at_least(0.0),
     "report.edge_mode": _one_of(MODES),
     "report.parity_samples": _whole(0),
     "report.robust": _one_of(ROBUST_REPORT),

@@ -54,11 +54,6 @@ def time_candidates(search, studies: dict) -> dict:
       spread_s=search.config.search.latency_spread_s)
 
 
-def idle_latency_ms(latency: dict) -> float:
-  """The latency a search reports: the quietest round's p50 when timed in rounds, else the p50."""
-  return latency.get("p50_quietest_round", latency["p50"])
-
-
 def verify_winner(search, st: optuna.Study, device: str, mode: str, latencies=None) -> dict:
   """Retrains a study's best trial for the full schedule, exports and verifies it on the devices.
 
@@ -108,7 +103,7 @@ def verify_winner(search, st: optuna.Study, device: str, mode: str, latencies=No
   measured = {"flash_bytes": edge["flash_bytes"], "macs": edge["cost"]["macs"],
               "peak_activation_bytes": edge["cost"]["peak_activation_bytes"],
               "arena_bytes": micro.get("arena_bytes"), "arena_limit": 0,
-              "latency_ms": idle_latency_ms(edge["latency_ms"]),
+              "latency_ms": interpreter.idle_ms(edge["latency_ms"]),
               "tflm_error": "; ".join(micro.get("unsupported_ops") or [])}
   return {"candidate": cand, "search_val_accuracy": best.value, "epochs": result["epochs"],
           "fits": candidate_cost.rejection(measured, search.budget(device)) or "yes",
@@ -139,7 +134,7 @@ def trial_rows(studies: dict, latencies=None) -> list:
           "architecture": search_space.describe(cand),
           "parameters": cost.get("parameters"), "macs": cost.get("macs"),
           "flash_bytes": cost.get("flash_bytes"), "arena_bytes": cost.get("arena_bytes"),
-          "latency_ms": idle_latency_ms(latency) if latency else cost.get("latency_ms"),
+          "latency_ms": interpreter.idle_ms(latency) if latency else cost.get("latency_ms"),
           "epochs": result.get("epochs"),
           "val_accuracy": result.get("val_accuracy"), "test_accuracy": result.get("test_accuracy"),
           "reason": t.user_attrs.get("reason", "")})
@@ -203,7 +198,7 @@ def winner_lines(winners: dict) -> list:
         f"{w['search_val_accuracy']:.2%} | {w['test_accuracy']:.2%} | "
         f"{w['int8_test_accuracy']:.2%} | {w['edge']['flash_bytes']:,} | "
         f"{_fmt(micro.get('arena_bytes'))} | {_fmt(parity.get('argmax_agreement'), '{:.1%}')} | "
-        f"{idle_latency_ms(w['edge']['latency_ms']):.3f} | {w['fits']} |")
+        f"{interpreter.idle_ms(w['edge']['latency_ms']):.3f} | {w['fits']} |")
   return lines
 
 

@@ -216,8 +216,10 @@ def markdown(report: dict) -> str:
   """The markdown section of an `edge_report`."""
   latency, cost = report["latency_ms"], report["cost"]
   rows = [
-      ("LiteRT latency p50 / p90", f"{latency['p50']:.3f} / {latency['p90']:.3f} ms "
-       f"({latency['threads']} thread(s), {latency['runs']} runs after warm-up)"),
+      ("LiteRT latency p50 / p90", f"{interpreter.idle_ms(latency):.3f} / {latency['p90']:.3f} ms "
+       f"({latency['threads']} thread(s), {latency['runs']} runs after warm-up"
+       + (f"; p50 of the quietest of {latency['rounds']} rounds)" if latency.get("rounds", 1) > 1
+          else ")")),
       ("parameters", f"{cost['parameters']:,}"),
       ("MACs per inference", f"{cost['macs']:,}"),
       ("peak activation memory, lower bound", f"{cost['peak_activation_bytes']:,} B "

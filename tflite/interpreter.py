@@ -111,7 +111,7 @@ def latency_ms(model: Union[bytes, str], sample: np.ndarray, runs: int = 100, wa
     num_threads: interpreter threads.
 
   Returns:
-    {"p50": ms, "p90": ms, "mean": ms, "runs": runs, "threads": num_threads}.
+    `interleaved_latency_ms`'s dict for one round: {"p50", "p90", "mean" (ms), "runs", ...}.
   """
   return interleaved_latency_ms({"model": model}, sample, 1, runs, warmup, num_threads)["model"]
 
@@ -138,7 +138,7 @@ def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 5
 
   Returns:
     name → {"p50", "p90", "mean" (ms over all rounds), "p50_quietest_round" (the lowest
-    of the rounds' medians), "runs", "threads"}.
+    of the rounds' medians), "runs", "rounds", "threads"}.
 
   Example:
     interleaved_latency_ms({"float32": f32_bytes, "int8": int8_bytes}, test_x[0])
@@ -164,5 +164,11 @@ def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 5
         times[name][r, i] = (time.perf_counter() - start) * 1e3
   return {name: {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
                  "mean": float(np.mean(t)), "p50_quietest_round": float(np.median(t, 1).min()),
-                 "runs": t.size, "threads": num_threads}
+                 "runs": t.size, "rounds": rounds, "threads": num_threads}
           for name, t in times.items()}
+
+
+def idle_ms(latency: dict) -> float:
+  """The latency to report from a `latency_ms`/`interleaved_latency_ms` dict: the quietest
+  round's p50 when it was timed in rounds (an estimate of the idle machine's), else the p50."""
+  return latency.get("p50_quietest_round", latency["p50"])
