@@ -17,11 +17,11 @@ and the mean; `glnn.{md,json}` in `--out`.
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from bench import common
 from configs import csbm_glnn
-from tfkd import graph
+from tfkd import cli, graph
 from tflite import files
 
 _OUT = flags.DEFINE_string("out", "runs/bench_glnn", "Output folder.")
@@ -84,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,7 +14,9 @@ Usage (the own-data run of BENCHMARKS.md, section 9):
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from tflite import cli
 
 CLASSES = ("checkerboard", "diagonal", "frame", "horizontal", "square", "vertical")
 
@@ -92,4 +94,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("out")
-  app.run(main)
+  cli.run(main)

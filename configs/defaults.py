@@ -54,7 +54,7 @@ def _data():
   # Distill stage, text only: augmented copies of the training rows the teacher labels (Tang et al. 2019).
   data.transfer_set = ml_collections.ConfigDict(dict(
       copies=0,                   # augmented copies of every training row; 0 = no transfer set
-      mask_probability=0.1,       # share of tokens replaced by the unknown token
+      mask_probability=0.1,       # share of tokens replaced by the <mask> token
       ngram_probability=0.25,     # share of copies cut to a random n-gram
       ngram_range=(1, 5),         # n of those n-grams, inclusive
       long_copies=0,              # more copies of each row of at least long_min_tokens tokens
