@@ -64,6 +64,7 @@ def base_config():
   config.distill.cached_teacher, config.distill.cache_epochs = True, _CACHE_EPOCHS.value
   config.teacher.prune_epochs = _PRUNE_EPOCHS.value
   config.report.edge, config.report.latency_runs = False, _LATENCY_RUNS.value
+  config.report.latency_spread_s = 0.0  # its table reads no row latency: no wait for quiet rounds
   config.report.teacher_batch_runs = _BATCH_RUNS.value
   return from_config.with_defaults(config)
 
