@@ -1,6 +1,7 @@
 """The budget search: its space, cost-before-training, Pareto front, and a shared study."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -141,6 +142,56 @@ def test_device_that_nothing_fits_names_the_smallest_candidates_needs(tmp_path):
     search.Search(config, str(tmp_path / "run")).check_device("tiny")
 
 
+def test_a_bad_device_or_space_is_refused_before_the_teacher_trains(tmp_path):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  workdir = str(tmp_path / "run")
+  for search_keys, message in [
+      (dict(devices=("mlperf_tinyy",)), r"Unknown device 'mlperf_tinyy' in search.devices"),
+      (dict(devices=()), r"search.devices is empty")]:
+    config = from_config.with_defaults(_search_config(data, modes=("distill",), **search_keys))
+    with pytest.raises(ConfigError, match=message):
+      search.Search(config, workdir)
+  config = from_config.with_defaults(_search_config(data, modes=("distill",)))
+  config.search.space.resnet.blocks = (2, 1)
+  with pytest.raises(ConfigError, match=r"resnet.blocks=\(2, 1\)"):
+    search.Search(config, workdir)
+
+
+def test_candidates_that_do_not_build_are_told_apart_from_a_small_budget(tmp_path, monkeypatch):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  config = from_config.with_defaults(_search_config(data))
+
+  def unbuildable(run, cand):
+    raise ValueError("Negative dimension size caused by subtracting 3 from 2")
+  monkeypatch.setattr(search_trial, "build", unbuildable)
+  with pytest.raises(ConfigError, match=r"@16: does not convert to int8: Negative dimension.*"
+                                        r"do not build, convert to int8 or run on TFLite Micro"):
+    search.Search(config, str(tmp_path / "run")).check_device("mlperf_tiny")
+
+
+def test_distill_mode_trains_candidates_from_the_teachers_cached_views(tmp_path):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  workdir = str(tmp_path / "run")
+  config = from_config.with_defaults(_search_config(data, modes=("distill",), trials=2,
+                                                    latency_spread_s=0.0))
+  config.teacher.epochs = 1
+  config.distill.cached_teacher, config.distill.cache_epochs = True, 1
+  config.distill.check_teacher = False  # a 1-epoch teacher's BatchNorm has not settled
+  studies, winners = search.Search(config, workdir).run_all()
+  trained = [t for t in studies["mlperf_tiny", "distill"].get_trials()
+             if t.user_attrs.get("status") == "trained"]
+  assert trained
+  # A candidate's Distiller holds no teacher model (search_trial passes none): a distillation
+  # loss is there only if the batches carried the cached views' logits.
+  for t in trained:
+    folder = search_trial.trial_dir(workdir, t.user_attrs["candidate"], "distill", 1)
+    with open(os.path.join(folder, "history.csv")) as f:
+      header, *rows = [line.split(",") for line in f.read().split()]
+    assert [float(r[header.index("distillation_loss")]) > 0 for r in rows] == [True]
+  winner = winners["mlperf_tiny", "distill"]
+  assert winner["fits"] == "yes" and 0.0 <= winner["int8_test_accuracy"] <= 1.0
+
+
 def test_a_killed_workers_trial_is_retried_with_its_candidate(tmp_path, monkeypatch):
   # A worker killed mid-trial sends no more heartbeats; past the grace period the next
   # worker marks its trial failed and queues the same candidate again (which then resumes
@@ -211,4 +262,8 @@ def test_two_workers_share_one_study_and_the_winner_is_verified(tmp_path):
     report = f.read()
   assert report.count("| mlperf_tiny | scratch |") >= len(trained) + 1
   assert os.path.getsize(os.path.join(workdir, "search", "pareto.png")) > 0
-  assert all(t.user_attrs["worker"] for t in trained)
+  # Each trial names the worker process that ran it, one of the two.
+  assert {t.user_attrs["worker"].split(":")[1] for t in trained} <= {str(w.pid) for w in workers}
+  progress = re.findall(r"\[search mlperf_tiny/scratch\] trial (\d) of 3 .*; best val "
+                        r"[\d.]+% \(resnet .*\); ETA \d+ min", "".join(logs))
+  assert max(map(int, progress)) >= 3

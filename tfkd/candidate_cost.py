@@ -147,7 +147,7 @@ def _measure(cand, build, representative, budget, latency_runs) -> tuple:
   start = time.time()
   try:
     model_bytes = convert.convert(build(cand), "int8", representative)
-  except TfliteError as e:
+  except (TfliteError, ValueError) as e:  # ValueError: Keras cannot build it (e.g. too small an input)
     return {"conversion_error": str(e).splitlines()[0], "flash_bytes": None,
             "latency_ms": None, "measure_seconds": time.time() - start}, None
   graph_cost = tflite_cost.model_cost(model_bytes)

@@ -128,6 +128,17 @@ class Search:
     if len(self.run.splits.input_shape) != 3:
       raise ConfigError("tfkd.search searches image students: data.source must give images.")
     self.data_size = self.run.splits.input_shape[0]
+    # Before the teacher trains (hours), so that a typo costs seconds.
+    modes = list(config.search.modes)
+    if not modes or set(modes) - set(MODES):
+      raise ConfigError(f"search.modes={modes}: choose one or both of {list(MODES)}.")
+    if not config.search.devices:
+      raise ConfigError("search.devices is empty: name at least one of search.profiles "
+                        f"{sorted(config.search.profiles)}.")
+    for device in config.search.devices:
+      self.budget(device)
+    search_space.check_space(config.search.space)
+    search_space.resolutions(config.search.space, self.data_size)
     self.train_config = config.train.copy_and_resolve_references()
     self.train_config.epochs = config.search.epochs
     self.teacher_logits = None
@@ -153,9 +164,15 @@ class Search:
                 for c in search_space.smallest_candidates(self.config.search.space, self.data_size)]
     if all(cost["rejected"] for cost, _ in smallest):
       needs = "; ".join(f"{search_space.describe(c)}: {cost['rejected']}" for cost, c in smallest)
+      if all(_reason_kind(cost["rejected"]) in ("int8 conversion", "TFLM ops")
+             for cost, _ in smallest):
+        fix = ("they do not build, convert to int8 or run on TFLite Micro, so the budget is not "
+               "the problem: drop those families, or raise search.space.resolutions")
+      else:
+        fix = ("allow smaller models (fewer blocks, narrower widths, lower "
+               "search.space.resolutions) or a larger budget")
       raise ConfigError(f"No candidate of search.space fits device {device!r}: even the smallest "
-                        f"ones do not ({needs}). Fix: allow smaller models (fewer blocks, narrower "
-                        "widths, lower search.space.resolutions) or a larger budget.")
+                        f"ones do not ({needs}). Fix: {fix}.")
 
   def objective(self, trial, device: str, mode: str) -> float:
     cand = search_space.suggest(trial, self.config.search.space, self.data_size)
@@ -212,8 +229,7 @@ class Search:
       st.optimize(lambda trial: self.objective(trial, device, mode), callbacks=[progress],
                   gc_after_trial=True)
     if not _best(st):
-      # Reasons start with what was over: 'flash', 'TFLM', 'activations', 'MACs', 'latency', 'does'.
-      over = collections.Counter(t.user_attrs["reason"].split()[0] for t in st.get_trials(
+      over = collections.Counter(_reason_kind(t.user_attrs["reason"]) for t in st.get_trials(
           deepcopy=False) if t.user_attrs.get("reason"))
       raise ConfigError(f"The {device}/{mode} study ended without one trained trial (rejected: "
                         f"{', '.join(f'{k} {n}' for k, n in over.most_common()) or 'none'}). Fix: "
@@ -227,8 +243,6 @@ class Search:
       ({(device, mode): optuna.Study}, {(device, mode): winner dict (`verify_winner`)}).
     """
     modes = list(self.config.search.modes)
-    if not modes or set(modes) - set(MODES):
-      raise ConfigError(f"search.modes={modes}: choose one or both of {list(MODES)}.")
     if "distill" in modes:
       if trials_only:  # extra workers use the first worker's teacher; they never train one
         self.run.require([self.run.teacher_file()], "search (--trials_only)")
@@ -246,6 +260,14 @@ class Search:
                for key, st in studies.items()}
     search_report.write_report(self, studies, winners, latencies)
     return studies, winners
+
+
+def _reason_kind(reason: str) -> str:
+  """What a rejection or stop was about, from the first word of its reason
+  (`candidate_cost.rejection`, `TrainingError`)."""
+  first = reason.split()[0]
+  return {"does": "int8 conversion", "TFLite": "TFLM ops", "TFLM": "TFLM arena",
+          "activations": "activations"}.get(first, first)
 
 
 def _best(st: optuna.Study):
