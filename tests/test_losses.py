@@ -281,13 +281,20 @@ def test_seed_needs_building_and_valid_settings():
     seed.SEEDDistillation(student_temperature=0)
 
 def test_every_loss_round_trips_through_its_config():
-  made = [losses.LogitsDistillation(2.5),
-          losses.FeatureDistillation("stage2", "stage3", adapter=False),
-          losses.ContrastiveDistillation("a", "b", projection_dim=32, temperature=0.2),
-          losses.AttentionTransfer("stage1", "stage2", p=3.0, beta=10.0),
-          losses.RelationalDistillation("f", "g", distance_weight=2.0, angle_weight=3.0),
-          seed.SEEDDistillation("f", "g", queue_size=64, teacher_temperature=0.05, seed=3)]
-  for loss in made:
-    config = loss.get_config()
-    again = type(loss).from_config(config)
-    assert again.get_config() == config and config, type(loss).__name__
+  # Every argument away from its default, so that one left out of get_config shows.
+  made = [(losses.LogitsDistillation, dict(temperature=2.5)),
+          (losses.FeatureDistillation, dict(teacher_layer_name="stage2",
+                                            student_layer_name="stage3", adapter=False)),
+          (losses.ContrastiveDistillation, dict(teacher_layer_name="a", student_layer_name="b",
+                                                projection_dim=32, temperature=0.2)),
+          (losses.AttentionTransfer, dict(teacher_layer_name="stage1", student_layer_name="stage2",
+                                          p=3.0, beta=10.0)),
+          (losses.RelationalDistillation, dict(teacher_layer_name="f", student_layer_name="g",
+                                               distance_weight=2.0, angle_weight=3.0)),
+          (seed.SEEDDistillation, dict(teacher_layer_name="f", student_layer_name="g",
+                                       queue_size=64, teacher_temperature=0.05,
+                                       student_temperature=0.3, seed=3))]
+  for cls, arguments in made:
+    config = cls(**arguments).get_config()
+    assert config == arguments, cls.__name__
+    assert cls.from_config(config).get_config() == arguments, cls.__name__

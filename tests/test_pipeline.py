@@ -13,7 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import cifar10_quick
-from tfkd import cli, models, pipeline, training
+from tfkd import cli, from_config, models, pipeline, training
 from tfkd.errors import ConfigError
 from tflite import graph, interpreter
 
@@ -65,6 +65,10 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog, m
   # The report's 5 rounds are spread over report.latency_spread_s: 4 pauses of 0.1 s.
   assert pauses == [pytest.approx(0.1)] and report["latency"]["spread_s"] == 0.4
   assert report["rows"][4]["file_bytes"] < report["rows"][3]["file_bytes"]  # int8 is smaller
+  # The int8 row is the exported file's accuracy on the test split, measured again here.
+  test_x, test_y = from_config.splits(config.data).test
+  assert report["rows"][4]["accuracy"] == pytest.approx(interpreter.evaluate_accuracy(
+      os.path.join(workdir, "export", "distill_int8.tflite"), test_x, test_y))
   assert all(r["gzip_bytes"] > 0 for r in report["rows"][3:])  # measured on every .tflite row
   assert os.path.getsize(os.path.join(workdir, "report.png")) > 0
   # Per-class metrics from the pass that gave the accuracy: the confusion matrix counts every

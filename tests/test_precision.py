@@ -57,7 +57,12 @@ def test_distiller_losses_of_a_mixed_student_match_float32():
     results[policy] = distiller.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
   for name in ("loss", "student_loss", "distillation_loss"):
     assert results["mixed_bfloat16"][name] == pytest.approx(results["float32"][name], rel=0.05)
-  distiller.fit(x, y, batch_size=8, epochs=1, verbose=0)  # trains without loss scaling
+  distiller.compile(optimizer=tf_keras.optimizers.SGD(0.01), metrics=["accuracy"])
+  before = distiller.student.get_weights()
+  history = distiller.fit(x, y, batch_size=8, epochs=1, verbose=0)  # without loss scaling
+  assert np.isfinite(history.history["loss"]).all()
+  assert any(not np.array_equal(a, b) for a, b in zip(before, distiller.student.get_weights()))
+  assert {v.dtype for v in distiller.student.trainable_variables} == {tf.float32}
 
 
 def test_pipeline_trains_in_bfloat16_and_saves_float32(image_folder, tmp_path):
