@@ -182,6 +182,10 @@ def test_multitask_stages_end_to_end(image_folder, tmp_path):
   assert [r["runtime"] for r in section["rows"]] == ["Keras", "Keras", "Keras", "LiteRT",
                                                      "TFLite Micro"]
   assert all(0 <= r[t] <= 1 for r in section["rows"][2:] for t in ("task_a", "task_b"))
+  # Both outputs of the one int8 file, TFLite Micro against LiteRT on the same test images.
+  assert sorted(section["parity"]) == ["task_a", "task_b"]
+  for output in section["parity"].values():
+    assert output["samples"] == 4 and output["max_abs_diff"] <= 1
   assert "Multi-task student" in open(os.path.join(workdir, "report.md")).read()
   config.multitask.task_b_classes = ()
   with pytest.raises(ConfigError, match="task_b_classes is empty"):
