@@ -145,9 +145,9 @@ def like_trained(model):
 
 def _measure(cand, build, representative, budget, latency_runs) -> tuple:
   start = time.time()
-  try:
+  try:  # ValueError: Keras cannot build the candidate (e.g. an input too small for its strides)
     model_bytes = convert.convert(build(cand), "int8", representative)
-  except (TfliteError, ValueError) as e:  # ValueError: Keras cannot build it (e.g. too small an input)
+  except (TfliteError, ValueError) as e:
     return {"conversion_error": str(e).splitlines()[0], "flash_bytes": None,
             "latency_ms": None, "measure_seconds": time.time() - start}, None
   graph_cost = tflite_cost.model_cost(model_bytes)

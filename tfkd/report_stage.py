@@ -95,8 +95,9 @@ def keras_row(run: Run, name: str, latencies: Dict[str, dict],
   measured = metrics.score_metrics(test_y, scores)
   latency = latencies.get(run.tflite_path(name, "float32"))
   row = report.Row(f"{KERAS_LABELS[name]} (Keras float)", model.name, model.count_params(),
-                   os.path.getsize(path), measured["accuracy"], latency and interpreter.idle_ms(latency),
-                   latency and latency["p90"], macro_f1=measured["macro"]["f1"], metrics=measured)
+                   os.path.getsize(path), measured["accuracy"],
+                   latency and interpreter.idle_ms(latency), latency and latency["p90"],
+                   macro_f1=measured["macro"]["f1"], metrics=measured)
   logging.info("[report] %s: test accuracy %.4f, macro F1 %.4f", row.label, row.accuracy,
                row.macro_f1)
   if robust:
@@ -138,7 +139,8 @@ def tflite_row(run: Run, label: str, path: str, parameters: Optional[int], laten
   with open(path, "rb") as f:
     content = f.read()
   row = report.Row(label, os.path.basename(path), parameters, len(content), measured["accuracy"],
-                   interpreter.idle_ms(latency), latency["p90"], gzip_bytes=sparsity.gzip_bytes(content),
+                   interpreter.idle_ms(latency), latency["p90"],
+                   gzip_bytes=sparsity.gzip_bytes(content),
                    sparsity=sparsity.tflite_sparsity(content)["sparsity"],
                    macro_f1=measured["macro"]["f1"], metrics=measured)
   logging.info("[report] %s: test accuracy %.4f, macro F1 %.4f, LiteRT %.3f ms, sparsity %.3f",
