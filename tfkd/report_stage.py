@@ -172,10 +172,11 @@ def report_latencies(run: Run, paths: List[str]) -> Dict[str, dict]:
   """Single-stream LiteRT latency of each `.tflite` file, by path.
 
   The files are timed in turn, in `LATENCY_ROUNDS` interleaved rounds that share the
-  `report.latency_runs` invokes, so a burst of load on a shared machine slows all of them
-  alike rather than one row; timed one after another, two files of the same int8 model have
-  come out 0.18 and 0.30 ms. The rounds are spread over `report.latency_spread_s`, so that
-  the quietest one (the rows' figure) falls outside the machine's slow spells.
+  `report.latency_runs` invokes, so a burst of load on a shared machine falls on all of them
+  rather than one row; timed one after another, two files of the same int8 model have come
+  out 0.18 and 0.30 ms. A slow spell does not slow every file by the same factor, though, so
+  the rounds are spread over `report.latency_spread_s` and each row gives its quietest
+  round, which falls outside the spells (BENCHMARKS §19).
   """
   cfg = run.config.report
   rounds = latency_rounds(cfg)

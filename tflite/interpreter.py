@@ -121,10 +121,10 @@ def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 5
   """Single-stream latency of several models, timed in interleaved rounds.
 
   Each round times every model `runs` times in turn, so a burst of background
-  load slows every model alike and their ratios stay fair. A shared machine also
-  has slow spells of up to seconds (about 2x; BENCHMARKS §19): `pause_s` spreads
-  the rounds out so that some fall outside them, and "p50_quietest_round" then
-  estimates the idle latency.
+  load falls on every model rather than one. A shared machine also has slow
+  spells of up to seconds, which slow models by different factors (up to 2x;
+  BENCHMARKS §19): `pause_s` spreads the rounds out so that some fall outside
+  them, and "p50_quietest_round" then estimates the idle latency.
 
   Args:
     models: name → `.tflite` bytes or path.
