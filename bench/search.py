@@ -36,7 +36,7 @@ _CHAIN_LOG = flags.DEFINE_string("chain_log", "", "The chain's log (runs/cifar10
 def study_summary(st: optuna.Study) -> dict:
   """Trials by status and the time they took, from Optuna's own start/end records.
 
-  Trials that ended (trained, stopped, rejected, repeated) are summed; a killed trial is not,
+  Trials that ended (trained, stopped, rejected, repeated, diverged) are summed; a killed trial is not,
   since its end is when another worker found it stale, not when it stopped.
   """
   ended = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
@@ -65,13 +65,13 @@ def main(argv):
                  f"{sum(attempts) / 3600:.2f} h (from {_CHAIN_LOG.value}; the hours between "
                  "sessions not counted, pauses within one counted)")
   lines += ["", "| device | mode | candidates | rejected before training | trained | stopped "
-            "early (share of trained) | repeated | trials' time (min) |",
-            "|---|---|---|---|---|---|---|---|"]
+            "early (share of trained) | repeated | diverged | trials' time (min) |",
+            "|---|---|---|---|---|---|---|---|---|"]
   for (device, mode), st in studies.items():
     s = study_summary(st)
     lines.append(f"| {device} | {mode} | {s['total']} | {s['rejected']} ({s['rejected_share']:.0%})"
                  f" | {s['trained']} | {s['stopped']} ({s['stopped_share']:.0%}) | {s['repeated']} "
-                 f"| {s['trial_minutes']:.1f} |")
+                 f"| {s['diverged']} | {s['trial_minutes']:.1f} |")
   lines += ["", *search_report.winner_lines(winners),
             "", f"Pareto plot: {os.path.join(_WORKDIR.value, 'search', 'pareto.png')}"]
   text = "\n".join(lines) + "\n"

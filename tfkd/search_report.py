@@ -229,13 +229,13 @@ def write_report(search, studies: dict, winners: dict, latencies=None) -> str:
               "Latency: LiteRT, 1 thread, each candidate's own measurement."), "",
            "## Winners (retrained, int8, verified on LiteRT and TFLite Micro)", "",
            *winner_lines(winners), "", "![Pareto](pareto.png)", "", "## Studies", "",
-           "| device | mode | trained | stopped early | rejected before training | repeated |",
-           "|---|---|---|---|---|---|"]
+           "| device | mode | trained | stopped early | rejected before training | repeated "
+           "| diverged |", "|---|---|---|---|---|---|---|"]
   for (device, mode), st in studies.items():
     n = {s: sum(1 for r in rows if (r["device"], r["mode"], r["status"]) == (device, mode, s))
-         for s in ("trained", "stopped", "rejected", "repeated")}
+         for s in ("trained", "stopped", "rejected", "repeated", "diverged")}
     lines.append(f"| {device} | {mode} | {n['trained']} | {n['stopped']} | {n['rejected']} | "
-                 f"{n['repeated']} |")
+                 f"{n['repeated']} | {n['diverged']} |")
   lines += ["", "## Every trial", "",
             "| device | mode | # | status | architecture | params | MACs | flash (B) | arena (B) "
             "| latency (ms) | epochs | val | test | why |", "|---" * 14 + "|"]
