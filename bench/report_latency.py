@@ -35,26 +35,25 @@ _OUT = flags.DEFINE_string("out", "runs/bench_report_latency", "Output folder.")
 def time_both_ways(paths: dict, sample: np.ndarray) -> list:
   """[{"way", "attempt", "start", mode: the report's figure (ms)}], the ways taking turns."""
   report = defaults.get_config().report
-  rounds = report_stage.latency_rounds(report)
   found = []
   for attempt in range(_ATTEMPTS.value):
     for way, spread in (("back to back", 0.0), (f"spread over {_SPREAD.value:g} s", _SPREAD.value)):
       start = time.strftime("%H:%M:%S", time.gmtime())
-      timed = interpreter.interleaved_latency_ms(
-          paths, sample, rounds, report.latency_runs // rounds, report.warmup_runs, report.threads,
-          spread / (rounds - 1))
+      report.latency_spread_s = spread
+      timed = report_stage.report_latencies(report, list(paths.values()), sample)
       found.append({"way": way, "attempt": attempt, "start": start,
-                    **{mode: interpreter.idle_ms(timed[mode]) for mode in paths}})
+                    **{mode: interpreter.idle_ms(timed[path]) for mode, path in paths.items()}})
   return found
 
 
 def plot(found: list, modes: list, path: str) -> str:
   fig, axes = files.new_figure(1, len(modes), figsize=(4.5 * len(modes), 3.5))
+  ways = list(dict.fromkeys(r["way"] for r in found))
   for axis, mode in zip(np.atleast_1d(axes), modes):
-    for x, way in enumerate(dict.fromkeys(r["way"] for r in found)):
+    for x, way in enumerate(ways):
       values = [r[mode] for r in found if r["way"] == way]
       axis.scatter([x] * len(values), values, zorder=3)
-    axis.set_xticks(range(2), list(dict.fromkeys(r["way"] for r in found)))
+    axis.set_xticks(range(len(ways)), ways)
     axis.set_xlim(-0.5, 1.5)
     axis.set_ylim(0, None)
     axis.set_ylabel("report's figure (ms)")

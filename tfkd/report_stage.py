@@ -168,8 +168,8 @@ def tflite_files(run: Run) -> List[tuple]:
   return [entry for entry in found if os.path.exists(entry[2])]
 
 
-def report_latencies(run: Run, paths: List[str]) -> Dict[str, dict]:
-  """Single-stream LiteRT latency of each `.tflite` file, by path.
+def report_latencies(report_config, paths: List[str], sample: np.ndarray) -> Dict[str, dict]:
+  """Single-stream LiteRT latency of each `.tflite` file on `sample` (one input row), by path.
 
   The files are timed in turn, in `LATENCY_ROUNDS` interleaved rounds that share the
   `report.latency_runs` invokes, so a burst of load on a shared machine falls on all of them
@@ -178,11 +178,11 @@ def report_latencies(run: Run, paths: List[str]) -> Dict[str, dict]:
   the rounds are spread over `report.latency_spread_s` and each row gives its quietest
   round, which falls outside the spells (BENCHMARKS §19).
   """
-  cfg = run.config.report
-  rounds = latency_rounds(cfg)
-  return interpreter.interleaved_latency_ms({p: p for p in paths}, run.splits.test[0][0], rounds,
-                                            max(1, cfg.latency_runs // rounds), cfg.warmup_runs,
-                                            cfg.threads, cfg.latency_spread_s / max(1, rounds - 1))
+  rounds = latency_rounds(report_config)
+  return interpreter.interleaved_latency_ms(
+      {p: p for p in paths}, sample, rounds, max(1, report_config.latency_runs // rounds),
+      report_config.warmup_runs, report_config.threads,
+      report_config.latency_spread_s / max(1, rounds - 1))
 
 
 def latency_rounds(report_config) -> int:
@@ -330,8 +330,8 @@ def stage_report(run: Run) -> None:
   robust = RobustEvaluation(run) if from_config.robust_evaluation(run.config) else None
   listed = tflite_files(run)
   float_files = [run.tflite_path(name, "float32") for name in KERAS_LABELS]
-  latencies = report_latencies(run, list(dict.fromkeys(
-      [path for _, _, path in listed] + [p for p in float_files if os.path.exists(p)])))
+  latencies = report_latencies(cfg, list(dict.fromkeys(
+      [path for _, _, path in listed] + [p for p in float_files if os.path.exists(p)])), test_x[0])
   for name in KERAS_LABELS:
     row = (hub_teacher_row(run) if name == "teacher" and run.hub_teacher
            else keras_row(run, name, latencies, robust))
