@@ -1,6 +1,7 @@
 """LiteRT helpers: batched prediction, quantisation of inputs and outputs, accuracy, latency."""
 
 import time
+import types
 
 import numpy as np
 import pytest
@@ -98,8 +99,12 @@ def test_quietest_round_sees_through_a_slow_spell(monkeypatch):
   fakes = {"a": _SpellInterpreter(slow=20), "b": _SpellInterpreter(slow=20)}
   monkeypatch.setattr(interpreter, "load", lambda model, num_threads=1: fakes[model])
   samples = {"a": np.zeros((8, 8, 3)), "b": np.zeros((4, 4, 1))}  # each model its own input
+  pauses = []
+  monkeypatch.setattr(interpreter, "time", types.SimpleNamespace(
+      perf_counter=time.perf_counter, sleep=lambda s: pauses.append(s) or time.sleep(s)))
   latency = interpreter.interleaved_latency_ms({"a": "a", "b": "b"}, samples, rounds=3, runs=10,
-                                               warmup=0, pause_s=0.01)
+                                               warmup=0, spread_s=0.02)
+  assert pauses == [pytest.approx(0.01)] * 2  # the 3 rounds span 0.02 s
   assert fakes["a"].input_shape == (1, 8, 8, 3) and fakes["b"].input_shape == (1, 4, 4, 1)
   for name in "ab":
     # Two of three rounds fell in the spell: their median says 2 ms, the quiet round 1 ms.

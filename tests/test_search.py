@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import pytest
 import tf_keras
 
 from configs import defaults
-from tests.conftest import write_image_folder
+from tests.conftest import CLASSES, write_image_folder
 from tfkd import candidate_cost, from_config, search, search_report, search_space, search_trial
 from tfkd.errors import ConfigError
 from tflite import convert, files, micro
@@ -121,6 +122,27 @@ def test_cost_rejects_before_tflm_and_a_looser_budget_completes_the_cached_measu
                                      _budget(arena=loose["arena_bytes"] - 16), 5)
   assert small_ram["rejected"] == (f"TFLM arena {loose['arena_bytes']:,} B > "
                                    f"{loose['arena_bytes'] - 16:,} B")
+
+
+def test_cost_cache_is_not_shared_by_searches_that_export_differently(tmp_path):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  workdir = str(tmp_path / "run")
+  cand = search_space.smallest_candidates(_tiny_space(), 16)[0]
+  folded = search.Search(from_config.with_defaults(_search_config(data)), workdir)
+  config = from_config.with_defaults(_search_config(data))
+  config.export.fold_normalization = False
+  unfolded = search.Search(config, workdir)
+  assert folded.cost_dir != unfolded.cost_dir
+  assert folded.cost_dir == search.Search(from_config.with_defaults(_search_config(data)),
+                                          workdir).cost_dir
+  # The unfolded file keeps its normalisation ops: measured again, not read from the other's.
+  assert (unfolded.cost(cand, "mlperf_tiny")["flash_bytes"]
+          > folded.cost(cand, "mlperf_tiny")["flash_bytes"])
+  fewer_classes = write_image_folder(tmp_path / "fewer", per_class=(20, 4))
+  for split in ("train", "test"):
+    shutil.rmtree(os.path.join(fewer_classes, split, CLASSES[-1]))
+  assert search.Search(from_config.with_defaults(_search_config(fewer_classes)),
+                       workdir).cost_dir != folded.cost_dir
 
 
 def test_pareto_front_matches_brute_force():

@@ -128,7 +128,7 @@ def time_together(cache_dir: str, samples: dict, runs: int, rounds: int = 10,
     return {}
   return interpreter.interleaved_latency_ms(
       paths, {key: samples[key] for key in paths}, rounds, max(1, runs // rounds), warmup=5,
-      pause_s=spread_s / max(1, rounds - 1))
+      spread_s=spread_s)
 
 
 def like_trained(model):

@@ -181,8 +181,7 @@ def report_latencies(report_config, paths: List[str], sample: np.ndarray) -> Dic
   rounds = latency_rounds(report_config)
   return interpreter.interleaved_latency_ms(
       {p: p for p in paths}, sample, rounds, max(1, report_config.latency_runs // rounds),
-      report_config.warmup_runs, report_config.threads,
-      report_config.latency_spread_s / max(1, rounds - 1))
+      report_config.warmup_runs, report_config.threads, report_config.latency_spread_s)
 
 
 def latency_rounds(report_config) -> int:

@@ -31,6 +31,8 @@ filesystem and one database server:
 """
 
 import collections
+import hashlib
+import json
 import os
 import time
 import warnings
@@ -128,6 +130,7 @@ class Search:
     if len(self.run.splits.input_shape) != 3:
       raise ConfigError("tfkd.search searches image students: data.source must give images.")
     self.data_size = self.run.splits.input_shape[0]
+    self.cost_dir = cost_dir(workdir, config.export, self.run.splits)
     # Before the teacher trains (hours), so that a typo costs seconds.
     modes = list(config.search.modes)
     if not modes or set(modes) - set(MODES):
@@ -154,7 +157,7 @@ class Search:
     return candidate_cost.measure(
         cand, lambda c: search_trial.build(self.run, c),
         search_trial.representative_inputs(self.run, cand["resolution"]),
-        os.path.join(self.workdir, "search", "costs"), self.budget(device),
+        self.cost_dir, self.budget(device),
         self.config.search.latency_runs,
         for_export=lambda model: from_config.for_export(self.config.export, model))
 
@@ -260,6 +263,19 @@ class Search:
                for key, st in studies.items()}
     search_report.write_report(self, studies, winners, latencies)
     return studies, winners
+
+
+def cost_dir(workdir: str, export_config, splits) -> str:
+  """The cost cache of a search: `workdir/search/costs/<what shapes the int8 file>/`.
+
+  A candidate's flash, arena and latency depend on the export settings (e.g. folding the
+  input normalisation) and on the data's classes and channels as well as its architecture,
+  so a search rerun in the same workdir after changing them measures afresh.
+  """
+  shaping = {"export": export_config.to_dict(), "classes": splits.num_classes,
+             "input_shape": list(splits.input_shape)}
+  digest = hashlib.sha1(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
+  return os.path.join(workdir, "search", "costs", digest[:10])
 
 
 def _reason_kind(reason: str) -> str:

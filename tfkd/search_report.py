@@ -49,7 +49,7 @@ def time_candidates(search, studies: dict) -> dict:
   test_x = search.run.splits.test[0][:1]
   inputs = {size: search_trial.resize_images(test_x, size).numpy()[0] for size in set(samples.values())}
   return candidate_cost.time_together(
-      os.path.join(search.workdir, "search", "costs"),
+      search.cost_dir,
       {key: inputs[size] for key, size in samples.items()}, search.config.search.latency_runs,
       spread_s=search.config.search.latency_spread_s)
 

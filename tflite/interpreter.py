@@ -117,13 +117,13 @@ def latency_ms(model: Union[bytes, str], sample: np.ndarray, runs: int = 100, wa
 
 
 def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 50,
-                           warmup: int = 20, num_threads: int = 1, pause_s: float = 0.0) -> dict:
+                           warmup: int = 20, num_threads: int = 1, spread_s: float = 0.0) -> dict:
   """Single-stream latency of several models, timed in interleaved rounds.
 
   Each round times every model `runs` times in turn, so a burst of background
   load falls on every model rather than one. A shared machine also has slow
   spells of up to seconds, which slow models by different factors (up to 2x;
-  BENCHMARKS §19): `pause_s` spreads the rounds out so that some fall outside
+  BENCHMARKS §19): `spread_s` spreads the rounds out so that some fall outside
   them, and "p50_quietest_round" then estimates the idle latency.
 
   Args:
@@ -134,7 +134,7 @@ def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 5
     runs: timed invokes per model per round.
     warmup: untimed invokes per model before the first round.
     num_threads: interpreter threads.
-    pause_s: seconds of sleep between rounds.
+    spread_s: the rounds span about this many seconds (equal sleeps between them).
 
   Returns:
     name → {"p50", "p90", "mean" (ms over all rounds), "p50_quietest_round" (the lowest
@@ -155,8 +155,8 @@ def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 5
     ready[name] = interpreter
   times = {name: np.zeros((rounds, runs)) for name in models}
   for r in range(rounds):
-    if r and pause_s:
-      time.sleep(pause_s)
+    if r and spread_s:
+      time.sleep(spread_s / (rounds - 1))
     for name, interpreter in ready.items():
       for i in range(runs):
         start = time.perf_counter()
