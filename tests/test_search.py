@@ -233,6 +233,84 @@ def test_a_killed_workers_trial_is_retried_with_its_candidate(tmp_path, monkeypa
   assert retried.params == failed.params and retried.system_attrs["failed_trial"] == failed.number
 
 
+class _Killed(Exception):
+  pass
+
+
+class _RecordingTrial:
+  """Stands in for an Optuna trial: records the steps reported; `kill_at` raises there."""
+
+  def __init__(self, kill_at=None):
+    self.steps, self.kill_at = [], kill_at
+
+  def report(self, value, step):
+    self.steps.append(step)
+
+  def should_prune(self):
+    if self.steps[-1] == self.kill_at:
+      raise _Killed()
+    return False
+
+
+def test_a_killed_trial_resumes_reporting_its_own_epochs_and_a_saved_one_is_only_scored(
+    tmp_path, monkeypatch):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  config = from_config.with_defaults(_search_config(data))
+  run = search.Search(config, str(tmp_path / "run")).run
+  cand = search_space.smallest_candidates(config.search.space, 16)[0]
+  train_config = config.train.copy_and_resolve_references()
+  train_config.epochs = 3
+  folder = str(tmp_path / "trial")
+  with pytest.raises(_Killed):  # killed after epoch 1's backup (the reporter runs last)
+    search_trial.train_candidate(run, cand, "scratch", train_config, _RecordingTrial(1),
+                                 folder=folder)
+  retried = _RecordingTrial()
+  result = search_trial.train_candidate(run, cand, "scratch", train_config, retried,
+                                        folder=folder)
+  # Epochs 0 and 1 replayed from the history, then epoch 2 trained and reported at step 2.
+  assert retried.steps == [0, 1, 2] and result["epochs"] == 3
+  # Killed after saving the model but before its result: scored again, not trained again.
+  os.remove(os.path.join(folder, "result.json"))
+  monkeypatch.setattr(search_trial.training, "fit_resumable", None)  # would raise if called
+  again = _RecordingTrial()
+  rescored = search_trial.train_candidate(run, cand, "scratch", train_config, again,
+                                          folder=folder)
+  assert again.steps == [0, 1, 2] and rescored["status"] == "trained"
+  assert rescored["test_accuracy"] == pytest.approx(result["test_accuracy"])
+
+
+def test_a_resumed_study_draws_new_candidates(tmp_path):
+  config = defaults.get_config().search
+  first = search.study(config, str(tmp_path), "mlperf_tiny", "scratch").ask()
+  x = first.suggest_float("x", 0, 1)
+  first.study.tell(first, 0.5)
+  # Reopened by a restart: seeded as before, the sampler's first draw would come again.
+  again = search.study(config, str(tmp_path), "mlperf_tiny", "scratch").ask()
+  assert again.suggest_float("x", 0, 1) != x
+
+
+def test_repeats_count_against_the_limit_and_other_devices_reuse_trained_trials(
+    tmp_path, monkeypatch):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  workdir = str(tmp_path / "run")
+  config = from_config.with_defaults(_search_config(data, trials=2, max_rejected=3))
+  config.search.space.resnet.blocks, config.search.space.resnet.widths = (1, 1), (4,)
+  config.search.profiles.other = _budget()
+  searcher = search.Search(config, workdir)
+  # The space holds one architecture: the study trains it, then gets it back 3 times.
+  st = searcher.search_device("mlperf_tiny", "scratch")
+  assert search.counts(st) == dict(trained=1, stopped=0, rejected=0, repeated=3, diverged=0)
+  repeat = st.trials[-1]
+  assert repeat.value == st.trials[0].value and repeat.user_attrs["reason"] == "repeats trial 0"
+  # A restart does not run the study on: it ended at search.max_rejected.
+  assert len(searcher.search_device("mlperf_tiny", "scratch").trials) == 4
+  # Another device's study reads the trained architecture instead of training it again.
+  monkeypatch.setattr(search_trial.training, "fit_resumable", None)  # would raise if called
+  other = searcher.search_device("other", "scratch")
+  assert other.trials[0].user_attrs["status"] == "trained"
+  assert other.trials[0].value == st.trials[0].value
+
+
 def _worker(data, workdir, trials_only):
   overrides = [f"--config.data.path={data}", "--config.data.image_size=(16,16)",
                "--config.data.val_size=24", "--config.train.batch_size=16",

@@ -85,17 +85,22 @@ def study(search_config, workdir: str, device: str, mode: str, seeded: bool = Tr
     search_config: `config.search`.
     workdir: the search's folder (the default SQLite storage lives there).
     device, mode: the study's device profile and mode; its name is f"{device}_{mode}".
-    seeded: seed the sampler with `search.seed`. Extra workers of a shared study are not
-      seeded: with one seed they would all propose the same candidates.
+    seeded: seed the sampler with `search.seed` plus the study's trials so far. Extra
+      workers of a shared study are not seeded: with one seed they would all propose the
+      same candidates.
   """
-  return optuna.create_study(
+  st = optuna.create_study(
       storage=storage(search_config, workdir), study_name=f"{device}_{mode}", direction="maximize",
       load_if_exists=True,
-      sampler=optuna.samplers.TPESampler(seed=search_config.seed if seeded else None,
-                                         multivariate=True, group=True),
       pruner=optuna.pruners.HyperbandPruner(min_resource=search_config.min_epochs,
                                             max_resource=search_config.epochs,
                                             reduction_factor=search_config.reduction_factor))
+  # Seeded by how far the study got: a resumed search draws new candidates instead of
+  # replaying the first session's draws (each a repeat).
+  st.sampler = optuna.samplers.TPESampler(
+      seed=search_config.seed + len(st.get_trials(deepcopy=False)) if seeded else None,
+      multivariate=True, group=True)
+  return st
 
 
 def counts(st: optuna.Study) -> dict:
@@ -187,18 +192,24 @@ class Search:
       trial.set_user_attr("status", "rejected")
       trial.set_user_attr("reason", cost["rejected"])
       raise optuna.TrialPruned(cost["rejected"])
-    folder = search_trial.trial_dir(self.workdir, cand, mode, self.train_config.epochs)
-    repeated = os.path.exists(os.path.join(folder, "result.json"))
+    earlier = _earlier_trial(trial, cand)
+    if earlier is not None:  # this study has its outcome: a new candidate is worth more
+      trial.set_user_attr("status", "repeated")
+      trial.set_user_attr("reason", f"repeats trial {earlier.number}")
+      if earlier.state != optuna.trial.TrialState.COMPLETE:
+        raise optuna.TrialPruned(f"repeats trial {earlier.number}")
+      trial.set_user_attr("result", earlier.user_attrs["result"])
+      return earlier.value
     try:
+      # Trained by another study of this mode (another device), it is read, not trained again.
       result = search_trial.train_candidate(self.run, cand, mode, self.train_config, trial,
-                                            self.teacher_logits if mode == "distill" else None,
-                                            folder)
+                                            self.teacher_logits if mode == "distill" else None)
     except TrainingError as e:  # a diverged candidate ends its trial, not the search
       trial.set_user_attr("status", "diverged")
       trial.set_user_attr("reason", str(e).split(":")[0])
       raise optuna.TrialPruned(str(e)) from e
     trial.set_user_attr("result", result)
-    trial.set_user_attr("status", "repeated" if repeated else result["status"])
+    trial.set_user_attr("status", result["status"])
     if result["status"] == "stopped":
       raise optuna.TrialPruned(f"stopped after {result['epochs']} epochs")
     return result["val_accuracy"]
@@ -228,7 +239,7 @@ class Search:
                         " stopping with %d trained.", device, mode, limit, done)
         st.stop()
 
-    if done_at_start < wanted:
+    if done_at_start < wanted and tally["rejected"] + tally["repeated"] < limit:
       st.optimize(lambda trial: self.objective(trial, device, mode), callbacks=[progress],
                   gc_after_trial=True)
     if not _best(st):
@@ -284,6 +295,17 @@ def _reason_kind(reason: str) -> str:
   first = reason.split()[0]
   return {"does": "int8 conversion", "TFLite": "TFLM ops", "TFLM": "TFLM arena",
           "activations": "activations"}.get(first, first)
+
+
+def _earlier_trial(trial, cand: dict):
+  """The study's finished trial of the same architecture that was not rejected, or None."""
+  key = search_space.candidate_key(cand)
+  for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                          optuna.trial.TrialState.PRUNED)):
+    if (t.user_attrs.get("status") not in (None, "rejected") and
+        search_space.candidate_key(t.user_attrs["candidate"]) == key):
+      return t
+  return None
 
 
 def _best(st: optuna.Study):

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfkd import data, from_config, precision, search_space, training
+from tfkd import data, from_config, model_files, precision, search_space, training
 from tflite import files
 
 
@@ -67,15 +67,17 @@ def build(run, cand: dict, name: str = "student") -> tf_keras.Model:
 class _ReportToTrial(tf_keras.callbacks.Callback):
   """Reports each epoch's validation accuracy to Optuna; stops training when the pruner says so."""
 
-  def __init__(self, trial, first_epoch: int):
+  def __init__(self, trial):
     super().__init__()
-    self.trial, self.first_epoch, self.stopped_after = trial, first_epoch, None
+    self.trial, self.stopped_after = trial, None
 
   def on_epoch_end(self, epoch, logs=None):
-    self.trial.report(float(logs["val_accuracy"]), self.first_epoch + epoch)
+    # `epoch` counts from the run's start: a fit resumed from its backup begins at the
+    # restored epoch, so the steps continue those replayed from the history.
+    self.trial.report(float(logs["val_accuracy"]), epoch)
     if self.trial.should_prune():
       self.model.stop_training = True
-      self.stopped_after = self.first_epoch + epoch + 1
+      self.stopped_after = epoch + 1
 
 
 def _history_accuracies(folder: str) -> list:
@@ -140,6 +142,13 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
       _should_stop_on_history(trial, _history_accuracies(folder))
     return result
   done_before = _history_accuracies(folder)
+  model_path = os.path.join(folder, "model.keras")
+  if os.path.exists(model_path):  # trained, then killed before its result was written
+    if trial is not None:
+      _should_stop_on_history(trial, done_before)
+    return _finish(folder, "trained", done_before,
+                   test_accuracy(run, model_files.load_model(model_path), cand["resolution"],
+                                 run.config.report.batch_size), 0.0)
   if trial is not None and _should_stop_on_history(trial, done_before):
     return _finish(folder, "stopped", done_before, None, 0.0)
   start = time.time()
@@ -158,7 +167,7 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
     train, val = run.datasets(train_config.batch_size, os.path.relpath(folder, run.workdir),
                               distillation=mode == "distill",
                               teacher_logits=teacher_logits if mode == "distill" else None)
-  reporter = _ReportToTrial(trial, len(done_before)) if trial is not None else None
+  reporter = _ReportToTrial(trial) if trial is not None else None
   training.fit_resumable(model, _resized_batches(train, size), _resized_batches(val, size),
                          train_config.epochs, folder, callbacks=[reporter] if reporter else [],
                          steps_per_epoch=steps)
@@ -166,7 +175,7 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
   if reporter is not None and reporter.stopped_after:
     training.remove_backup(folder)  # a stopped trial is final: nothing will resume it
     return _finish(folder, "stopped", accuracies, None, time.time() - start)
-  training.save_final_model(student, os.path.join(folder, "model.keras"), folder)
+  training.save_final_model(student, model_path, folder)
   return _finish(folder, "trained", accuracies,
                  test_accuracy(run, precision.with_policy(student, "float32"), size,
                                run.config.report.batch_size),
