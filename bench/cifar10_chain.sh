@@ -57,7 +57,11 @@ run_e80_cycle20() {
 }
 run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slower (BENCHMARKS §17)
   mkdir -p runs/cifar10_search &&
-  cp -rn runs/cifar10_e80/teacher runs/cifar10_e80/teacher_views runs/cifar10_search/ &&
+  for part in teacher teacher_views; do  # e80's teacher and views, copied whole or not at all
+    [ -e "runs/cifar10_search/$part" ] || { rm -rf "runs/cifar10_search/$part.tmp" &&
+      cp -r "runs/cifar10_e80/$part" "runs/cifar10_search/$part.tmp" &&
+      mv "runs/cifar10_search/$part.tmp" "runs/cifar10_search/$part"; } || return 1
+  done &&
   $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
     --out=runs/bench_search --chain_log=runs/cifar10_chain.log --config.train.precision=float32
 }
