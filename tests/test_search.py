@@ -194,9 +194,9 @@ def test_candidates_that_do_not_build_are_told_apart_from_a_small_budget(tmp_pat
 def test_distill_mode_trains_candidates_from_the_teachers_cached_views(tmp_path):
   data = write_image_folder(tmp_path / "images", per_class=(20, 4))
   workdir = str(tmp_path / "run")
-  config = from_config.with_defaults(_search_config(data, modes=("distill",), trials=2,
+  config = from_config.with_defaults(_search_config(data, modes=("distill",), trials=1,
                                                     latency_spread_s=0.0))
-  config.teacher.epochs = 1
+  config.teacher.model, config.teacher.epochs = "resnet8", 1
   config.distill.cached_teacher, config.distill.cache_epochs = True, 1
   config.distill.check_teacher = False  # a 1-epoch teacher's BatchNorm has not settled
   studies, winners = search.Search(config, workdir).run_all()
@@ -224,7 +224,7 @@ def test_a_killed_workers_trial_is_retried_with_its_candidate(tmp_path, monkeypa
   killed = search.study(config, str(tmp_path), "mlperf_tiny", "distill").ask()
   killed.suggest_int("resnet_blocks", 1, 2)
   killed.storage.record_heartbeat(killed._trial_id)  # pylint: disable=protected-access
-  time.sleep(2.5)
+  time.sleep(2.0)
   st = search.study(config, str(tmp_path), "mlperf_tiny", "distill")
   optuna.storages.fail_stale_trials(st)
   failed, retried = st.get_trials(deepcopy=False)

@@ -285,9 +285,7 @@ def test_encode_command_line(tmp_path):
       cwd=REPO, capture_output=True, text=True, check=True)
   assert result.stdout.split("\n")[:2] == ["1 4 3 0 0", "3 0 0 0 0"]
   np.testing.assert_array_equal(np.load(out), [[1, 4, 3, 0, 0], [3, 0, 0, 0, 0]])
-  missing = subprocess.run([sys.executable, "-m", "tfkd.encode_text", "--vocab=nowhere.txt", "x"],
-                           cwd=REPO, capture_output=True, text=True)
-  assert missing.returncode != 0 and "nowhere.txt' does not exist" in missing.stderr
+  # A missing vocabulary's one-line error: tests/test_bad_inputs.py.
 
 
 # --- Transfer set ------------------------------------------------------------------------------

@@ -66,11 +66,6 @@ def test_evaluate_counts_correct_predictions(int8_path, image_folder):
   np.testing.assert_array_equal(result["confusion"], expected)
 
 
-def test_command_without_data_explains_what_to_pass(int8_path):
-  result = run_cli(f"--model={int8_path}")
-  assert result.returncode != 0 and "Give --data" in result.stderr
-
-
 def test_test_split_matches_the_training_loader(int8_path, image_folder):
   config = eval_data.data_config("folder", image_folder, (12, 12, 3))
   x, y = eval_data.load_split(config, "test")
