@@ -28,8 +28,9 @@ demo: setup
 # TFLM runs, subprocess start-up); on 2 cores two processes took it from 10.0 to 5.9 minutes.
 # Work stealing: a few integration tests take minutes, so an idle process takes queued tests
 # from the busy one instead of waiting on a pre-assigned share. One intra-op thread per
-# TensorFlow process (its children inherit it): two processes of two threads each on 2 cores
-# spent a fifth of the CPU time contending, and the suite took 8.6 min instead of 6.7.
+# TensorFlow process (its children inherit it): two processes of two threads each contend for
+# the 2 cores. With it (and 3 fewer subprocess tests) the suite took 6.7 min instead of 8.6,
+# and 13.1 CPU-minutes instead of 16.6.
 test: setup
 	TF_NUM_INTRAOP_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal tests
 
