@@ -261,7 +261,8 @@ def test_a_killed_trial_resumes_reporting_its_own_epochs_and_a_saved_one_is_only
   train_config = config.train.copy_and_resolve_references()
   train_config.epochs = 3
   folder = str(tmp_path / "trial")
-  with pytest.raises(_Killed):  # killed after epoch 1's backup (the reporter runs last)
+  # Killed at the end of the second epoch, after its backup was written (the reporter runs last).
+  with pytest.raises(_Killed):
     search_trial.train_candidate(run, cand, "scratch", train_config, _RecordingTrial(1),
                                  folder=folder)
   retried = _RecordingTrial()
