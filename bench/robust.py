@@ -127,8 +127,7 @@ def train(config, splits, name: str, model_config, seed: int, teacher=None,
                                  teacher_logits=None if overrides is None else teacher_logits,
                                  view_seed=view_seed)
   start = time.time()
-  training.fit_resumable(trainer, train_ds, None, epochs, folder, steps_per_epoch=steps,
-                         callbacks=[training.EpochProgress(name, epochs)])
+  training.fit_resumable(trainer, train_ds, None, epochs, folder, steps_per_epoch=steps)
   training.save_final_model(student, path, folder)
   files.write_json(os.path.join(folder, "train.json"), {"seconds": time.time() - start,
                                                         "epochs": epochs, "steps_per_epoch": steps})
