@@ -50,6 +50,12 @@ def step_times(log_path: str, step: str) -> dict:
   return times
 
 
+def _local_time(utc_stamp: str) -> datetime.datetime:
+  """The chain's UTC stamp (`date -u`) in local time, the time absl writes in its lines."""
+  utc = datetime.datetime.strptime(utc_stamp, "%Y-%m-%dT%H:%M:%SZ")
+  return utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
+
+
 def attempt_seconds(log_path: str, step: str) -> list:
   """Wall seconds of each attempt of one chain step: from its start to its last log line.
 
@@ -66,7 +72,7 @@ def attempt_seconds(log_path: str, step: str) -> list:
           attempts.append((last - start).total_seconds())
         start = last = None
         if started.group(1) == step:
-          start = last = datetime.datetime.strptime(started.group(2), "%Y-%m-%dT%H:%M:%SZ")
+          start = last = _local_time(started.group(2))
         continue
       stamp = _ABSL_TIME.match(line) if start is not None else None
       if stamp:

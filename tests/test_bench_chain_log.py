@@ -1,5 +1,7 @@
 """bench.chain_log reads the chain's log: each step's stages, over attempts, each epoch once."""
 
+import time
+
 from bench import chain_log
 from tfkd import training
 
@@ -60,3 +62,18 @@ def test_attempt_seconds_leave_out_the_hours_between_sessions(tmp_path):
   assert chain_log.attempt_seconds(str(log), "search") == [115 * 60 + 30, 75 * 60]
   assert chain_log.attempt_seconds(str(log), "robust") == [30 * 60]
   assert chain_log.attempt_seconds(str(log), "e80") == []
+
+
+def test_attempt_seconds_read_the_utc_start_against_absl_local_times(tmp_path, monkeypatch):
+  # The chain stamps its starts in UTC; absl writes local time. At UTC+9, 12:30 local is
+  # 03:30 UTC, half an hour after the start.
+  monkeypatch.setenv("TZ", "Etc/GMT-9")  # POSIX sign: 9 hours east of Greenwich
+  time.tzset()
+  try:
+    log = tmp_path / "chain.log"
+    log.write_text("[chain] search: starting 2026-11-30T03:00:00Z\n"
+                   "I1130 12:30:00.000000 1 search.py:194] [search a/distill] trial 1 of 3\n")
+    assert chain_log.attempt_seconds(str(log), "search") == [30 * 60]
+  finally:
+    monkeypatch.undo()
+    time.tzset()
