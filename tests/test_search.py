@@ -1,5 +1,6 @@
 """The budget search: its space, cost-before-training, Pareto front, and a shared study."""
 
+import datetime
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import tf_keras
 from configs import defaults
 from tests.conftest import CLASSES, write_image_folder
 from tfkd import candidate_cost, from_config, search, search_report, search_space, search_trial
-from tfkd.errors import ConfigError
+from tfkd.errors import ConfigError, TrainingError
 from tflite import convert, files, micro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,13 +239,17 @@ class _Killed(Exception):
 
 
 class _RecordingTrial:
-  """Stands in for an Optuna trial: records the steps reported; `kill_at` raises there."""
+  """Stands in for an Optuna trial: records the steps and attributes; `kill_at` raises there."""
 
   def __init__(self, kill_at=None):
-    self.steps, self.kill_at = [], kill_at
+    self.steps, self.kill_at, self.user_attrs = [], kill_at, {}
+    self.datetime_start = datetime.datetime.now()
 
   def report(self, value, step):
     self.steps.append(step)
+
+  def set_user_attr(self, key, value):
+    self.user_attrs[key] = value
 
   def should_prune(self):
     if self.steps[-1] == self.kill_at:
@@ -262,9 +267,12 @@ def test_a_killed_trial_resumes_reporting_its_own_epochs_and_a_saved_one_is_only
   train_config.epochs = 3
   folder = str(tmp_path / "trial")
   # Killed at the end of the second epoch, after its backup was written (the reporter runs last).
+  killed = _RecordingTrial(1)
   with pytest.raises(_Killed):
-    search_trial.train_candidate(run, cand, "scratch", train_config, _RecordingTrial(1),
-                                 folder=folder)
+    search_trial.train_candidate(run, cand, "scratch", train_config, killed, folder=folder)
+  # Its time up to that epoch is kept: the study's summary counts it (below).
+  trained_for = (datetime.datetime.now() - killed.datetime_start).total_seconds()
+  assert 0 < killed.user_attrs["seconds_to_last_epoch"] <= trained_for
   retried = _RecordingTrial()
   result = search_trial.train_candidate(run, cand, "scratch", train_config, retried,
                                         folder=folder)
@@ -278,6 +286,33 @@ def test_a_killed_trial_resumes_reporting_its_own_epochs_and_a_saved_one_is_only
                                           folder=folder)
   assert again.steps == [0, 1, 2] and rescored["status"] == "trained"
   assert rescored["test_accuracy"] == pytest.approx(result["test_accuracy"])
+
+
+def _ended_trial(number, state, minutes, attrs, value=None, start=datetime.datetime(2026, 11, 30)):
+  return optuna.trial.FrozenTrial(
+      number=number, trial_id=number, state=state, value=value, datetime_start=start,
+      datetime_complete=start + datetime.timedelta(minutes=minutes), params={}, distributions={},
+      user_attrs=attrs, system_attrs={}, intermediate_values={})
+
+
+def test_study_summary_counts_a_killed_trials_epochs_not_the_hours_until_it_was_found():
+  st = optuna.create_study(direction="maximize")
+  complete, pruned, fail = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                            optuna.trial.TrialState.FAIL)
+  for trial in (_ended_trial(0, complete, 10, {"status": "trained"}, value=0.5),
+                _ended_trial(1, pruned, 3, {"status": "stopped"}),
+                _ended_trial(2, complete, 0.5, {"status": "rejected"}, value=0.0),
+                # Killed after 4 min of epochs; the next session found it stale 18 h later.
+                _ended_trial(3, fail, 18 * 60, {"seconds_to_last_epoch": 240.0}),
+                _ended_trial(4, fail, 18 * 60, {})):  # killed before its first epoch ended
+    st.add_trial(trial)
+  summary = search_report.study_summary(st)
+  assert summary["trial_minutes"] == pytest.approx(10 + 3 + 0.5 + 4)
+  assert (summary["total"], summary["trained"], summary["stopped"], summary["rejected"]) == (3, 1, 1, 1)
+  assert summary["rejected_share"] == pytest.approx(1 / 3)
+  assert summary["stopped_share"] == pytest.approx(1 / 2)
+  table = search_report.study_lines({("tiny", "distill"): st})
+  assert table[-1] == "| tiny | distill | 3 | 1 (33%) | 1 | 1 (50%) | 0 | 0 | 17.5 |"
 
 
 def test_a_resumed_study_draws_new_candidates(tmp_path):
@@ -300,7 +335,7 @@ def test_repeats_count_against_the_limit_and_other_devices_reuse_trained_trials(
   searcher = search.Search(config, workdir)
   # The space holds one architecture: the study trains it, then gets it back 3 times.
   st = searcher.search_device("mlperf_tiny", "scratch")
-  assert search.counts(st) == dict(trained=1, stopped=0, rejected=0, repeated=3, diverged=0)
+  assert search_report.counts(st) == dict(trained=1, stopped=0, rejected=0, repeated=3, diverged=0)
   repeat = st.trials[-1]
   assert repeat.value == st.trials[0].value and repeat.user_attrs["reason"] == "repeats trial 0"
   # A restart does not run the study on: it ended at search.max_rejected.
@@ -326,6 +361,47 @@ def _worker(data, workdir, trials_only):
       [sys.executable, "-m", "tfkd.search", "--config=configs/defaults.py", f"--workdir={workdir}",
        *overrides] + (["--trials_only"] if trials_only else []),
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_study_without_a_trained_trial_or_a_diverged_winner_leaves_the_report_standing(
+    tmp_path, monkeypatch):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  config = from_config.with_defaults(_search_config(data, trials=1, final_epochs=2))
+  config.search.space.resnet.blocks, config.search.space.resnet.widths = (1, 1), (4,)
+  config.search.profiles.other = _budget()
+  config.search.devices = ("mlperf_tiny", "other")
+  searcher = search.Search(config, str(tmp_path / "run"))
+  real_train, epochs_trained = search_trial.train_candidate, []
+
+  def train_candidate(run, cand, mode, train_config, *args, **kwargs):
+    epochs_trained.append(train_config.epochs)
+    # 'other' study's only trial diverges, then mlperf_tiny's winner's 2-epoch retraining.
+    if epochs_trained.count(1) == 2 or train_config.epochs == 2:
+      e = train_config.epochs
+      raise TrainingError(f"[scratch_x_e{e}] the training loss became nan in epoch {e}/{e}: ...")
+    return real_train(run, cand, mode, train_config, *args, **kwargs)
+
+  monkeypatch.setattr(search_trial, "train_candidate", train_candidate)
+  studies, winners = searcher.run_all()
+  assert epochs_trained == [1, 1, 2]
+  assert "| other | scratch | 1 | 0 (0%) | 0 | 0 (0%) | 0 | 1 |" in search_report.study_lines(studies)[-1]
+  assert winners["other", "scratch"] == {"status": "no trained trial"}
+  assert winners["mlperf_tiny", "scratch"] == {
+      "status": "retraining diverged: [scratch_x_e2] the training loss became nan in epoch 2/2"}
+  with open(os.path.join(searcher.workdir, "search", "report.md")) as f:
+    report = f.read()
+  assert "| other | scratch | no trained trial |" in report
+  assert "| mlperf_tiny | scratch | retraining diverged: [scratch_x_e2]" in report
+  assert "| mlperf_tiny | scratch | 1 | 0 (0%) | 1 | 0 (0%) |" in report  # the trial is listed
+
+
+def test_a_search_whose_studies_all_diverge_names_why(tmp_path):
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  config = from_config.with_defaults(_search_config(data, trials=1))
+  config.train.learning_rate = 1e30
+  with pytest.raises(ConfigError, match=r"The mlperf_tiny/scratch study ended without one trained "
+                                        r"trial \(its trials' reasons: diverged 1\)"):
+    search.Search(config, str(tmp_path / "run")).run_all()
 
 
 def test_two_workers_share_one_study_and_the_winner_is_verified(tmp_path):

@@ -103,17 +103,6 @@ def study(search_config, workdir: str, device: str, mode: str, seeded: bool = Tr
   return st
 
 
-def counts(st: optuna.Study) -> dict:
-  """Finished trials of a study by status: trained, stopped, rejected, repeated, diverged."""
-  tally = {"trained": 0, "stopped": 0, "rejected": 0, "repeated": 0, "diverged": 0}
-  for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                 optuna.trial.TrialState.PRUNED)):
-    status = t.user_attrs.get("status")
-    if status in tally:
-      tally[status] += 1
-  return tally
-
-
 class Search:
   """One search run: the data, the teacher's cached views, and the config's budgets.
 
@@ -219,11 +208,11 @@ class Search:
     self.check_device(device)
     st = study(self.config.search, self.workdir, device, mode, seeded)
     wanted, limit = self.config.search.trials, self.config.search.max_rejected
-    start, tally = time.time(), counts(st)
+    start, tally = time.time(), search_report.counts(st)
     done_at_start = tally["trained"] + tally["stopped"] + tally["diverged"]
 
     def progress(st, frozen):
-      tally = counts(st)
+      tally = search_report.counts(st)
       done = tally["trained"] + tally["stopped"] + tally["diverged"]
       best = _best(st)
       per_trial = (time.time() - start) / max(1, done - done_at_start)
@@ -243,11 +232,7 @@ class Search:
       st.optimize(lambda trial: self.objective(trial, device, mode), callbacks=[progress],
                   gc_after_trial=True)
     if not _best(st):
-      over = collections.Counter(_reason_kind(t.user_attrs["reason"]) for t in st.get_trials(
-          deepcopy=False) if t.user_attrs.get("reason"))
-      raise ConfigError(f"The {device}/{mode} study ended without one trained trial (rejected: "
-                        f"{', '.join(f'{k} {n}' for k, n in over.most_common()) or 'none'}). Fix: "
-                        "narrow search.space to models that fit, or raise search.max_rejected.")
+      logging.warning(_nothing_trained(st, device, mode))
     return st
 
   def run_all(self, trials_only: bool = False):
@@ -267,6 +252,10 @@ class Search:
                           "views: set distill.cached_teacher=True (or distill.teacher_logits_path).")
     studies = {(device, mode): self.search_device(device, mode, seeded=not trials_only)
                for device in self.config.search.devices for mode in modes}
+    # A study without a trained trial gets a line in the report; only if all are empty is
+    # there nothing to report.
+    if not any(_best(st) for st in studies.values()):
+      raise ConfigError(" ".join(_nothing_trained(st, *key) for key, st in studies.items()))
     if trials_only:
       return studies, {}
     latencies = search_report.time_candidates(self, studies)
@@ -289,10 +278,21 @@ def cost_dir(workdir: str, export_config, splits) -> str:
   return os.path.join(workdir, "search", "costs", digest[:10])
 
 
+def _nothing_trained(st: optuna.Study, device: str, mode: str) -> str:
+  """Why a study has no trained trial, and the fix."""
+  over = collections.Counter(_reason_kind(t.user_attrs["reason"]) for t in st.get_trials(
+      deepcopy=False) if t.user_attrs.get("reason"))
+  return (f"The {device}/{mode} study ended without one trained trial (its trials' "
+          f"reasons: {', '.join(f'{k} {n}' for k, n in over.most_common()) or 'none'}). Fix: "
+          "narrow search.space to models that fit, or raise search.max_rejected.")
+
+
 def _reason_kind(reason: str) -> str:
   """What a rejection or stop was about, from the first word of its reason
   (`candidate_cost.rejection`, `TrainingError`)."""
   first = reason.split()[0]
+  if first.startswith("["):  # a TrainingError names its stage first
+    return "diverged"
   return {"does": "int8 conversion", "TFLite": "TFLM ops", "TFLM": "TFLM arena",
           "activations": "activations"}.get(first, first)
 

@@ -7,7 +7,7 @@ reached TFLM again, all together at the end: its latency is the one the
 report gives (the winner's too). `write_report` writes
 `workdir/search/report.md` (winners, then every trial), `trials.csv` and
 `pareto.png` (validation accuracy against flash, arena and latency, the Pareto
-front of each mode, the device budgets as lines).
+front of each mode, the device budgets as lines); `study_summary` its table of studies.
 
 Example:
   latencies = time_candidates(search, studies)
@@ -20,12 +20,61 @@ import io
 import os
 
 import optuna
+from absl import logging
 
 from tfkd import candidate_cost, from_config, model_files, search_space, search_trial
+from tfkd.errors import TrainingError
 from tflite import benchmark, convert, files, firmware, interpreter
 
 PARETO_AXES = (("flash_bytes", "int8 flash (KiB)", 1024), ("arena_bytes", "TFLM arena (KiB)", 1024),
                ("latency_ms", "LiteRT latency (ms, 1 thread)", 1))
+
+
+def counts(st: optuna.Study) -> dict:
+  """Finished trials of a study by status: trained, stopped, rejected, repeated, diverged."""
+  tally = {"trained": 0, "stopped": 0, "rejected": 0, "repeated": 0, "diverged": 0}
+  for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                 optuna.trial.TrialState.PRUNED)):
+    status = t.user_attrs.get("status")
+    if status in tally:
+      tally[status] += 1
+  return tally
+
+
+def study_summary(st: optuna.Study) -> dict:
+  """A study's trials by status (`counts`), the shares rejected and stopped, and their time.
+
+  The time sums each ended trial's start-to-end in Optuna's records, so the hours between
+  the sessions of a resumed search do not count. A killed trial (FAIL) counts up to its
+  last finished epoch: its end in the records is when another run found it stale.
+
+  Returns:
+    `counts` plus "total", "trial_minutes", "rejected_share" (of all candidates) and
+    "stopped_share" (of those trained, stopped early or not).
+  """
+  ended = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                optuna.trial.TrialState.PRUNED))
+  killed = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+  tally = counts(st)
+  total = sum(tally.values())
+  seconds = (sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ended) +
+             sum(t.user_attrs.get("seconds_to_last_epoch", 0.0) for t in killed))
+  return dict(tally, total=total, trial_minutes=seconds / 60,
+              rejected_share=tally["rejected"] / total if total else 0.0,
+              stopped_share=tally["stopped"] / max(1, tally["trained"] + tally["stopped"]))
+
+
+def study_lines(studies: dict) -> list:
+  """The table of studies (markdown lines): candidates by status, shares and trials' time."""
+  lines = ["| device | mode | candidates | rejected before training | trained | stopped early "
+           "(share of trained) | repeated | diverged | trials' time (min) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for (device, mode), st in studies.items():
+    s = study_summary(st)
+    lines.append(f"| {device} | {mode} | {s['total']} | {s['rejected']} ({s['rejected_share']:.0%})"
+                 f" | {s['trained']} | {s['stopped']} ({s['stopped_share']:.0%}) | {s['repeated']} "
+                 f"| {s['diverged']} | {s['trial_minutes']:.1f} |")
+  return lines
 
 
 def time_candidates(search, studies: dict) -> dict:
@@ -68,7 +117,7 @@ def verify_winner(search, st: optuna.Study, device: str, mode: str, latencies=No
     {"candidate", "search_val_accuracy", "test_accuracy" (float), "int8_test_accuracy"
      (LiteRT, whole test set), "edge" (`tflite.benchmark.edge_report`: flash, latency,
      TFLM arena and parity), "fits" ('yes' or why not, from the trained int8 file), "tflite",
-     "c_files"}, or {"status": reason} without a trained trial.
+     "c_files"}, or {"status": reason} without a trained trial or if its retraining diverged.
   """
   complete = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
   if not complete:
@@ -81,9 +130,13 @@ def verify_winner(search, st: optuna.Study, device: str, mode: str, latencies=No
   # Keyed by architecture and schedule: a later, better trial gets its own folder, and one
   # architecture winning for two devices trains once.
   folder = search_trial.trial_dir(run.workdir, cand, mode, final.epochs)
-  result = search_trial.train_candidate(run, cand, mode, final, None,
-                                        search.teacher_logits if mode == "distill" else None,
-                                        folder)
+  try:
+    result = search_trial.train_candidate(run, cand, mode, final, None,
+                                          search.teacher_logits if mode == "distill" else None,
+                                          folder)
+  except TrainingError as e:  # one diverged winner leaves the others' report standing
+    logging.warning("[search %s/%s] the winner's retraining failed: %s", device, mode, e)
+    return {"status": f"retraining diverged: {str(e).split(':')[0]}"}
   model = model_files.load_model(result["model_path"])
   size = cand["resolution"]
   tflite_path = os.path.join(folder, "model_int8.tflite")
@@ -154,7 +207,8 @@ def pareto_front(points) -> list:
 def pareto_plot(rows: list, profiles, path: str) -> str:
   """Validation accuracy against flash, arena and latency; each mode's front; device budgets."""
   fig, axes = files.new_figure(1, len(PARETO_AXES), figsize=(5 * len(PARETO_AXES), 4))
-  trained = [r for r in rows if r["status"] in ("trained", "repeated") and r["val_accuracy"]]
+  trained = [r for r in rows if r["status"] in ("trained", "repeated")
+             and r["val_accuracy"] is not None]
   for ax, (key, label, unit) in zip(axes, PARETO_AXES):
     for mode, color in (("distill", "tab:blue"), ("scratch", "tab:orange")):
       points = [(r[key] / unit, 100 * r["val_accuracy"]) for r in trained
@@ -229,14 +283,7 @@ def write_report(search, studies: dict, winners: dict, latencies=None) -> str:
               "Latency: LiteRT, 1 thread, each candidate's own measurement."), "",
            "## Winners (retrained, int8, verified on LiteRT and TFLite Micro)", "",
            *winner_lines(winners), "", "![Pareto](pareto.png)", "", "## Studies", "",
-           "| device | mode | trained | stopped early | rejected before training | repeated "
-           "| diverged |", "|---|---|---|---|---|---|---|"]
-  for (device, mode), st in studies.items():
-    n = {s: sum(1 for r in rows if (r["device"], r["mode"], r["status"]) == (device, mode, s))
-         for s in ("trained", "stopped", "rejected", "repeated", "diverged")}
-    lines.append(f"| {device} | {mode} | {n['trained']} | {n['stopped']} | {n['rejected']} | "
-                 f"{n['repeated']} | {n['diverged']} |")
-  lines += ["", "## Every trial", "",
+           *study_lines(studies), "", "## Every trial", "",
             "| device | mode | # | status | architecture | params | MACs | flash (B) | arena (B) "
             "| latency (ms) | epochs | val | test | why |", "|---" * 14 + "|"]
   for r in rows:

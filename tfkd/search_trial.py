@@ -16,6 +16,7 @@ Example:
 """
 
 import csv
+import datetime
 import fcntl
 import os
 import time
@@ -75,6 +76,9 @@ class _ReportToTrial(tf_keras.callbacks.Callback):
     # `epoch` counts from the run's start: a fit resumed from its backup begins at the
     # restored epoch, so the steps continue those replayed from the history.
     self.trial.report(float(logs["val_accuracy"]), epoch)
+    # A trial killed later still counts its time up to here (`search_report.study_summary`).
+    self.trial.set_user_attr("seconds_to_last_epoch", (
+        datetime.datetime.now() - self.trial.datetime_start).total_seconds())
     if self.trial.should_prune():
       self.model.stop_training = True
       self.stopped_after = epoch + 1
