@@ -6,9 +6,10 @@ r"""Budget search benchmark: the best student per device, distilled and from scr
 Runs (or continues) `tfkd.search` with the config, then writes search_bench.md:
 provenance, the winners (retrained, int8, verified on LiteRT and TFLite Micro),
 each study's share of candidates rejected before training and of trials stopped
-early and its trials' time (`search_report.study_summary`), this command's wall time, and with --chain_log the
-search's wall time over all its attempts in `bench/cifar10_chain.sh`'s log
-(`chain_log.attempt_seconds`); the Pareto plot is `workdir/search/pareto.png`.
+early and its trials' time (`search_report.study_summary`), this command's wall
+time, and with --chain_log the search's wall time over all its attempts in
+`bench/cifar10_chain.sh`'s log (`chain_log.attempt_seconds`); the Pareto plot is
+`workdir/search/pareto.png`.
 A workdir that already holds a trained teacher (`teacher/model.keras`) and its cached
 views reuses them: copy them from a pipeline run with the same config to save hours.
 """

@@ -7,7 +7,8 @@ reached TFLM again, all together at the end: its latency is the one the
 report gives (the winner's too). `write_report` writes
 `workdir/search/report.md` (winners, then every trial), `trials.csv` and
 `pareto.png` (validation accuracy against flash, arena and latency, the Pareto
-front of each mode, the device budgets as lines); `study_summary` its table of studies.
+front of each mode, the device budgets as lines). `study_lines` is its table of studies
+(`study_summary`: trials by status, shares, time), which `bench.search` prints too.
 
 Example:
   latencies = time_candidates(search, studies)
