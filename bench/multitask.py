@@ -100,7 +100,8 @@ def train(config, splits, name: str, student, labels: np.ndarray, seed: int, tra
                                  augment=True, seed=seed, start_epoch=training.resume_epoch(folder),
                                  teacher_logits=teacher_logits, view_seed=view_seed)
   start = time.time()
-  training.fit_resumable(trainer, train_ds, None, train_config.epochs, folder, steps_per_epoch=steps)
+  training.fit_resumable(trainer, train_ds, None, train_config.epochs, folder,
+                         steps_per_epoch=steps)
   training.save_final_model(student, path, folder)
   files.write_json(os.path.join(folder, "train.json"), {
       "seconds": time.time() - start, "epochs": train_config.epochs, "steps_per_epoch": steps})

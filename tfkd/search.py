@@ -215,12 +215,11 @@ class Search:
       tally = search_report.counts(st)
       done = tally["trained"] + tally["stopped"] + tally["diverged"]
       best = _best(st)
-      per_trial = (time.time() - start) / max(1, done - done_at_start)
       logging.info("[search %s/%s] trial %d of %d (%d rejected, %d stopped early, %d repeated); "
-                   "best val %s; ETA %.0f min", device, mode, done, wanted, tally["rejected"],
+                   "best val %s; ETA %s", device, mode, done, wanted, tally["rejected"],
                    tally["stopped"], tally["repeated"],
                    f"{best.value:.2%} ({search_space.describe(best.user_attrs['candidate'])})"
-                   if best else "-", per_trial * max(0, wanted - done) / 60)
+                   if best else "-", eta(time.time() - start, done - done_at_start, wanted - done))
       if done >= wanted:
         st.stop()
       elif tally["rejected"] + tally["repeated"] >= limit:
@@ -276,6 +275,17 @@ def cost_dir(workdir: str, export_config, splits) -> str:
              "input_shape": list(splits.input_shape)}
   digest = hashlib.sha1(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
   return os.path.join(workdir, "search", "costs", digest[:10])
+
+
+def eta(seconds: float, trained_here: int, remaining: int) -> str:
+  """The study's time to go, from this run's `seconds` over the trials it has trained.
+
+  Until this run has trained one (after a restart, or in a run of rejections, which take
+  seconds each) there is nothing to go on.
+  """
+  if not trained_here:
+    return "after the first trained trial"
+  return f"{seconds / trained_here * max(0, remaining) / 60:.0f} min"
 
 
 def _nothing_trained(st: optuna.Study, device: str, mode: str) -> str:
