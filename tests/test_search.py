@@ -93,6 +93,51 @@ def test_empty_or_inverted_space_is_refused():
     search_space.resolutions(ml_collections.ConfigDict(dict(resolutions=(32,))), 16)
 
 
+def test_a_start_point_is_drawn_first_exactly_and_queued_once(tmp_path):
+  config = defaults.get_config().search
+  config.space.resolutions = (32, 24)
+  points = [dict(family="resnet", resolution=32, blocks=(1, 1, 1), widths=(16, 32, 64)),
+            dict(family="mobilenet_v2", resolution=24, width_multiplier=1, expansion=4,
+                 blocks=[2, 1, 3]),
+            dict(family="ds_cnn", resolution=24, blocks=4, width=24)]
+  params = [search_space.start_params(config.space, 32, p) for p in points]
+  st = search.study(config, str(tmp_path), "mlperf_tiny", "scratch", start_params=params)
+  for point in points:
+    trial = st.ask()
+    assert trial.user_attrs["start_point"]
+    expected = search_space.candidate(**point)
+    assert search_space.suggest(trial, config.space, 32) == expected
+    trial.set_user_attr("candidate", expected)
+    st.tell(trial, 0.5)
+  rows = search_report.trial_rows({("mlperf_tiny", "scratch"): st})
+  assert [r["reason"] for r in rows] == ["start point"] * 3
+  # A restart queues nothing it has tried; the sampler draws again.
+  st = search.study(config, str(tmp_path), "mlperf_tiny", "scratch", start_params=params)
+  assert "start_point" not in st.ask().user_attrs
+
+
+def test_a_start_point_outside_the_space_is_refused_naming_the_knob(tmp_path):
+  space = defaults.get_config().search.space
+  space.resolutions = (32, 24)
+  for point, message in [
+      (dict(family="resnet", resolution=32, blocks=(1, 1, 1), widths=(16, 32, 128)),
+       r"resnet widths=128 is outside search.space \(\[8, 16, 24, 32, 48, 64\]\)"),
+      (dict(family="resnet", resolution=32, blocks=(1, 1), widths=(16, 32, 64)),
+       r"resnet blocks=\(1, 1\) needs one value per stage \(3\)"),
+      (dict(family="ds_cnn", blocks=4, width=24), r"takes family, blocks, width and resolution"),
+      (dict(family="ds_cnn", resolution=20, blocks=4, width=24), r"resolution=20 is outside"),
+      (dict(family="ds_cnn", resolution=32, blocks=4, widht=24), r"not \['blocks', 'widht'"),
+      (dict(family="vgg", resolution=32), r"family='vgg' is not in search.space.families")]:
+    with pytest.raises(ConfigError, match=message):
+      search_space.start_params(space, 32, point)
+  # Refused by Search before the data's teacher trains.
+  data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  config = from_config.with_defaults(_search_config(
+      data, start_from=(dict(family="resnet", blocks=(1, 1, 1), widths=(4, 8, 16)),)))
+  with pytest.raises(ConfigError, match=r"resnet widths=16 is outside"):
+    search.Search(config, str(tmp_path / "run"))
+
+
 def test_cost_rejects_before_tflm_and_a_looser_budget_completes_the_cached_measurement(tmp_path):
   cand = search_space.candidate("resnet", 16, blocks=[1, 1, 1], widths=[8, 8, 8])
   built = []
@@ -339,10 +384,12 @@ def test_repeats_count_against_the_limit_and_other_devices_reuse_trained_trials(
   config = from_config.with_defaults(_search_config(data, trials=2, max_rejected=3))
   config.search.space.resnet.blocks, config.search.space.resnet.widths = (1, 1), (4,)
   config.search.profiles.other = _budget()
+  config.search.start_from = (dict(family="resnet", blocks=(1, 1, 1), widths=(4, 4, 4)),)
   searcher = search.Search(config, workdir)
   # The space holds one architecture: the study trains it, then gets it back 3 times.
   st = searcher.search_device("mlperf_tiny", "scratch")
   assert search_report.counts(st) == dict(trained=1, stopped=0, rejected=0, repeated=3, diverged=0)
+  assert [bool(t.user_attrs.get("start_point")) for t in st.trials] == [True, False, False, False]
   repeat = st.trials[-1]
   assert repeat.value == st.trials[0].value and repeat.user_attrs["reason"] == "repeats trial 0"
   # A restart does not run the study on: it ended at search.max_rejected.

@@ -78,7 +78,8 @@ def storage(search_config, workdir: str):
       time.sleep(1 + attempt)
 
 
-def study(search_config, workdir: str, device: str, mode: str, seeded: bool = True) -> optuna.Study:
+def study(search_config, workdir: str, device: str, mode: str, seeded: bool = True,
+          start_params=()) -> optuna.Study:
   """The study of one device and mode, created or continued.
 
   Args:
@@ -88,6 +89,8 @@ def study(search_config, workdir: str, device: str, mode: str, seeded: bool = Tr
     seeded: seed the sampler with `search.seed` plus the study's trials so far. Extra
       workers of a shared study are not seeded: with one seed they would all propose the
       same candidates.
+    start_params: Optuna parameters (`search_space.start_params`) the study tries first,
+      unless it has tried them already; only a seeded worker queues them.
   """
   st = optuna.create_study(
       storage=storage(search_config, workdir), study_name=f"{device}_{mode}", direction="maximize",
@@ -100,6 +103,8 @@ def study(search_config, workdir: str, device: str, mode: str, seeded: bool = Tr
   st.sampler = optuna.samplers.TPESampler(
       seed=search_config.seed + len(st.get_trials(deepcopy=False)) if seeded else None,
       multivariate=True, group=True)
+  for params in start_params if seeded else ():
+    st.enqueue_trial(params, user_attrs={"start_point": True}, skip_if_exists=True)
   return st
 
 
@@ -136,6 +141,8 @@ class Search:
       self.budget(device)
     search_space.check_space(config.search.space)
     search_space.resolutions(config.search.space, self.data_size)
+    self.start_params = [search_space.start_params(config.search.space, self.data_size, point)
+                         for point in config.search.start_from]
     self.train_config = config.train.copy_and_resolve_references()
     self.train_config.epochs = config.search.epochs
     self.teacher_logits = None
@@ -206,7 +213,7 @@ class Search:
   def search_device(self, device: str, mode: str, seeded: bool = True) -> optuna.Study:
     """Runs one study until it has `search.trials` trained (or stopped) trials."""
     self.check_device(device)
-    st = study(self.config.search, self.workdir, device, mode, seeded)
+    st = study(self.config.search, self.workdir, device, mode, seeded, self.start_params)
     wanted, limit = self.config.search.trials, self.config.search.max_rejected
     start, tally = time.time(), search_report.counts(st)
     done_at_start = tally["trained"] + tally["stopped"] + tally["diverged"]

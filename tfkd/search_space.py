@@ -103,6 +103,40 @@ def check_space(space) -> None:
       raise ConfigError(f"search.space.{family}.blocks=({lo}, {hi}) must be a range 1 <= lo <= hi.")
 
 
+def _stages(prefix: str) -> list:
+  return [f"{prefix}{s + 1}" for s in range(STAGES)]
+
+
+# Each family's knobs (`candidate`'s arguments) and the Optuna parameters `suggest` draws for
+# them, a list where the knob has one value per stage.
+PARAMS = {
+    "resnet": {"blocks": _stages("resnet_blocks"), "widths": _stages("resnet_width")},
+    "ds_cnn": {"blocks": "ds_cnn_blocks", "width": "ds_cnn_width"},
+    "mobilenet_v2": {"width_multiplier": "mobilenet_v2_width",
+                     "expansion": "mobilenet_v2_expansion",
+                     "blocks": _stages("mobilenet_v2_blocks")},
+}
+
+
+# The space's key of each knob's values (block counts are the `blocks` range).
+_VALUES = {"widths": "widths", "width": "widths", "width_multiplier": "width_multipliers",
+           "expansion": "expansions"}
+
+
+def _allowed(block, knob: str):
+  """A knob's values in one family's part of the space."""
+  if knob == "blocks":
+    lo, hi = block.blocks
+    return range(lo, hi + 1)
+  return tuple(block[_VALUES[knob]])
+
+
+def _draw(trial, name: str, allowed):
+  if isinstance(allowed, range):
+    return trial.suggest_int(name, allowed.start, allowed.stop - 1)
+  return trial.suggest_categorical(name, list(allowed))
+
+
 def suggest(trial, space, data_size: int) -> dict:
   """Draws one candidate with an Optuna trial (define-by-run; knobs depend on the family).
 
@@ -117,21 +151,65 @@ def suggest(trial, space, data_size: int) -> dict:
   family = trial.suggest_categorical("family", list(space.families))
   sizes = resolutions(space, data_size)
   resolution = trial.suggest_categorical("resolution", sizes) if len(sizes) > 1 else sizes[0]
-  block = space[family]
-  lo, hi = block.blocks
-  if family == "resnet":
-    return candidate(family, resolution,
-                     blocks=[trial.suggest_int(f"resnet_blocks{s + 1}", lo, hi) for s in range(STAGES)],
-                     widths=[trial.suggest_categorical(f"resnet_width{s + 1}", list(block.widths))
-                             for s in range(STAGES)])
-  if family == "ds_cnn":
-    return candidate(family, resolution, blocks=trial.suggest_int("ds_cnn_blocks", lo, hi),
-                     width=trial.suggest_categorical("ds_cnn_width", list(block.widths)))
-  return candidate(
-      family, resolution,
-      width_multiplier=trial.suggest_categorical("mobilenet_v2_width", list(block.width_multipliers)),
-      expansion=trial.suggest_categorical("mobilenet_v2_expansion", list(block.expansions)),
-      blocks=[trial.suggest_int(f"mobilenet_v2_blocks{s + 1}", lo, hi) for s in range(STAGES)])
+  knobs = {}
+  for knob, names in PARAMS[family].items():
+    allowed = _allowed(space[family], knob)
+    if isinstance(names, list):
+      knobs[knob] = [_draw(trial, name, allowed) for name in names]
+    else:
+      knobs[knob] = _draw(trial, names, allowed)
+  return candidate(family, resolution, **knobs)
+
+
+def start_params(space, data_size: int, point) -> dict:
+  """Optuna's parameters for one `search.start_from` entry, checked against the space.
+
+  Args:
+    space: `config.search.space`.
+    data_size: the data's image size, the largest resolution.
+    point: `candidate`'s arguments as a dict, e.g. `dict(family="resnet", resolution=32,
+      blocks=(1, 1, 1), widths=(16, 32, 64))`; `resolution` may be left out when the space
+      has only one.
+
+  Returns:
+    The parameters `suggest` draws, for `optuna.Study.enqueue_trial`.
+
+  Raises:
+    ConfigError: naming what is missing, unknown or outside the space.
+  """
+  point = dict(point)
+  family, sizes = point.pop("family", None), resolutions(space, data_size)
+  if family not in space.families:
+    raise ConfigError(f"search.start_from: family={family!r} is not in search.space.families "
+                      f"{list(space.families)}. Fix: name one of them, or add it to the space.")
+  resolution = point.pop("resolution", sizes[0] if len(sizes) == 1 else None)
+  if resolution is None or set(point) != set(PARAMS[family]):
+    raise ConfigError(f"search.start_from: a {family} start point takes family, "
+                      f"{', '.join(PARAMS[family])} and resolution (one of {sizes}), not "
+                      f"{sorted(point) + (['resolution'] if resolution else [])}.")
+
+  def pick(knob, value, allowed):
+    # The space's own value, so that 1 and 1.0 are one value to Optuna's check for repeats.
+    match = [a for a in allowed if a == value]
+    if not match:
+      raise ConfigError(f"search.start_from: {family} {knob}={value!r} is outside search.space "
+                        f"({list(allowed)}). Fix: change the start point or widen the space.")
+    return match[0]
+
+  params = {"family": family}
+  resolution = pick("resolution", resolution, sizes)
+  if len(sizes) > 1:
+    params["resolution"] = resolution
+  for knob, names in PARAMS[family].items():
+    allowed, value = _allowed(space[family], knob), point[knob]
+    if not isinstance(names, list):
+      params[names] = pick(knob, value, allowed)
+    elif isinstance(value, (list, tuple)) and len(value) == STAGES:
+      params.update({name: pick(knob, v, allowed) for name, v in zip(names, value)})
+    else:
+      raise ConfigError(f"search.start_from: {family} {knob}={value!r} needs one value per "
+                        f"stage ({STAGES}).")
+  return params
 
 
 def smallest_candidates(space, data_size: int) -> list:
