@@ -360,11 +360,11 @@ def test_study_summary_counts_a_killed_trials_epochs_not_the_hours_until_it_was_
   assert table[-1] == "| tiny | distill | 3 | 1 (33%) | 1 | 1 (50%) | 0 | 0 | 17.5 |"
 
 
-def test_eta_waits_for_this_runs_first_trained_trial():
-  # A restarted search that has only rejected candidates so far (seconds each) gives none.
-  assert search.eta(20.0, 0, 26) == "after the first trained trial"
-  assert search.eta(600.0, 2, 3) == "15 min"
-  assert search.eta(600.0, 2, -1) == "0 min"
+def test_eta_is_the_studys_mean_trial_time_times_the_trials_left():
+  # 150 min over 20 trials in earlier sessions: 10 more take 75 min, whatever this run did.
+  assert search.eta(150.0, 20, 10) == "75 min"
+  assert search.eta(0.3, 0, 30) == "after the first trained trial"  # only rejections so far
+  assert search.eta(150.0, 20, -1) == "0 min"
 
 
 def test_a_resumed_study_draws_new_candidates(tmp_path):

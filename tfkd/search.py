@@ -215,18 +215,18 @@ class Search:
     self.check_device(device)
     st = study(self.config.search, self.workdir, device, mode, seeded, self.start_params)
     wanted, limit = self.config.search.trials, self.config.search.max_rejected
-    start, tally = time.time(), search_report.counts(st)
+    tally = search_report.counts(st)
     done_at_start = tally["trained"] + tally["stopped"] + tally["diverged"]
 
     def progress(st, frozen):
-      tally = search_report.counts(st)
+      tally = search_report.study_summary(st)
       done = tally["trained"] + tally["stopped"] + tally["diverged"]
       best = _best(st)
       logging.info("[search %s/%s] trial %d of %d (%d rejected, %d stopped early, %d repeated); "
                    "best val %s; ETA %s", device, mode, done, wanted, tally["rejected"],
                    tally["stopped"], tally["repeated"],
                    f"{best.value:.2%} ({search_space.describe(best.user_attrs['candidate'])})"
-                   if best else "-", eta(time.time() - start, done - done_at_start, wanted - done))
+                   if best else "-", eta(tally["trial_minutes"], done, wanted - done))
       if done >= wanted:
         st.stop()
       elif tally["rejected"] + tally["repeated"] >= limit:
@@ -284,15 +284,19 @@ def cost_dir(workdir: str, export_config, splits) -> str:
   return os.path.join(workdir, "search", "costs", digest[:10])
 
 
-def eta(seconds: float, trained_here: int, remaining: int) -> str:
-  """The study's time to go, from this run's `seconds` over the trials it has trained.
+def eta(trial_minutes: float, done: int, remaining: int) -> str:
+  """The study's time to go: its trials' mean time so far times the trials remaining.
 
-  Until this run has trained one (after a restart, or in a run of rejections, which take
-  seconds each) there is nothing to go on.
+  Args:
+    trial_minutes: the study's trials' time over every session
+      (`search_report.study_summary`), so that a restart, or a resumed trial that trained
+      only its last epochs here, does not skew it.
+    done: its trials trained, stopped early or diverged.
+    remaining: trials still wanted.
   """
-  if not trained_here:
+  if not done:
     return "after the first trained trial"
-  return f"{seconds / trained_here * max(0, remaining) / 60:.0f} min"
+  return f"{trial_minutes / done * max(0, remaining):.0f} min"
 
 
 def _nothing_trained(st: optuna.Study, device: str, mode: str) -> str:
