@@ -195,8 +195,8 @@ def _search():
   search.storage = ""                      # Optuna storage URL; '' = sqlite in workdir/search/
   search.seed = 0                          # the sampler's seed
   search.start_from = ()                   # candidates each study tries first, e.g. the student
-                                           # you have: dict(family="resnet", resolution=32,
-                                           # blocks=(1, 1, 1), widths=(16, 32, 64))
+                                           # you have: (dict(family="resnet", resolution=32,
+                                           # blocks=(1, 1, 1), widths=(16, 32, 64)),)
   search.min_epochs = 2                    # Hyperband: epochs before a trial can be stopped
   search.reduction_factor = 3              # Hyperband: keep about 1/this of trials per rung
   search.latency_runs = 50                 # timed LiteRT invokes per candidate

@@ -101,7 +101,8 @@ def test_a_start_point_is_drawn_first_exactly_and_queued_once(tmp_path):
                  blocks=[2, 1, 3]),
             dict(family="ds_cnn", resolution=24, blocks=4, width=24)]
   params = [search_space.start_params(config.space, 32, p) for p in points]
-  st = search.study(config, str(tmp_path), "mlperf_tiny", "scratch", start_params=params)
+  st = search.study(config, str(tmp_path), "mlperf_tiny", "scratch")
+  assert search.queue_start_points(st, params) == params
   for point in points:
     trial = st.ask()
     assert trial.user_attrs["start_point"]
@@ -112,8 +113,13 @@ def test_a_start_point_is_drawn_first_exactly_and_queued_once(tmp_path):
   rows = search_report.trial_rows({("mlperf_tiny", "scratch"): st})
   assert [r["reason"] for r in rows] == ["start point"] * 3
   # A restart queues nothing it has tried; the sampler draws again.
-  st = search.study(config, str(tmp_path), "mlperf_tiny", "scratch", start_params=params)
+  st = search.study(config, str(tmp_path), "mlperf_tiny", "scratch")
+  assert search.queue_start_points(st, params) == []
   assert "start_point" not in st.ask().user_attrs
+  # A study that has ended does not queue a new start point; it names it.
+  late = search_space.start_params(config.space, 32, dict(points[0], blocks=(2, 1, 1)))
+  assert search.queue_start_points(st, [late], will_run=False) == [late]
+  assert not st.get_trials(states=(optuna.trial.TrialState.WAITING,))
 
 
 def test_a_start_point_outside_the_space_is_refused_naming_the_knob(tmp_path):
@@ -127,7 +133,9 @@ def test_a_start_point_outside_the_space_is_refused_naming_the_knob(tmp_path):
       (dict(family="ds_cnn", blocks=4, width=24), r"takes family, blocks, width and resolution"),
       (dict(family="ds_cnn", resolution=20, blocks=4, width=24), r"resolution=20 is outside"),
       (dict(family="ds_cnn", resolution=32, blocks=4, widht=24), r"not \['blocks', 'widht'"),
-      (dict(family="vgg", resolution=32), r"family='vgg' is not in search.space.families")]:
+      (dict(family="vgg", resolution=32), r"family='vgg' is not in search.space.families"),
+      # --config.search.start_from="{...}" without the tuple's comma: the dict's keys.
+      ("family", r"'family' is not a dict.*\(dict\(family=")]:
     with pytest.raises(ConfigError, match=message):
       search_space.start_params(space, 32, point)
   # Refused by Search before the data's teacher trains.
@@ -360,11 +368,21 @@ def test_study_summary_counts_a_killed_trials_epochs_not_the_hours_until_it_was_
   assert table[-1] == "| tiny | distill | 3 | 1 (33%) | 1 | 1 (50%) | 0 | 0 | 17.5 |"
 
 
-def test_eta_is_the_studys_mean_trial_time_times_the_trials_left():
-  # 150 min over 20 trials in earlier sessions: 10 more take 75 min, whatever this run did.
-  assert search.eta(150.0, 20, 10) == "75 min"
-  assert search.eta(0.3, 0, 30) == "after the first trained trial"  # only rejections so far
-  assert search.eta(150.0, 20, -1) == "0 min"
+def test_eta_is_the_studys_time_per_trained_trial_times_the_trials_left_shared_by_workers():
+  st = optuna.create_study(direction="maximize")
+  complete, pruned = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+  read = {"status": "trained", "result": {"read": True}}  # trained by another device's study
+  st.add_trial(_ended_trial(0, complete, 0.05, read, value=0.5))
+  st.add_trial(_ended_trial(1, pruned, 0.5, {"status": "rejected"}))
+  assert search.eta(st, 6) == "after the first trained trial"
+  st.add_trial(_ended_trial(2, complete, 10, {"status": "trained", "result": {}}, value=0.5))
+  st.add_trial(_ended_trial(3, pruned, 3, {"status": "stopped"}))
+  # 13.55 min over the 2 trials trained here; 3 of 6 left.
+  assert search.eta(st, 6) == f"{13.55 / 2 * 3:.0f} min"
+  st.enqueue_trial({})
+  st.ask()  # another worker's running trial: two share what is left
+  assert search.eta(st, 6) == f"{13.55 / 2 * 3 / 2:.0f} min"
+  assert search.eta(st, 2) == "0 min"
 
 
 def test_a_resumed_study_draws_new_candidates(tmp_path):
@@ -399,6 +417,9 @@ def test_repeats_count_against_the_limit_and_other_devices_reuse_trained_trials(
   other = searcher.search_device("other", "scratch")
   assert other.trials[0].user_attrs["status"] == "trained"
   assert other.trials[0].value == st.trials[0].value
+  row = search_report.trial_rows({("other", "scratch"): other})[0]
+  assert row["reason"] == "start point; read, not retrained"
+  assert search.eta(other, 2) == "after the first trained trial"  # a read took seconds
 
 
 def _worker(data, workdir, trials_only):

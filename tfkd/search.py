@@ -78,8 +78,7 @@ def storage(search_config, workdir: str):
       time.sleep(1 + attempt)
 
 
-def study(search_config, workdir: str, device: str, mode: str, seeded: bool = True,
-          start_params=()) -> optuna.Study:
+def study(search_config, workdir: str, device: str, mode: str, seeded: bool = True) -> optuna.Study:
   """The study of one device and mode, created or continued.
 
   Args:
@@ -89,8 +88,6 @@ def study(search_config, workdir: str, device: str, mode: str, seeded: bool = Tr
     seeded: seed the sampler with `search.seed` plus the study's trials so far. Extra
       workers of a shared study are not seeded: with one seed they would all propose the
       same candidates.
-    start_params: Optuna parameters (`search_space.start_params`) the study tries first,
-      unless it has tried them already; only a seeded worker queues them.
   """
   st = optuna.create_study(
       storage=storage(search_config, workdir), study_name=f"{device}_{mode}", direction="maximize",
@@ -103,8 +100,6 @@ def study(search_config, workdir: str, device: str, mode: str, seeded: bool = Tr
   st.sampler = optuna.samplers.TPESampler(
       seed=search_config.seed + len(st.get_trials(deepcopy=False)) if seeded else None,
       multivariate=True, group=True)
-  for params in start_params if seeded else ():
-    st.enqueue_trial(params, user_attrs={"start_point": True}, skip_if_exists=True)
   return st
 
 
@@ -213,20 +208,25 @@ class Search:
   def search_device(self, device: str, mode: str, seeded: bool = True) -> optuna.Study:
     """Runs one study until it has `search.trials` trained (or stopped) trials."""
     self.check_device(device)
-    st = study(self.config.search, self.workdir, device, mode, seeded, self.start_params)
+    st = study(self.config.search, self.workdir, device, mode, seeded)
     wanted, limit = self.config.search.trials, self.config.search.max_rejected
     tally = search_report.counts(st)
     done_at_start = tally["trained"] + tally["stopped"] + tally["diverged"]
+    will_run = done_at_start < wanted and tally["rejected"] + tally["repeated"] < limit
+    untried = queue_start_points(st, self.start_params, will_run) if seeded else []
+    if untried and not will_run:  # extra workers leave the queue to the first (seeded) one
+      logging.warning("[search %s/%s] start points %s not tried: the study has ended. Raise "
+                      "search.trials to try them.", device, mode, untried)
 
     def progress(st, frozen):
-      tally = search_report.study_summary(st)
+      tally = search_report.counts(st)
       done = tally["trained"] + tally["stopped"] + tally["diverged"]
       best = _best(st)
       logging.info("[search %s/%s] trial %d of %d (%d rejected, %d stopped early, %d repeated); "
                    "best val %s; ETA %s", device, mode, done, wanted, tally["rejected"],
                    tally["stopped"], tally["repeated"],
                    f"{best.value:.2%} ({search_space.describe(best.user_attrs['candidate'])})"
-                   if best else "-", eta(tally["trial_minutes"], done, wanted - done))
+                   if best else "-", eta(st, wanted))
       if done >= wanted:
         st.stop()
       elif tally["rejected"] + tally["repeated"] >= limit:
@@ -234,7 +234,7 @@ class Search:
                         " stopping with %d trained.", device, mode, limit, done)
         st.stop()
 
-    if done_at_start < wanted and tally["rejected"] + tally["repeated"] < limit:
+    if will_run:
       st.optimize(lambda trial: self.objective(trial, device, mode), callbacks=[progress],
                   gc_after_trial=True)
     if not _best(st):
@@ -284,19 +284,47 @@ def cost_dir(workdir: str, export_config, splits) -> str:
   return os.path.join(workdir, "search", "costs", digest[:10])
 
 
-def eta(trial_minutes: float, done: int, remaining: int) -> str:
-  """The study's time to go: its trials' mean time so far times the trials remaining.
+def queue_start_points(st: optuna.Study, start_params, will_run: bool = True) -> list:
+  """Queues the start points (`search_space.start_params`) a study has not tried yet.
 
   Args:
-    trial_minutes: the study's trials' time over every session
-      (`search_report.study_summary`), so that a restart, or a resumed trial that trained
-      only its last epochs here, does not skew it.
-    done: its trials trained, stopped early or diverged.
-    remaining: trials still wanted.
+    st: the study.
+    start_params: Optuna parameters, one dict per start point.
+    will_run: False for a study that has ended: nothing is queued (it would wait unseen).
+
+  Returns:
+    The start points the study has not tried (queued now, if `will_run`).
   """
-  if not done:
+  tried = [t.system_attrs.get("fixed_params", t.params) for t in st.get_trials(deepcopy=False)]
+  untried = [params for params in start_params if params not in tried]
+  for params in untried if will_run else ():
+    st.enqueue_trial(params, user_attrs={"start_point": True})
+  return untried
+
+
+def eta(st: optuna.Study, wanted: int) -> str:
+  """A study's time to go: its trials' time per trial it trained, times the trials left.
+
+  The trials' time is every session's (`search_report.study_summary`), so a restart, or a
+  trial resumed for its last epochs, does not skew it. A trial read from another study's
+  folder took seconds and does not count as trained; other workers' running trials share
+  what is left.
+
+  Args:
+    st: the study.
+    wanted: the trials it is to have (`search.trials`).
+  """
+  summary = search_report.study_summary(st)
+  done = summary["trained"] + summary["stopped"] + summary["diverged"]
+  reads = sum(1 for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                optuna.trial.TrialState.PRUNED))
+              if t.user_attrs.get("status") in ("trained", "stopped")
+              and t.user_attrs.get("result", {}).get("read"))
+  if done <= reads:
     return "after the first trained trial"
-  return f"{trial_minutes / done * max(0, remaining):.0f} min"
+  workers = 1 + len(st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+  minutes = summary["trial_minutes"] / (done - reads) * max(0, wanted - done) / workers
+  return f"{minutes:.0f} min"
 
 
 def _nothing_trained(st: optuna.Study, device: str, mode: str) -> str:

@@ -182,7 +182,8 @@ def trial_rows(studies: dict, latencies=None) -> list:
       if cand is None:
         continue
       latency = latencies.get(search_space.candidate_key(cand))
-      start = "start point" if t.user_attrs.get("start_point") else ""  # search.start_from
+      notes = ("start point" if t.user_attrs.get("start_point") else "",  # search.start_from
+               "read, not retrained" if result.get("read") else "", t.user_attrs.get("reason"))
       rows.append({
           "device": device, "mode": mode, "trial": t.number,
           "status": t.user_attrs.get("status", t.state.name.lower()),
@@ -192,7 +193,7 @@ def trial_rows(studies: dict, latencies=None) -> list:
           "latency_ms": interpreter.idle_ms(latency) if latency else cost.get("latency_ms"),
           "epochs": result.get("epochs"),
           "val_accuracy": result.get("val_accuracy"), "test_accuracy": result.get("test_accuracy"),
-          "reason": "; ".join(why for why in (start, t.user_attrs.get("reason")) if why)})
+          "reason": "; ".join(note for note in notes if note)})
   return rows
 
 

@@ -18,6 +18,7 @@ Example:
   model = build_candidate(candidate, num_classes=10, channels=3, normalization=stats)
 """
 
+import collections.abc
 import hashlib
 import json
 
@@ -177,6 +178,10 @@ def start_params(space, data_size: int, point) -> dict:
   Raises:
     ConfigError: naming what is missing, unknown or outside the space.
   """
+  if not isinstance(point, collections.abc.Mapping):
+    raise ConfigError(f"search.start_from: {point!r} is not a dict of a candidate's knobs. Fix: "
+                      "a tuple of dicts, (dict(family=..., resolution=..., ...),); on the command "
+                      "line mind the comma after the last one.")
   point = dict(point)
   family, sizes = point.pop("family", None), resolutions(space, data_size)
   if family not in space.families:

@@ -128,7 +128,7 @@ def train_candidate(run, cand: dict, mode: str, train_config, trial=None, teache
   Returns:
     {"status": 'trained' or 'stopped', "epochs", "val_accuracy" (last epoch's),
      "best_val_accuracy", "test_accuracy" (float, trained only), "train_seconds",
-     "model_path"}.
+     "model_path"}, and "read": True if the folder already had the result.
   """
   folder = folder or trial_dir(run.workdir, cand, mode, train_config.epochs)
   os.makedirs(folder, exist_ok=True)
@@ -140,11 +140,10 @@ def train_candidate(run, cand: dict, mode: str, train_config, trial=None, teache
 
 def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folder) -> dict:
   result_path = os.path.join(folder, "result.json")
-  if os.path.exists(result_path):
-    result = files.read_json(result_path)
+  if os.path.exists(result_path):  # trained by another study, or before a kill
     if trial is not None:
       _should_stop_on_history(trial, _history_accuracies(folder))
-    return result
+    return dict(files.read_json(result_path), read=True)
   done_before = _history_accuracies(folder)
   model_path = os.path.join(folder, "model.keras")
   if os.path.exists(model_path):  # trained, then killed before its result was written
