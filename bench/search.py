@@ -49,7 +49,8 @@ def main(argv):
     lines.append(f"- the chain step's wall time over its {len(attempts)} attempt(s): "
                  f"{sum(attempts) / 3600:.2f} h (from {_CHAIN_LOG.value}; the hours between "
                  "sessions not counted, pauses within one counted)")
-  lines += ["", *search_report.study_lines(studies), "", *search_report.winner_lines(winners),
+  lines += ["", *search_report.study_lines(studies), "", *search_report.stopping_lines(studies),
+            "", *search_report.winner_lines(winners),
             "", f"Pareto plot: {os.path.join(_WORKDIR.value, 'search', 'pareto.png')}"]
   text = "\n".join(lines) + "\n"
   files.write_atomic(os.path.join(_OUT.value, "search_bench.md"), text)
