@@ -21,6 +21,8 @@
 #   selfsup, compressed_teacher, multitask, robust: the strategy benchmarks   (issue 18)
 #   search     the device-budget search from that teacher, reading e80's cache (issue 14)
 #   e80_scratch  the ResNet-8 from scratch, in e80's folder (its report gains the row)
+#   search_stopped  the search's closest stopped calls trained to the end: what Hyperband's
+#              early stopping cost                                        (issue 14)
 # Every step but the search trains in mixed bfloat16 (PRECISION below; tfkd.precision): about
 # twice as fast for the ResNets on a CPU with AMX (BENCHMARKS §17), but slower for most of the
 # search's candidate shapes, so the search trains in float32. Where bfloat16 is emulated (e.g.
@@ -65,6 +67,10 @@ run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slow
   $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
     --out=runs/bench_search --chain_log=runs/cifar10_chain.log --config.train.precision=float32
 }
+run_search_stopped() {  # trains as the search's trials did (float32)
+  $PY -m bench.search_stopped --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
+    --out=runs/bench_search_stopped --per_epoch=1 --config.train.precision=float32
+}
 run_robust() {
   $PY -m bench.robust --teacher="$TEACHER" --epochs=20 --seeds=0,1 --precision="$PRECISION" \
     --out=runs/bench_robust
@@ -82,7 +88,8 @@ run_multitask() {  # its task-B teacher is trained here, 80 epochs as e80's task
     --precision="$PRECISION" --out=runs/bench_multitask
 }
 
-STEPS=(e80 e80_live e80_cycle20 selfsup compressed_teacher multitask robust search e80_scratch)
+STEPS=(e80 e80_live e80_cycle20 selfsup compressed_teacher multitask robust search e80_scratch
+       search_stopped)
 if [[ "${1:-}" == "--list" ]]; then
   for step in "${STEPS[@]}"; do
     if [[ -e runs/chain/$step.done ]]; then echo "$step: done $(cat runs/chain/$step.done)"

@@ -21,7 +21,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from bench import chain_log, common
-from tfkd import cli, config_checks, from_config, search, search_report
+from tfkd import cli, config_checks, from_config, search, search_report, search_stopping
 from tfkd.run_context import make_workdir
 from tflite import files
 
@@ -49,7 +49,7 @@ def main(argv):
     lines.append(f"- the chain step's wall time over its {len(attempts)} attempt(s): "
                  f"{sum(attempts) / 3600:.2f} h (from {_CHAIN_LOG.value}; the hours between "
                  "sessions not counted, pauses within one counted)")
-  lines += ["", *search_report.study_lines(studies), "", *search_report.stopping_lines(studies),
+  lines += ["", *search_report.study_lines(studies), "", *search_stopping.stopping_lines(studies),
             "", *search_report.winner_lines(winners),
             "", f"Pareto plot: {os.path.join(_WORKDIR.value, 'search', 'pareto.png')}"]
   text = "\n".join(lines) + "\n"

@@ -368,25 +368,6 @@ def test_study_summary_counts_a_killed_trials_epochs_not_the_hours_until_it_was_
   assert table[-1] == "| tiny | distill | 3 | 1 (33%) | 1 | 1 (50%) | 0 | 0 | 17.5 |"
 
 
-def test_early_stopping_table_ranks_each_stop_epoch_against_the_last():
-  st = optuna.create_study(direction="maximize")
-  finals = (0.6, 0.7, 0.8, 0.9)
-  # At epoch 2 the trained trials rank the other way round; at epoch 3 alike, with a tie.
-  for number, (second, third, last) in enumerate(zip((0.4, 0.3, 0.2, 0.1), (0.5, 0.5, 0.6, 0.7),
-                                                     finals)):
-    st.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.COMPLETE, value=last, user_attrs={"status": "trained"},
-        intermediate_values={0: 0.1, 1: second, 2: third, 3: 0.5, 4: last}))
-  for stop_step in (1, 1, 2):
-    st.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.PRUNED, user_attrs={"status": "stopped"},
-        intermediate_values={k: 0.1 for k in range(stop_step + 1)}))
-  lines = search_report.stopping_lines({("tiny", "distill"): st})
-  # Tied ranks share their mean: (0.5, 0.5, 2, 3) against (0, 1, 2, 3) gives 0.95, not 1.
-  assert lines[2:] == ["| tiny | distill | 2 | 2 | -1.00 | 4 |",
-                       "| tiny | distill | 3 | 1 | 0.95 | 4 |"]
-
-
 def test_eta_is_the_studys_time_per_trained_trial_times_the_trials_left_shared_by_workers():
   st = optuna.create_study(direction="maximize")
   complete, pruned = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED

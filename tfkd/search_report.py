@@ -8,8 +8,8 @@ report gives (the winner's too). `write_report` writes
 `workdir/search/report.md` (winners, then every trial), `trials.csv` and
 `pareto.png` (validation accuracy against flash, arena and latency, the Pareto
 front of each mode, the device budgets as lines). `study_lines` is its table of studies
-(`study_summary`: trials by status, shares, time) and `stopping_lines` its check of
-early stopping, which `bench.search` prints too.
+(`study_summary`: trials by status, shares, time); its check of early stopping is
+`search_stopping.stopping_lines`.
 
 Example:
   latencies = time_candidates(search, studies)
@@ -17,16 +17,15 @@ Example:
   write_report(search, studies, winners, latencies)
 """
 
-import collections
 import csv
 import io
 import os
 
-import numpy as np
 import optuna
 from absl import logging
 
-from tfkd import candidate_cost, from_config, model_files, search_space, search_trial
+from tfkd import (candidate_cost, from_config, model_files, search_space, search_stopping,
+                  search_trial)
 from tfkd.errors import TrainingError
 from tflite import benchmark, convert, files, firmware, interpreter
 
@@ -78,41 +77,6 @@ def study_lines(studies: dict) -> list:
     lines.append(f"| {device} | {mode} | {s['total']} | {s['rejected']} ({s['rejected_share']:.0%})"
                  f" | {s['trained']} | {s['stopped']} ({s['stopped_share']:.0%}) | {s['repeated']} "
                  f"| {s['diverged']} | {s['trial_minutes']:.1f} |")
-  return lines
-
-
-def _ranks(values) -> np.ndarray:
-  """Ranks from 0, ties sharing their mean rank (as Spearman's correlation wants)."""
-  values = np.asarray(values, dtype=float)
-  ranks = np.empty(len(values))
-  ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
-  for value in np.unique(values):
-    ranks[values == value] = ranks[values == value].mean()
-  return ranks
-
-
-def stopping_lines(studies: dict) -> list:
-  """Whether the epochs at which Hyperband stopped trials foretold the last epoch (markdown).
-
-  For each study and each epoch at which trials were stopped: how many, and over the trials
-  trained to the end, the Spearman rank correlation of their validation accuracy at that
-  epoch with their last. Near 0, trials were stopped on noise: raise `search.min_epochs`.
-  """
-  lines = ["| device | mode | epoch | trials stopped there | ρ with the last epoch | trained "
-           "trials |", "|---|---|---:|---:|---:|---:|"]
-  for (device, mode), st in studies.items():
-    ended = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                  optuna.trial.TrialState.PRUNED))
-    stops = collections.Counter(max(t.intermediate_values) for t in ended
-                                if t.user_attrs.get("status") == "stopped" and t.intermediate_values)
-    curves = [t.intermediate_values for t in ended
-              if t.user_attrs.get("status") == "trained" and t.intermediate_values]
-    for step in sorted(stops):
-      pairs = [(c[step], c[max(c)]) for c in curves if step in c and max(c) > step]
-      rho = (np.corrcoef(_ranks([a for a, _ in pairs]), _ranks([b for _, b in pairs]))[0, 1]
-             if len(pairs) >= 3 else float("nan"))
-      lines.append(f"| {device} | {mode} | {step + 1} | {stops[step]} | "
-                   f"{'–' if np.isnan(rho) else f'{rho:.2f}'} | {len(pairs)} |")
   return lines
 
 
@@ -327,8 +291,9 @@ def write_report(search, studies: dict, winners: dict, latencies=None) -> str:
            *study_lines(studies), "", "## Early stopping", "",
            "Did the epochs at which trials were stopped foretell the last epoch? Spearman's ρ "
            "between the trained trials' validation accuracy then and at their last epoch; near "
-           "0, trials were stopped on noise (raise search.min_epochs).", "",
-           *stopping_lines(studies), "", "## Every trial", "",
+           "0, trials were stopped on noise (raise search.min_epochs). It ranks only the survivors: "
+           "bench/search_stopped.py trains the closest stopped calls on to measure.", "",
+           *search_stopping.stopping_lines(studies), "", "## Every trial", "",
             "| device | mode | # | status | architecture | params | MACs | flash (B) | arena (B) "
             "| latency (ms) | epochs | val | test | why |", "|---" * 14 + "|"]
   for r in rows:

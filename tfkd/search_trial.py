@@ -84,7 +84,7 @@ class _ReportToTrial(tf_keras.callbacks.Callback):
       self.stopped_after = epoch + 1
 
 
-def _history_accuracies(folder: str) -> list:
+def history_accuracies(folder: str) -> list:
   path = os.path.join(folder, "history.csv")
   if not os.path.exists(path):
     return []
@@ -142,9 +142,9 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
   result_path = os.path.join(folder, "result.json")
   if os.path.exists(result_path):  # trained by another study, or before a kill
     if trial is not None:
-      _should_stop_on_history(trial, _history_accuracies(folder))
+      _should_stop_on_history(trial, history_accuracies(folder))
     return dict(files.read_json(result_path), read=True)
-  done_before = _history_accuracies(folder)
+  done_before = history_accuracies(folder)
   model_path = os.path.join(folder, "model.keras")
   if os.path.exists(model_path):  # trained, then killed before its result was written
     if trial is not None:
@@ -174,7 +174,7 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
   training.fit_resumable(model, _resized_batches(train, size), _resized_batches(val, size),
                          train_config.epochs, folder, callbacks=[reporter] if reporter else [],
                          steps_per_epoch=steps)
-  accuracies = _history_accuracies(folder)
+  accuracies = history_accuracies(folder)
   if reporter is not None and reporter.stopped_after:
     training.remove_backup(folder)  # a stopped trial is final: nothing will resume it
     return _finish(folder, "stopped", accuracies, None, time.time() - start)
