@@ -55,7 +55,8 @@ def main(argv):
            f"- wall time: {(time.time() - start) / 60:.1f} min (continued trials trained by an "
            "earlier run are read, not counted)",
            f"- {len(rows)} stopped trial(s) trained to {config.search.epochs} epochs; "
-           f"{beaten} would have beaten every trained trial of its study", "",
+           f"{beaten} would have beaten every trained trial of its study (of "
+           f"{sum(r['rank'] is not None for r in rows)} in a study that trained any)", "",
            *search_stopping.continued_lines(rows), "", f"Plot: {plot}"]
   text = "\n".join(lines) + "\n"
   files.write_atomic(os.path.join(_OUT.value, "search_stopped.md"), text)

@@ -64,9 +64,14 @@ def test_the_closest_calls_train_on_in_their_own_folder_and_are_ranked(tmp_path,
     for value in (1.01, -0.01):
       st.add_trial(_trial(_TRAINED, "trained", (0.5, value), _resnet(4), value=value))
     st.add_trial(_trial(_STOPPED, "stopped", (0.25,), _resnet(8)))
+  # Another device's study stopped the same architecture and trained none.
+  other = studies["other", "scratch"] = search.study(config.search, workdir, "other", "scratch")
+  other.add_trial(_trial(_STOPPED, "stopped", (0.3,), _resnet(8)))
   rows = search_stopping.continue_stopped(searcher, studies, 1, out)
   assert [(r["mode"], r["trial"], r["stop_epoch"], r["rank"]) for r in rows] == [
-      ("scratch", 2, 1, 2), ("distill", 2, 1, 2)]
+      ("scratch", 2, 1, 2), ("distill", 2, 1, 2), ("scratch", 0, 1, None)]
+  assert rows[2]["history"] == rows[0]["history"]  # trained once, read by the other study
+  assert search_stopping.continued_lines(rows)[-1].endswith("| – | none trained |")
   for r in rows:
     folder = os.path.join(out, "trials", f"{r['mode']}_{search_space.candidate_key(_resnet(8))}_e2")
     assert r["history"] == search_trial.history_accuracies(folder) and len(r["history"]) == 2

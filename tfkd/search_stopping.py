@@ -102,7 +102,7 @@ def continue_stopped(searcher, studies: dict, per_epoch: int, out_dir: str) -> l
     One dict per continued trial: "device", "mode", "trial", "candidate", "stop_epoch",
     "val_at_stop", "val_accuracy" (last epoch), "test_accuracy", "history" (validation
     accuracy per epoch), "trained_vals" (the study's trained trials' values) and "rank"
-    (1 = it would have beaten every trained trial).
+    (1 = it would have beaten every trained trial; None if the study trained none).
   """
   rows = []
   for (device, mode), st in studies.items():
@@ -123,7 +123,8 @@ def continue_stopped(searcher, studies: dict, per_epoch: int, out_dir: str) -> l
                    "val_accuracy": result["val_accuracy"],
                    "test_accuracy": result["test_accuracy"],
                    "history": search_trial.history_accuracies(folder), "trained_vals": trained,
-                   "rank": 1 + sum(v > result["val_accuracy"] for v in trained)})
+                   "rank": 1 + sum(v > result["val_accuracy"] for v in trained)
+                           if trained else None})
   return rows
 
 
@@ -133,11 +134,12 @@ def continued_lines(rows: list) -> list:
            "(continued) | test (float) | study's best trained val | rank among the trained |",
            "|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
   for r in rows:
-    best = f"{r['trained_vals'][0]:.2%}" if r["trained_vals"] else "–"
+    best, rank = ((f"{r['trained_vals'][0]:.2%}", f"{r['rank']} of {len(r['trained_vals']) + 1}")
+                  if r["trained_vals"] else ("–", "none trained"))
     lines.append(f"| {r['device']} | {r['mode']} | {r['trial']} | "
                  f"{search_space.describe(r['candidate'])} | {r['stop_epoch']} | "
                  f"{r['val_at_stop']:.2%} | {r['val_accuracy']:.2%} | {r['test_accuracy']:.2%} | "
-                 f"{best} | {r['rank']} of {len(r['trained_vals']) + 1} |")
+                 f"{best} | {rank} |")
   return lines
 
 
@@ -147,8 +149,12 @@ def continued_plot(studies: dict, rows: list, path: str) -> str:
   A continued trial's curve as the search saw it is solid up to its stop (marked), its
   continued run dashed; where they differ before the stop, that is run-to-run noise.
   """
-  fig, axes = files.new_figure(1, len(studies), figsize=(5 * len(studies), 4), squeeze=False)
-  for ax, ((device, mode), st) in zip(axes[0], studies.items()):
+  cols = min(2, len(studies))
+  grid = (-(-len(studies) // cols), cols)
+  fig, axes = files.new_figure(*grid, figsize=(6 * grid[1], 4 * grid[0]), squeeze=False)
+  for ax in axes.flat[len(studies):]:
+    ax.set_visible(False)
+  for ax, ((device, mode), st) in zip(axes.flat, studies.items()):
     for t in _with_status(st, "trained"):
       steps = sorted(t.intermediate_values)
       ax.plot([s + 1 for s in steps], [100 * t.intermediate_values[s] for s in steps],
@@ -165,6 +171,7 @@ def continued_plot(studies: dict, rows: list, path: str) -> str:
               color=color)
     ax.set_title(f"{device}/{mode}")
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
     if mine:
