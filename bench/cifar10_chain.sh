@@ -68,6 +68,8 @@ run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slow
     --out=runs/bench_search --chain_log=runs/cifar10_chain.log --config.train.precision=float32
 }
 run_search_stopped() {  # trains as the search's trials did (float32)
+  [[ -e runs/chain/search.done ]] || { echo "search_stopped measures the finished search:" \
+    "it runs after the search step is done" >&2; return 1; }
   $PY -m bench.search_stopped --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
     --out=runs/bench_search_stopped --per_epoch=1 --config.train.precision=float32
 }
@@ -109,8 +111,8 @@ for step in "${STEPS[@]}"; do
   fi
   echo "[chain] $step: starting $(date -u +%FT%TZ)"
   start=$(date +%s)
-  # A failed step does not stop the steps after it: they need only e80, and hours of machine
-  # would otherwise stand idle. Its rc and time go to runs/chain/<step>.failed.
+  # A failed step does not stop the steps after it: they need only e80 (search_stopped checks
+  # for the search), and hours of machine would otherwise stand idle. Its rc and time go to runs/chain/<step>.failed.
   if "run_$step"; then
     rm -f runs/chain/$step.failed
     echo "finished $(date -u +%FT%TZ) after $(( ($(date +%s) - start) / 60 )) min (this attempt)" \

@@ -38,6 +38,10 @@ def main(argv):
   start = time.time()
   config = from_config.with_defaults(_CONFIG.value)
   config_checks.validate(config)
+  if not (config.search.storage or
+          os.path.exists(os.path.join(_WORKDIR.value, "search", "studies.db"))):
+    raise ConfigError(f"No search in {_WORKDIR.value} (no search/studies.db). Fix: pass the "
+                      "--workdir of a search (bench.search or tfkd.search), with its config.")
   names = optuna.get_all_study_names(search.storage(config.search, _WORKDIR.value))
   keys = [(d, m) for d in config.search.devices for m in config.search.modes
           if f"{d}_{m}" in names]
@@ -50,13 +54,14 @@ def main(argv):
   rows = search_stopping.continue_stopped(searcher, studies, _PER_EPOCH.value, _OUT.value)
   plot = search_stopping.continued_plot(studies, rows,
                                         os.path.join(_OUT.value, "search_stopped.png"))
-  beaten = sum(r["rank"] == 1 for r in rows)
+  top = sum(r["rank"] == 1 for r in rows)
   lines = ["## What early stopping cost: the closest calls trained on", "", common.header(meta),
            f"- wall time: {(time.time() - start) / 60:.1f} min (continued trials trained by an "
            "earlier run are read, not counted)",
-           f"- {len(rows)} stopped trial(s) trained to {config.search.epochs} epochs; "
-           f"{beaten} would have beaten every trained trial of its study (of "
-           f"{sum(r['rank'] is not None for r in rows)} in a study that trained any)", "",
+           f"- {len(rows)} closest call(s) trained on to {config.search.epochs} epochs (one "
+           "architecture stopped in two studies of a mode trains once); "
+           f"{top} of the {sum(r['rank'] is not None for r in rows)} ranked ended at or above "
+           "every trained trial of its study", "",
            *search_stopping.continued_lines(rows), "", f"Plot: {plot}"]
   text = "\n".join(lines) + "\n"
   files.write_atomic(os.path.join(_OUT.value, "search_stopped.md"), text)

@@ -149,6 +149,15 @@ class Search:
                         "profile (flash_bytes, arena_bytes, latency_ms, macs) to search.profiles.")
     return self.config.search.profiles[device]
 
+  def teacher_views(self):
+    """The teacher's logits for its cached views ([E, N, classes]), loaded once, for 'distill'."""
+    if self.teacher_logits is None:
+      self.teacher_logits = self.run.teacher_view_logits()
+      if self.teacher_logits is None:
+        raise ConfigError("The distill mode of tfkd.search trains from the teacher's cached "
+                          "views: set distill.cached_teacher=True (or distill.teacher_logits_path).")
+    return self.teacher_logits
+
   def cost(self, cand: dict, device: str) -> dict:
     return candidate_cost.measure(
         cand, lambda c: search_trial.build(self.run, c),
@@ -252,10 +261,7 @@ class Search:
       if trials_only:  # extra workers use the first worker's teacher; they never train one
         self.run.require([self.run.teacher_file()], "search (--trials_only)")
       pipeline.stage_teacher(self.run)
-      self.teacher_logits = self.run.teacher_view_logits()
-      if self.teacher_logits is None:
-        raise ConfigError("The distill mode of tfkd.search trains from the teacher's cached "
-                          "views: set distill.cached_teacher=True (or distill.teacher_logits_path).")
+      self.teacher_views()
     studies = {(device, mode): self.search_device(device, mode, seeded=not trials_only)
                for device in self.config.search.devices for mode in modes}
     # A study without a trained trial gets a line in the report; only if all are empty is

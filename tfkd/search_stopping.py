@@ -16,12 +16,15 @@ Example:
 """
 
 import collections
+import hashlib
+import json
 import os
 
 import numpy as np
 import optuna
 
 from tfkd import search_space, search_trial
+from tfkd.errors import TrainingError
 from tflite import files
 
 _ENDED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -42,6 +45,17 @@ def _with_status(st: optuna.Study, status: str) -> list:
           if t.user_attrs.get("status") == status and t.intermediate_values]
 
 
+def _curve(t) -> dict:
+  """A trained trial's validation accuracy by epoch (from 0), up to its last.
+
+  A trial that read its result from another study's folder replayed the epochs only until
+  this study's pruner would have stopped it (`search_trial`); its value is the last epoch's.
+  """
+  curve = dict(t.intermediate_values)
+  curve[t.user_attrs.get("result", {}).get("epochs", max(curve) + 1) - 1] = t.value
+  return curve
+
+
 def stopping_lines(studies: dict) -> list:
   """Whether the epochs at which Hyperband stopped trials foretold the last epoch (markdown).
 
@@ -54,7 +68,7 @@ def stopping_lines(studies: dict) -> list:
            "trials |", "|---|---|---:|---:|---:|---:|"]
   for (device, mode), st in studies.items():
     stops = collections.Counter(max(t.intermediate_values) for t in _with_status(st, "stopped"))
-    curves = [t.intermediate_values for t in _with_status(st, "trained")]
+    curves = [_curve(t) for t in _with_status(st, "trained")]
     for step in sorted(stops):
       pairs = [(c[step], c[max(c)]) for c in curves if step in c and max(c) > step]
       rho = (np.corrcoef(_ranks([a for a, _ in pairs]), _ranks([b for _, b in pairs]))[0, 1]
@@ -73,7 +87,7 @@ def closest_calls(st: optuna.Study, per_epoch: int = 1) -> list:
 
   Returns:
     Frozen trials, by stopping epoch then accuracy there (highest first), one per
-    architecture (a trial read from another study's folder counts once).
+    architecture (two workers may draw one at once).
   """
   by_epoch, seen = collections.defaultdict(list), set()
   for t in sorted(_with_status(st, "stopped"),
@@ -89,8 +103,9 @@ def continue_stopped(searcher, studies: dict, per_epoch: int, out_dir: str) -> l
   """Trains each study's `closest_calls` for the search's epochs, beside the search's folders.
 
   Each trains as its trial would have (same mode, schedule, data order and teacher views),
-  in `out_dir/trials/`, resumably; the search's own folders and studies are not touched.
-  An architecture stopped in two studies of one mode trains once.
+  in `out_dir/trials/<digest of that setup>/`, resumably; the search's own folders and
+  studies are not touched. An architecture stopped in two studies of one mode trains once.
+  One that diverges gets a row without accuracies.
 
   Args:
     searcher: the `tfkd.search.Search`; its `teacher_logits` are loaded for 'distill' if unset.
@@ -102,29 +117,36 @@ def continue_stopped(searcher, studies: dict, per_epoch: int, out_dir: str) -> l
     One dict per continued trial: "device", "mode", "trial", "candidate", "stop_epoch",
     "val_at_stop", "val_accuracy" (last epoch), "test_accuracy", "history" (validation
     accuracy per epoch), "trained_vals" (the study's trained trials' values) and "rank"
-    (1 = it would have beaten every trained trial; None if the study trained none).
+    (1 = no trained trial ended higher; None if the study trained none or it diverged), and
+    "diverged" (the `TrainingError`'s first part, or None).
   """
+  config = searcher.config
+  setup = {"train": searcher.train_config.to_dict(), "distill": config.distill.to_dict(),
+           "data": config.data.to_dict(), "seed": config.seed}
+  digest = hashlib.sha1(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()
   rows = []
   for (device, mode), st in studies.items():
-    calls = closest_calls(st, per_epoch)
-    if mode == "distill" and calls and searcher.teacher_logits is None:
-      searcher.teacher_logits = searcher.run.teacher_view_logits()
     trained = sorted((t.value for t in _with_status(st, "trained")), reverse=True)
-    for t in calls:
+    for t in closest_calls(st, per_epoch):
       cand = t.user_attrs["candidate"]
-      folder = os.path.join(out_dir, "trials", os.path.basename(search_trial.trial_dir(
-          "", cand, mode, searcher.train_config.epochs)))
-      result = search_trial.train_candidate(
-          searcher.run, cand, mode, searcher.train_config, None,
-          searcher.teacher_logits if mode == "distill" else None, folder)
+      folder = os.path.join(out_dir, "trials", digest[:10], os.path.basename(
+          search_trial.trial_dir("", cand, mode, searcher.train_config.epochs)))
+      try:
+        result = search_trial.train_candidate(
+            searcher.run, cand, mode, searcher.train_config, None,
+            searcher.teacher_views() if mode == "distill" else None, folder)
+      except TrainingError as e:  # one diverged run leaves the others' table standing
+        result = {"val_accuracy": None, "test_accuracy": None,
+                  "diverged": str(e).split(":")[0]}
       step = max(t.intermediate_values)
       rows.append({"device": device, "mode": mode, "trial": t.number, "candidate": cand,
                    "stop_epoch": step + 1, "val_at_stop": t.intermediate_values[step],
                    "val_accuracy": result["val_accuracy"],
                    "test_accuracy": result["test_accuracy"],
                    "history": search_trial.history_accuracies(folder), "trained_vals": trained,
-                   "rank": 1 + sum(v > result["val_accuracy"] for v in trained)
-                           if trained else None})
+                   "rank": (1 + sum(v > result["val_accuracy"] for v in trained)
+                            if trained and result["val_accuracy"] is not None else None),
+                   "diverged": result.get("diverged")})
   return rows
 
 
@@ -134,11 +156,13 @@ def continued_lines(rows: list) -> list:
            "(continued) | test (float) | study's best trained val | rank among the trained |",
            "|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
   for r in rows:
-    best, rank = ((f"{r['trained_vals'][0]:.2%}", f"{r['rank']} of {len(r['trained_vals']) + 1}")
-                  if r["trained_vals"] else ("–", "none trained"))
+    best = f"{r['trained_vals'][0]:.2%}" if r["trained_vals"] else "–"
+    rank = (f"diverged: {r['diverged']}" if r["diverged"] else
+            f"{r['rank']} of {len(r['trained_vals']) + 1}" if r["trained_vals"] else "none trained")
+    end = ("–", "–") if r["diverged"] else (f"{r['val_accuracy']:.2%}", f"{r['test_accuracy']:.2%}")
     lines.append(f"| {r['device']} | {r['mode']} | {r['trial']} | "
                  f"{search_space.describe(r['candidate'])} | {r['stop_epoch']} | "
-                 f"{r['val_at_stop']:.2%} | {r['val_accuracy']:.2%} | {r['test_accuracy']:.2%} | "
+                 f"{r['val_at_stop']:.2%} | {end[0]} | {end[1]} | "
                  f"{best} | {rank} |")
   return lines
 
@@ -156,8 +180,8 @@ def continued_plot(studies: dict, rows: list, path: str) -> str:
     ax.set_visible(False)
   for ax, ((device, mode), st) in zip(axes.flat, studies.items()):
     for t in _with_status(st, "trained"):
-      steps = sorted(t.intermediate_values)
-      ax.plot([s + 1 for s in steps], [100 * t.intermediate_values[s] for s in steps],
+      curve = _curve(t)
+      ax.plot([s + 1 for s in sorted(curve)], [100 * curve[s] for s in sorted(curve)],
               color="grey", alpha=0.4, linewidth=1)
     mine = [r for r in rows if (r["device"], r["mode"]) == (device, mode)]
     for r, color in zip(mine, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange",
