@@ -108,7 +108,7 @@ def continue_stopped(searcher, studies: dict, per_epoch: int, out_dir: str) -> l
   One that diverges gets a row without accuracies.
 
   Args:
-    searcher: the `tfkd.search.Search`; its `teacher_logits` are loaded for 'distill' if unset.
+    searcher: the `tfkd.search.Search` (its teacher's cached views, for 'distill').
     studies: (device, mode) → study.
     per_epoch: trials per stopping epoch (`closest_calls`).
     out_dir: the measurement's folder.
@@ -116,8 +116,8 @@ def continue_stopped(searcher, studies: dict, per_epoch: int, out_dir: str) -> l
   Returns:
     One dict per continued trial: "device", "mode", "trial", "candidate", "stop_epoch",
     "val_at_stop", "val_accuracy" (last epoch), "test_accuracy", "history" (validation
-    accuracy per epoch), "trained_vals" (the study's trained trials' values) and "rank"
-    (1 = no trained trial ended higher; None if the study trained none or it diverged), and
+    accuracy per epoch), "trained_vals" (the study's trained trials' values), "rank"
+    (1 = no trained trial ended higher; None if the study trained none or it diverged) and
     "diverged" (the `TrainingError`'s first part, or None).
   """
   config = searcher.config
@@ -184,11 +184,11 @@ def continued_plot(studies: dict, rows: list, path: str) -> str:
       ax.plot([s + 1 for s in sorted(curve)], [100 * curve[s] for s in sorted(curve)],
               color="grey", alpha=0.4, linewidth=1)
     mine = [r for r in rows if (r["device"], r["mode"]) == (device, mode)]
-    for r, color in zip(mine, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange",
-                               "tab:brown", "tab:pink", "tab:olive")):
+    for r in mine:
       seen = st.trials[r["trial"]].intermediate_values
       steps = sorted(seen)
-      ax.plot([s + 1 for s in steps], [100 * seen[s] for s in steps], color=color)
+      (line,) = ax.plot([s + 1 for s in steps], [100 * seen[s] for s in steps])
+      color = line.get_color()  # the axes' colour cycle, one per continued trial
       ax.plot(r["stop_epoch"], 100 * r["val_at_stop"], "o", color=color,
               label=f"#{r['trial']} stopped at {r['stop_epoch']}")
       ax.plot(range(1, len(r["history"]) + 1), [100 * a for a in r["history"]], "--",
