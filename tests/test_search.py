@@ -395,11 +395,13 @@ def test_a_resumed_study_draws_new_candidates(tmp_path):
   assert again.suggest_float("x", 0, 1) != x
 
 
-def test_repeats_count_against_the_limit_and_other_devices_reuse_trained_trials(
+def test_repeats_have_their_own_limit_and_other_devices_reuse_trained_trials(
     tmp_path, monkeypatch):
   data = write_image_folder(tmp_path / "images", per_class=(20, 4))
   workdir = str(tmp_path / "run")
-  config = from_config.with_defaults(_search_config(data, trials=2, max_rejected=3))
+  # Repeats do not count as rejections: the study does not end at the first.
+  config = from_config.with_defaults(_search_config(data, trials=2, max_rejected=1,
+                                                    max_repeated=3))
   config.search.space.resnet.blocks, config.search.space.resnet.widths = (1, 1), (4,)
   config.search.profiles.other = _budget()
   config.search.start_from = (dict(family="resnet", blocks=(1, 1, 1), widths=(4, 4, 4)),)
@@ -410,7 +412,7 @@ def test_repeats_count_against_the_limit_and_other_devices_reuse_trained_trials(
   assert [bool(t.user_attrs.get("start_point")) for t in st.trials] == [True, False, False, False]
   repeat = st.trials[-1]
   assert repeat.value == st.trials[0].value and repeat.user_attrs["reason"] == "repeats trial 0"
-  # A restart does not run the study on: it ended at search.max_rejected.
+  # A restart does not run the study on: it ended at search.max_repeated.
   assert len(searcher.search_device("mlperf_tiny", "scratch").trials) == 4
   # Another device's study reads the trained architecture instead of training it again.
   monkeypatch.setattr(search_trial.training, "fit_resumable", None)  # would raise if called
@@ -420,6 +422,17 @@ def test_repeats_count_against_the_limit_and_other_devices_reuse_trained_trials(
   row = search_report.trial_rows({("other", "scratch"): other})[0]
   assert row["reason"] == "start point; read, not retrained"
   assert search.eta(other, 2) == "after the first trained trial"  # a read took seconds
+
+
+def test_rejections_and_repeats_each_end_a_study_at_their_own_limit():
+  config = defaults.get_config().search
+  config.max_rejected, config.max_repeated = 5, 10
+  tally = dict(trained=1, stopped=0, rejected=4, repeated=9, diverged=0)
+  assert search._limit_reached(tally, config) == ""  # pylint: disable=protected-access
+  assert "search.max_rejected" in search._limit_reached(  # pylint: disable=protected-access
+      dict(tally, rejected=5), config)
+  assert "search.max_repeated" in search._limit_reached(  # pylint: disable=protected-access
+      dict(tally, repeated=10), config)
 
 
 def _worker(data, workdir, trials_only):

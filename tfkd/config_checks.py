@@ -187,6 +187,7 @@ RULES = {
     "search.modes": _all_of(("distill", "scratch")),
     "search.trials": _whole(1),
     "search.max_rejected": _whole(1),
+    "search.max_repeated": _whole(1),
     "search.epochs": _whole(1),
     "search.final_epochs": _whole(0),
     "search.seed": _whole(0),

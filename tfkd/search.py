@@ -218,10 +218,10 @@ class Search:
     """Runs one study until it has `search.trials` trained (or stopped) trials."""
     self.check_device(device)
     st = study(self.config.search, self.workdir, device, mode, seeded)
-    wanted, limit = self.config.search.trials, self.config.search.max_rejected
+    wanted = self.config.search.trials
     tally = search_report.counts(st)
     done_at_start = tally["trained"] + tally["stopped"] + tally["diverged"]
-    will_run = done_at_start < wanted and tally["rejected"] + tally["repeated"] < limit
+    will_run = done_at_start < wanted and not _limit_reached(tally, self.config.search)
     untried = queue_start_points(st, self.start_params, will_run) if seeded else []
     if untried and not will_run:  # extra workers leave the queue to the first (seeded) one
       logging.warning("[search %s/%s] start points %s not tried: the study has ended. Raise "
@@ -238,9 +238,9 @@ class Search:
                    if best else "-", eta(st, wanted))
       if done >= wanted:
         st.stop()
-      elif tally["rejected"] + tally["repeated"] >= limit:
-        logging.warning("[search %s/%s] %d candidates rejected or repeated (search.max_rejected):"
-                        " stopping with %d trained.", device, mode, limit, done)
+      elif _limit_reached(tally, self.config.search):
+        logging.warning("[search %s/%s] %s: stopping with %d trained.", device, mode,
+                        _limit_reached(tally, self.config.search), done)
         st.stop()
 
     if will_run:
@@ -331,6 +331,21 @@ def eta(st: optuna.Study, wanted: int) -> str:
   workers = 1 + len(st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
   minutes = summary["trial_minutes"] / (done - reads) * max(0, wanted - done) / workers
   return f"{minutes:.0f} min"
+
+
+def _limit_reached(tally: dict, search_config) -> str:
+  """Why a study ends before `search.trials` (`search_report.counts`'s tally), or ''.
+
+  Rejected candidates are measured, then dropped (seconds each); a repeat, an architecture
+  the study has tried, is answered from that trial (under a second). Many repeats mean TPE
+  has settled on what it has tried, so each has its own limit.
+  """
+  if tally["rejected"] >= search_config.max_rejected:
+    return f"{tally['rejected']} candidates rejected, not fitting the device (search.max_rejected)"
+  if tally["repeated"] >= search_config.max_repeated:
+    return (f"{tally['repeated']} draws of architectures the study had tried "
+            "(search.max_repeated): the sampler has settled")
+  return ""
 
 
 def _nothing_trained(st: optuna.Study, device: str, mode: str) -> str:
