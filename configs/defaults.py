@@ -189,9 +189,9 @@ def _search():
   search.devices = ("mlperf_tiny",)        # names in search.profiles; one study per device and mode
   search.modes = ("distill", "scratch")    # 'distill' (from the teacher's cached views), 'scratch'
   search.trials = 30                       # trained trials per study (rejected ones do not count)
-  search.max_rejected = 200                # give up after this many candidates that do not fit
-  search.max_repeated = 1000               # ... or this many draws of tried architectures (TPE
-                                           # settling; each is answered from its trial, < 1 s)
+  search.max_rejected = 200                # give up after this many architectures that do not fit
+  search.max_repeated = 1000               # ... or this many draws of tried ones, fitting or
+                                           # not (TPE settling; each takes under a second)
   search.epochs = 15                       # epochs per trial (weak trials stop earlier)
   search.final_epochs = 0                  # the winner's full retrain; 0 = train.epochs
   search.storage = ""                      # Optuna storage URL; '' = sqlite in workdir/search/

@@ -424,15 +424,25 @@ def test_repeats_have_their_own_limit_and_other_devices_reuse_trained_trials(
   assert search.eta(other, 2) == "after the first trained trial"  # a read took seconds
 
 
-def test_rejections_and_repeats_each_end_a_study_at_their_own_limit():
+def test_rejected_architectures_and_draws_of_tried_ones_each_end_a_study_at_their_limit():
   config = defaults.get_config().search
-  config.max_rejected, config.max_repeated = 5, 10
-  tally = dict(trained=1, stopped=0, rejected=4, repeated=9, diverged=0)
-  assert search._limit_reached(tally, config) == ""  # pylint: disable=protected-access
-  assert "search.max_rejected" in search._limit_reached(  # pylint: disable=protected-access
-      dict(tally, rejected=5), config)
-  assert "search.max_repeated" in search._limit_reached(  # pylint: disable=protected-access
-      dict(tally, repeated=10), config)
+  config.max_rejected, config.max_repeated = 3, 4
+  st = optuna.create_study(direction="maximize")
+  small, big, huge = ({"family": "resnet", "resolution": 16, "kwargs": {"widths": [w] * 3}}
+                      for w in (4, 64, 128))
+  def add(status, cand):
+    st.add_trial(_ended_trial(len(st.trials), optuna.trial.TrialState.PRUNED, 0.01,
+                              {"status": status, "candidate": cand}))
+  add("stopped", small)
+  for cand in (big, huge, big, huge, big):  # 2 architectures rejected, 3 draws of them again
+    add("rejected", cand)
+  assert search._limit_reached(st, config) == ""  # pylint: disable=protected-access
+  add("repeated", small)  # the 4th draw of a tried architecture
+  assert "4 draws of architectures the study had tried (search.max_repeated)" in (
+      search._limit_reached(st, config))  # pylint: disable=protected-access
+  config.max_repeated = 5
+  add("rejected", dict(huge, resolution=24))  # a 3rd architecture that does not fit
+  assert "3 architectures rejected" in search._limit_reached(st, config)  # pylint: disable=protected-access
 
 
 def _worker(data, workdir, trials_only):

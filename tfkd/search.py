@@ -221,7 +221,7 @@ class Search:
     wanted = self.config.search.trials
     tally = search_report.counts(st)
     done_at_start = tally["trained"] + tally["stopped"] + tally["diverged"]
-    will_run = done_at_start < wanted and not _limit_reached(tally, self.config.search)
+    will_run = done_at_start < wanted and not _limit_reached(st, self.config.search)
     untried = queue_start_points(st, self.start_params, will_run) if seeded else []
     if untried and not will_run:  # extra workers leave the queue to the first (seeded) one
       logging.warning("[search %s/%s] start points %s not tried: the study has ended. Raise "
@@ -238,9 +238,9 @@ class Search:
                    if best else "-", eta(st, wanted))
       if done >= wanted:
         st.stop()
-      elif _limit_reached(tally, self.config.search):
+      elif _limit_reached(st, self.config.search):
         logging.warning("[search %s/%s] %s: stopping with %d trained.", device, mode,
-                        _limit_reached(tally, self.config.search), done)
+                        _limit_reached(st, self.config.search), done)
         st.stop()
 
     if will_run:
@@ -333,18 +333,25 @@ def eta(st: optuna.Study, wanted: int) -> str:
   return f"{minutes:.0f} min"
 
 
-def _limit_reached(tally: dict, search_config) -> str:
-  """Why a study ends before `search.trials` (`search_report.counts`'s tally), or ''.
+def _limit_reached(st: optuna.Study, search_config) -> str:
+  """Why a study ends before `search.trials`, or ''.
 
-  Rejected candidates are measured, then dropped (seconds each); a repeat, an architecture
-  the study has tried, is answered from that trial (under a second). Many repeats mean TPE
-  has settled on what it has tried, so each has its own limit.
+  `search.max_rejected` counts the architectures that do not fit the device (each measured
+  once, in seconds). `search.max_repeated` counts draws of an architecture the study had
+  tried, a fitting one (a repeat, answered from its trial) or a rejected one drawn again
+  (its cached cost): each takes under a second, and many mean that TPE has settled.
   """
-  if tally["rejected"] >= search_config.max_rejected:
-    return f"{tally['rejected']} candidates rejected, not fitting the device (search.max_rejected)"
-  if tally["repeated"] >= search_config.max_repeated:
-    return (f"{tally['repeated']} draws of architectures the study had tried "
-            "(search.max_repeated): the sampler has settled")
+  tally = search_report.counts(st)
+  rejected = {search_space.candidate_key(t.user_attrs["candidate"])
+              for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+              if t.user_attrs.get("status") == "rejected"}
+  drawn_again = tally["repeated"] + tally["rejected"] - len(rejected)
+  if len(rejected) >= search_config.max_rejected:
+    return (f"{len(rejected)} architectures rejected, not fitting the device "
+            "(search.max_rejected)")
+  if drawn_again >= search_config.max_repeated:
+    return (f"{drawn_again} draws of architectures the study had tried (search.max_repeated): "
+            "the sampler has settled")
   return ""
 
 
