@@ -238,9 +238,9 @@ class Search:
                    if best else "-", eta(st, wanted))
       if done >= wanted:
         st.stop()
-      elif _limit_reached(st, self.config.search):
-        logging.warning("[search %s/%s] %s: stopping with %d trained.", device, mode,
-                        _limit_reached(st, self.config.search), done)
+      elif reason := _limit_reached(st, self.config.search):
+        logging.warning("[search %s/%s] %s: stopping with %d trained.", device, mode, reason,
+                        done)
         st.stop()
 
     if will_run:
