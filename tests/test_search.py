@@ -443,6 +443,10 @@ def test_rejected_architectures_and_draws_of_tried_ones_each_end_a_study_at_thei
   config.max_repeated = 5
   add("rejected", dict(huge, resolution=24))  # a 3rd architecture that does not fit
   assert "3 architectures rejected" in search._limit_reached(st, config)  # pylint: disable=protected-access
+  # The report lists each architecture once, at its first trial, with its draws.
+  rows = search_report.distinct_rows(search_report.trial_rows({("tiny", "distill"): st}))
+  assert [(r["trial"], r["status"], r["drawn"]) for r in rows] == [
+      (0, "stopped", 2), (1, "rejected", 3), (2, "rejected", 2), (7, "rejected", 1)]
 
 
 def _worker(data, workdir, trials_only):

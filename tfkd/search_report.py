@@ -5,7 +5,7 @@ int8 and as a C array, and checks it on LiteRT (whole test set) and TFLite
 Micro (arena, parity with LiteRT). `time_candidates` times every candidate that
 reached TFLM again, all together at the end: its latency is the one the
 report gives (the winner's too). `write_report` writes
-`workdir/search/report.md` (winners, then every trial), `trials.csv` and
+`workdir/search/report.md` (winners, then every architecture tried), `trials.csv` and
 `pareto.png` (validation accuracy against flash, arena and latency, the Pareto
 front of each mode, the device budgets as lines). `study_lines` is its table of studies
 (`study_summary`: trials by status, shares, time); its check of early stopping is
@@ -17,6 +17,7 @@ Example:
   write_report(search, studies, winners, latencies)
 """
 
+import collections
 import csv
 import io
 import os
@@ -199,6 +200,21 @@ def trial_rows(studies: dict, latencies=None) -> list:
   return rows
 
 
+def distinct_rows(rows: list) -> list:
+  """`trial_rows` with one row per study and architecture, its first, and "drawn": how often.
+
+  TPE draws what it has tried again (a repeat, or a rejected architecture drawn again);
+  those trials add nothing to read but their number.
+  """
+  first, drawn = {}, collections.Counter()
+  for r in rows:
+    key = (r["device"], r["mode"], r["architecture"])
+    drawn[key] += 1
+    if key not in first and r["status"] != "repeated":
+      first[key] = r
+  return [dict(r, drawn=drawn[key]) for key, r in first.items()]
+
+
 def pareto_front(points) -> list:
   """The (cost, accuracy) points no other point beats on both (lower cost, higher accuracy)."""
   front, best = [], float("-inf")
@@ -212,8 +228,7 @@ def pareto_front(points) -> list:
 def pareto_plot(rows: list, profiles, path: str) -> str:
   """Validation accuracy against flash, arena and latency; each mode's front; device budgets."""
   fig, axes = files.new_figure(1, len(PARETO_AXES), figsize=(5 * len(PARETO_AXES), 4))
-  trained = [r for r in rows if r["status"] in ("trained", "repeated")
-             and r["val_accuracy"] is not None]
+  trained = [r for r in rows if r["status"] == "trained" and r["val_accuracy"] is not None]
   for ax, (key, label, unit) in zip(axes, PARETO_AXES):
     for mode, color in (("distill", "tab:blue"), ("scratch", "tab:orange")):
       points = [(r[key] / unit, 100 * r["val_accuracy"]) for r in trained
@@ -293,12 +308,15 @@ def write_report(search, studies: dict, winners: dict, latencies=None) -> str:
            "between the trained trials' validation accuracy then and at their last epoch; near "
            "0, trials were stopped on noise (raise search.min_epochs). It ranks only the survivors: "
            "bench/search_stopped.py trains the closest stopped calls on to measure.", "",
-           *search_stopping.stopping_lines(studies), "", "## Every trial", "",
-            "| device | mode | # | status | architecture | params | MACs | flash (B) | arena (B) "
-            "| latency (ms) | epochs | val | test | why |", "|---" * 14 + "|"]
-  for r in rows:
+           *search_stopping.stopping_lines(studies), "", "## Every architecture tried", "",
+           "Each study's architectures, at their first trial; `drawn` counts the sampler's "
+           "draws of it (trials.csv has every trial).", "",
+           "| device | mode | # | drawn | status | architecture | params | MACs | flash (B) | "
+           "arena (B) | latency (ms) | epochs | val | test | why |", "|---" * 15 + "|"]
+  for r in distinct_rows(rows):
     lines.append(
-        f"| {r['device']} | {r['mode']} | {r['trial']} | {r['status']} | {r['architecture']} | "
+        f"| {r['device']} | {r['mode']} | {r['trial']} | {r['drawn']} | {r['status']} | "
+        f"{r['architecture']} | "
         f"{_fmt(r['parameters'])} | {_fmt(r['macs'])} | {_fmt(r['flash_bytes'])} | "
         f"{_fmt(r['arena_bytes'])} | {_fmt(r['latency_ms'], '{:.3f}')} | {_fmt(r['epochs'])} | "
         f"{_fmt(r['val_accuracy'], '{:.2%}')} | {_fmt(r['test_accuracy'], '{:.2%}')} | "
