@@ -188,7 +188,8 @@ def _search():
   # do not fit the device rejected untrained, the rest trained `epochs` each (weak ones stopped).
   search.devices = ("mlperf_tiny",)        # names in search.profiles; one study per device and mode
   search.modes = ("distill", "scratch")    # 'distill' (from the teacher's cached views), 'scratch'
-  search.trials = 30                       # trained trials per study (rejected ones do not count)
+  search.trials = 30                       # trained or stopped trials per study (rejected or
+                                           # repeated ones do not count)
   search.max_rejected = 200                # give up after this many architectures that do not fit
   search.max_repeated = 1000               # ... or this many draws of tried ones, fitting or
                                            # not (TPE settling; each takes under a second)

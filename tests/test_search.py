@@ -443,10 +443,17 @@ def test_rejected_architectures_and_draws_of_tried_ones_each_end_a_study_at_thei
   config.max_repeated = 5
   add("rejected", dict(huge, resolution=24))  # a 3rd architecture that does not fit
   assert "3 architectures rejected" in search._limit_reached(st, config)  # pylint: disable=protected-access
-  # The report lists each architecture once, at its first trial, with its draws.
+  # The report lists each architecture once, with its draws.
   rows = search_report.distinct_rows(search_report.trial_rows({("tiny", "distill"): st}))
   assert [(r["trial"], r["status"], r["drawn"]) for r in rows] == [
       (0, "stopped", 2), (1, "rejected", 3), (2, "rejected", 2), (7, "rejected", 1)]
+  # Another worker's repeat can end before the trial it repeats; a budget changed between
+  # sessions can reject an architecture, then train it. The row kept is the trained one.
+  rows = [dict(device="d", mode="m", architecture=a, status=status, trial=n)
+          for n, (a, status) in enumerate((("x", "repeated"), ("y", "rejected"), ("x", "trained"),
+                                            ("y", "trained"), ("y", "repeated")))]
+  assert [(r["architecture"], r["trial"], r["drawn"]) for r in search_report.distinct_rows(rows)
+          ] == [("x", 2, 2), ("y", 3, 3)]
 
 
 def _worker(data, workdir, trials_only):
@@ -495,7 +502,7 @@ def test_a_study_without_a_trained_trial_or_a_diverged_winner_leaves_the_report_
     report = f.read()
   assert "| other | scratch | no trained trial |" in report
   assert "| mlperf_tiny | scratch | retraining diverged: [scratch_x_e2]" in report
-  assert "| mlperf_tiny | scratch | 1 | 0 (0%) | 1 | 0 (0%) |" in report  # the trial is listed
+  assert "| mlperf_tiny | scratch | 1 | 0 (0%) | 1 | 0 (0%) |" in report  # its study's line
 
 
 def test_a_search_whose_studies_all_diverge_names_why(tmp_path):
@@ -541,6 +548,12 @@ def test_two_workers_share_one_study_and_the_winner_is_verified(tmp_path):
   with open(os.path.join(workdir, "search", "report.md")) as f:
     report = f.read()
   assert report.count("| mlperf_tiny | scratch |") >= len(trained) + 1
+  # Every architecture tried once, with how often it was drawn: all the finished trials.
+  table = report.split("## Every architecture tried")[1]
+  listed = [line.split(" | ") for line in table.splitlines() if line.startswith("| mlperf_tiny")]
+  assert len({row[5] for row in listed}) == len(listed)
+  assert sum(int(row[3]) for row in listed) == len(study.get_trials(states=(
+      optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
   assert os.path.getsize(os.path.join(workdir, "search", "pareto.png")) > 0
   # Each trial names the worker process that ran it, one of the two.
   assert {t.user_attrs["worker"].split(":")[1] for t in trained} <= {str(w.pid) for w in workers}

@@ -12,7 +12,7 @@ rejected untrained, with the reason. The others train `search.epochs` epochs
 (`tfkd.search_trial`), reporting validation accuracy each epoch to a Hyperband
 pruner that stops weak trials. The best trial of each study is then retrained
 for the full schedule, exported int8 and as a C array, and verified on LiteRT
-and TFLite Micro; the report (`tfkd.search_report`) holds every trial and the
+and TFLite Micro; the report (`tfkd.search_report`) holds every architecture tried and the
 Pareto plots.
 
 The teacher is trained (or reused) in `workdir/teacher/` and labels
@@ -231,9 +231,10 @@ class Search:
       tally = search_report.counts(st)
       done = tally["trained"] + tally["stopped"] + tally["diverged"]
       best = _best(st)
-      logging.info("[search %s/%s] trial %d of %d (%d rejected, %d stopped early, %d repeated); "
-                   "best val %s; ETA %s", device, mode, done, wanted, tally["rejected"],
-                   tally["stopped"], tally["repeated"],
+      rejected, drawn_again = _draws(st)
+      logging.info("[search %s/%s] trial %d of %d (%d architectures rejected, %d stopped "
+                   "early, %d drawn again); best val %s; ETA %s", device, mode, done, wanted,
+                   rejected, tally["stopped"], drawn_again,
                    f"{best.value:.2%} ({search_space.describe(best.user_attrs['candidate'])})"
                    if best else "-", eta(st, wanted))
       if done >= wanted:
@@ -341,18 +342,27 @@ def _limit_reached(st: optuna.Study, search_config) -> str:
   tried, a fitting one (a repeat, answered from its trial) or a rejected one drawn again
   (its cached cost): each takes under a second, and many mean that TPE has settled.
   """
-  tally = search_report.counts(st)
-  rejected = {search_space.candidate_key(t.user_attrs["candidate"])
-              for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
-              if t.user_attrs.get("status") == "rejected"}
-  drawn_again = tally["repeated"] + tally["rejected"] - len(rejected)
-  if len(rejected) >= search_config.max_rejected:
-    return (f"{len(rejected)} architectures rejected, not fitting the device "
-            "(search.max_rejected)")
+  rejected, drawn_again = _draws(st)
+  if rejected >= search_config.max_rejected:
+    return f"{rejected} architectures rejected, not fitting the device (search.max_rejected)"
   if drawn_again >= search_config.max_repeated:
     return (f"{drawn_again} draws of architectures the study had tried (search.max_repeated): "
             "the sampler has settled")
   return ""
+
+
+def _draws(st: optuna.Study) -> tuple:
+  """(architectures rejected, draws of architectures tried before): what the limits count."""
+  rejected, again = set(), 0
+  for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                 optuna.trial.TrialState.PRUNED)):
+    status = t.user_attrs.get("status")
+    if status == "rejected":
+      key = search_space.candidate_key(t.user_attrs["candidate"])
+      again += key in rejected
+      rejected.add(key)
+    again += status == "repeated"
+  return len(rejected), again
 
 
 def _nothing_trained(st: optuna.Study, device: str, mode: str) -> str:
@@ -361,7 +371,8 @@ def _nothing_trained(st: optuna.Study, device: str, mode: str) -> str:
       deepcopy=False) if t.user_attrs.get("reason"))
   return (f"The {device}/{mode} study ended without one trained trial (its trials' "
           f"reasons: {', '.join(f'{k} {n}' for k, n in over.most_common()) or 'none'}). Fix: "
-          "narrow search.space to models that fit, or raise search.max_rejected.")
+          "narrow search.space to models that fit, or raise the limit that ended it "
+          "(search.max_rejected or search.max_repeated, in the log).")
 
 
 def _reason_kind(reason: str) -> str:

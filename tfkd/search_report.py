@@ -201,18 +201,21 @@ def trial_rows(studies: dict, latencies=None) -> list:
 
 
 def distinct_rows(rows: list) -> list:
-  """`trial_rows` with one row per study and architecture, its first, and "drawn": how often.
+  """`trial_rows` with one row per study and architecture, and "drawn": how often it was.
 
   TPE draws what it has tried again (a repeat, or a rejected architecture drawn again);
-  those trials add nothing to read but their number.
+  those trials add nothing to read but their number. The row kept is the architecture's
+  first that trained (or was stopped or diverged), else its first rejection, else its first
+  row; in the order the architectures first came.
   """
-  first, drawn = {}, collections.Counter()
+  rank = {"trained": 0, "stopped": 0, "diverged": 0, "rejected": 1}
+  kept, drawn = {}, collections.Counter()
   for r in rows:
     key = (r["device"], r["mode"], r["architecture"])
     drawn[key] += 1
-    if key not in first and r["status"] != "repeated":
-      first[key] = r
-  return [dict(r, drawn=drawn[key]) for key, r in first.items()]
+    if key not in kept or rank.get(r["status"], 2) < rank.get(kept[key]["status"], 2):
+      kept[key] = r
+  return [dict(r, drawn=drawn[key]) for key, r in kept.items()]
 
 
 def pareto_front(points) -> list:
