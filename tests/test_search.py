@@ -442,7 +442,8 @@ def test_rejected_architectures_and_draws_of_tried_ones_each_end_a_study_at_thei
       search._limit_reached(st, config))  # pylint: disable=protected-access
   config.max_repeated = 5
   add("rejected", dict(huge, resolution=24))  # a 3rd architecture that does not fit
-  assert "3 architectures rejected" in search._limit_reached(st, config)  # pylint: disable=protected-access
+  assert "3 architectures rejected" in search._limit_reached(  # pylint: disable=protected-access
+      st, config)
   # The report lists each architecture once, with its draws.
   rows = search_report.distinct_rows(search_report.trial_rows({("tiny", "distill"): st}))
   assert [(r["trial"], r["status"], r["drawn"]) for r in rows] == [

@@ -81,7 +81,8 @@ def test_the_closest_calls_train_on_in_their_own_folder_and_are_ranked(tmp_path,
   assert rows[2]["history"] == rows[0]["history"]  # trained once, read by the other study
   assert search_stopping.continued_lines(rows)[-1].endswith("| – | none trained |")
   (setup,) = os.listdir(os.path.join(out, "trials"))  # one training setup, one folder
-  folders = {mode: os.path.join(out, "trials", setup, f"{mode}_{search_space.candidate_key(_resnet(8))}_e2")
+  name = f"{search_space.candidate_key(_resnet(8))}_e2"
+  folders = {mode: os.path.join(out, "trials", setup, f"{mode}_{name}")
              for mode in ("scratch", "distill")}
   for r in rows:
     assert r["history"] == search_trial.history_accuracies(folders[r["mode"]])

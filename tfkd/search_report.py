@@ -309,10 +309,11 @@ def write_report(search, studies: dict, winners: dict, latencies=None) -> str:
            *study_lines(studies), "", "## Early stopping", "",
            "Did the epochs at which trials were stopped foretell the last epoch? Spearman's ρ "
            "between the trained trials' validation accuracy then and at their last epoch; near "
-           "0, trials were stopped on noise (raise search.min_epochs). It ranks only the survivors: "
-           "bench/search_stopped.py trains the closest stopped calls on to measure.", "",
+           "0, trials were stopped on noise (raise search.min_epochs). It ranks only the "
+           "survivors: bench/search_stopped.py trains the closest stopped calls on to measure.",
+           "",
            *search_stopping.stopping_lines(studies), "", "## Every architecture tried", "",
-           "Each study's architectures, at their first trial; `drawn` counts the sampler's "
+           "Each study's architectures, once each; `drawn` counts the sampler's "
            "draws of it (trials.csv has every trial).", "",
            "| device | mode | # | drawn | status | architecture | params | MACs | flash (B) | "
            "arena (B) | latency (ms) | epochs | val | test | why |", "|---" * 15 + "|"]

@@ -159,7 +159,8 @@ def continued_lines(rows: list) -> list:
     best = f"{r['trained_vals'][0]:.2%}" if r["trained_vals"] else "–"
     rank = (f"diverged: {r['diverged']}" if r["diverged"] else
             f"{r['rank']} of {len(r['trained_vals']) + 1}" if r["trained_vals"] else "none trained")
-    end = ("–", "–") if r["diverged"] else (f"{r['val_accuracy']:.2%}", f"{r['test_accuracy']:.2%}")
+    end = (("–", "–") if r["diverged"] else
+           (f"{r['val_accuracy']:.2%}", f"{r['test_accuracy']:.2%}"))
     lines.append(f"| {r['device']} | {r['mode']} | {r['trial']} | "
                  f"{search_space.describe(r['candidate'])} | {r['stop_epoch']} | "
                  f"{r['val_at_stop']:.2%} | {end[0]} | {end[1]} | "
