@@ -11,18 +11,20 @@
 # same machine finds it; a new machine starts the chain over. A finished step writes
 # runs/chain/<step>.done and is not run again; delete that file to rerun it. A failed step
 # writes runs/chain/<step>.failed, the chain goes on, and the next start tries it again.
-# Steps, in order:
-#   e80        the 80-epoch pipeline: teacher, its cached augmented views, the distilled
-#              (cached views) ResNet-8, export, report                         (issue 13, BENCHMARKS §1)
+# Steps, in order (the open issue's first: on a new machine its results come soonest):
+#   teacher    the 80-epoch ResNet-20 teacher and its 80 cached epochs of augmented views, in
+#              e80's folder: what every later step reads
+#   search     the device-budget search from that teacher, reading e80's cache (issue 14)
+#   search_stopped  the search's closest stopped calls trained to the end: what Hyperband's
+#              early stopping cost                                        (issue 14)
+#   e80        the 80-epoch pipeline, its teacher stages done: the distilled (cached views)
+#              ResNet-8, export, report                         (issue 13, BENCHMARKS §1)
+#   e80_scratch  the ResNet-8 from scratch, in e80's folder (its report gains the row)
 #   e80_live   the same distillation with the teacher live, same teacher        (issue 13)
 #   e80_cycle20  the same from 20 of e80's 80 cached epochs, cycled 4 times: what cycling
 #              costs in accuracy, with no teacher run at all                    (issue 13)
 #              (`python -m bench.cached_vs_live` compares these three: BENCHMARKS §6)
 #   selfsup, compressed_teacher, multitask, robust: the strategy benchmarks   (issue 18)
-#   search     the device-budget search from that teacher, reading e80's cache (issue 14)
-#   e80_scratch  the ResNet-8 from scratch, in e80's folder (its report gains the row)
-#   search_stopped  the search's closest stopped calls trained to the end: what Hyperband's
-#              early stopping cost                                        (issue 14)
 # Every step but the search trains in mixed bfloat16 (PRECISION below; tfkd.precision): about
 # twice as fast for the ResNets on a CPU with AMX (BENCHMARKS §17), but slower for most of the
 # search's candidate shapes, so the search trains in float32. Where bfloat16 is emulated (e.g.
@@ -36,6 +38,12 @@ TEACHER=runs/cifar10_e80/teacher/model.keras
 [[ -e runs ]] || { mkdir -p ../runs && ln -s ../runs runs; }
 mkdir -p runs/chain
 
+run_teacher() {
+  $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80 \
+    --config.stages='("teacher","teacher_views")' \
+    --config.distill.cached_teacher=True --config.distill.cache_epochs=80 \
+    --config.train.precision="$PRECISION"
+}
 run_e80() {
   $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80 \
     --config.stages='("teacher","teacher_views","distill","export","report")' \
@@ -90,8 +98,8 @@ run_multitask() {  # its task-B teacher is trained here, 80 epochs as e80's task
     --precision="$PRECISION" --out=runs/bench_multitask
 }
 
-STEPS=(e80 e80_live e80_cycle20 selfsup compressed_teacher multitask robust search e80_scratch
-       search_stopped)
+STEPS=(teacher search search_stopped e80 e80_scratch e80_live e80_cycle20 selfsup
+       compressed_teacher multitask robust)
 if [[ "${1:-}" == "--list" ]]; then
   for step in "${STEPS[@]}"; do
     if [[ -e runs/chain/$step.done ]]; then echo "$step: done $(cat runs/chain/$step.done)"
@@ -101,7 +109,8 @@ if [[ "${1:-}" == "--list" ]]; then
   exit 0
 fi
 if [[ $# -gt 0 ]]; then
-  [[ " ${STEPS[*]} " == *" $1 "* ]] || { echo "Unknown step '$1': choose from ${STEPS[*]}." >&2; exit 2; }
+  [[ " ${STEPS[*]} " == *" $1 "* ]] ||
+    { echo "Unknown step '$1': choose from ${STEPS[*]}." >&2; exit 2; }
   STEPS=("$1")
 fi
 for step in "${STEPS[@]}"; do
@@ -111,8 +120,9 @@ for step in "${STEPS[@]}"; do
   fi
   echo "[chain] $step: starting $(date -u +%FT%TZ)"
   start=$(date +%s)
-  # A failed step does not stop the steps after it: they need only e80 (search_stopped checks
-  # for the search), and hours of machine would otherwise stand idle. Its rc and time go to runs/chain/<step>.failed.
+  # A failed step does not stop the steps after it (each needs only the teacher; search_stopped
+  # checks for the search): hours of machine would otherwise stand idle. Its rc and time go
+  # to runs/chain/<step>.failed.
   if "run_$step"; then
     rm -f runs/chain/$step.failed
     echo "finished $(date -u +%FT%TZ) after $(( ($(date +%s) - start) / 60 )) min (this attempt)" \
@@ -120,7 +130,8 @@ for step in "${STEPS[@]}"; do
     echo "[chain] $step: $(cat runs/chain/$step.done)"
   else
     rc=$?
-    echo "rc $rc at $(date -u +%FT%TZ) after $(( ($(date +%s) - start) / 60 )) min" > runs/chain/$step.failed
+    echo "rc $rc at $(date -u +%FT%TZ) after $(( ($(date +%s) - start) / 60 )) min" \
+      > runs/chain/$step.failed
     echo "[chain] $step: FAILED, $(cat runs/chain/$step.failed); the log above says why"
     failed=1
   fi
