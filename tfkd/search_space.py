@@ -19,11 +19,10 @@ Example:
 """
 
 import collections.abc
-import hashlib
-import json
 
 from tfkd import models
 from tfkd.errors import ConfigError
+from tflite import files
 
 FAMILIES = ("resnet", "ds_cnn", "mobilenet_v2")
 STAGES = 3  # resnet and mobilenet_v2 stages, as in tfkd's CIFAR models
@@ -66,8 +65,7 @@ def candidate(family: str, resolution: int, **knobs) -> dict:
 
 def candidate_key(cand: dict) -> str:
   """A short stable name of a candidate's architecture (family + hash), for caches and folders."""
-  text = json.dumps(cand, sort_keys=True)
-  return f"{cand['family']}_{cand['resolution']}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+  return f"{cand['family']}_{cand['resolution']}_{files.json_digest(cand)}"
 
 
 def describe(cand: dict) -> str:

@@ -16,8 +16,6 @@ Example:
 """
 
 import collections
-import hashlib
-import json
 import os
 
 import numpy as np
@@ -123,13 +121,13 @@ def continue_stopped(searcher, studies: dict, per_epoch: int, out_dir: str) -> l
   config = searcher.config
   setup = {"train": searcher.train_config.to_dict(), "distill": config.distill.to_dict(),
            "data": config.data.to_dict(), "seed": config.seed}
-  digest = hashlib.sha1(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()
+  digest = files.json_digest(setup)
   rows = []
   for (device, mode), st in studies.items():
     trained = sorted((t.value for t in _with_status(st, "trained")), reverse=True)
     for t in closest_calls(st, per_epoch):
       cand = t.user_attrs["candidate"]
-      folder = os.path.join(out_dir, "trials", digest[:10], os.path.basename(
+      folder = os.path.join(out_dir, "trials", digest, os.path.basename(
           search_trial.trial_dir("", cand, mode, searcher.train_config.epochs)))
       try:
         result = search_trial.train_candidate(

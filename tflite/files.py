@@ -13,6 +13,7 @@ Example:
   save_figure(fig, "runs/x/report.png")
 """
 
+import hashlib
 import json
 import os
 from typing import Any, Union
@@ -54,6 +55,16 @@ def read_json(path: str) -> Any:
   """The JSON value in `path`."""
   with open(path, encoding="utf-8") as f:
     return json.load(f)
+
+
+def json_digest(value: Any, length: int = 10) -> str:
+  """A short stable name for a JSON-able value (a config, an architecture), for cache folders.
+
+  Example:
+    json_digest({"b": 1, "a": [2]}) == json_digest({"a": [2], "b": 1})
+  """
+  text = json.dumps(value, sort_keys=True, default=str)
+  return hashlib.sha1(text.encode()).hexdigest()[:length]
 
 
 def save_figure(fig, path: str, dpi: int = 120) -> str:
