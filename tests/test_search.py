@@ -1,6 +1,7 @@
 """The budget search: its space, cost-before-training, Pareto front, and a shared study."""
 
 import datetime
+import logging
 import os
 import re
 import shutil
@@ -291,11 +292,21 @@ class _Killed(Exception):
   pass
 
 
+class _ListHandler(logging.Handler):
+
+  def __init__(self, records):
+    super().__init__()
+    self.records = records
+
+  def emit(self, record):
+    self.records.append(record)
+
+
 class _RecordingTrial:
   """Stands in for an Optuna trial: records the steps and attributes; `kill_at` raises there."""
 
-  def __init__(self, kill_at=None):
-    self.steps, self.kill_at, self.user_attrs = [], kill_at, {}
+  def __init__(self, kill_at=None, prune=False):
+    self.steps, self.kill_at, self.prune, self.user_attrs = [], kill_at, prune, {}
     self.datetime_start = datetime.datetime.now()
 
   def report(self, value, step):
@@ -307,7 +318,7 @@ class _RecordingTrial:
   def should_prune(self):
     if self.steps[-1] == self.kill_at:
       raise _Killed()
-    return False
+    return self.prune
 
 
 def test_a_killed_trial_resumes_reporting_its_own_epochs_and_a_saved_one_is_only_scored(
@@ -339,6 +350,11 @@ def test_a_killed_trial_resumes_reporting_its_own_epochs_and_a_saved_one_is_only
                                           folder=folder)
   assert again.steps == [0, 1, 2] and rescored["status"] == "trained"
   assert rescored["test_accuracy"] == pytest.approx(result["test_accuracy"])
+  # Read by a study whose pruner would stop it at once: the result stands, and that study's
+  # records get the whole curve, not the epochs up to where its pruner would have stopped.
+  strict = _RecordingTrial(prune=True)
+  read = search_trial.train_candidate(run, cand, "scratch", train_config, strict, folder=folder)
+  assert strict.steps == [0, 1, 2] and read["status"] == "trained" and read["read"]
 
 
 def _ended_trial(number, state, minutes, attrs, value=None, start=datetime.datetime(2026, 11, 30)):
@@ -407,11 +423,22 @@ def test_repeats_have_their_own_limit_and_other_devices_reuse_trained_trials(
   config.search.start_from = (dict(family="resnet", blocks=(1, 1, 1), widths=(4, 4, 4)),)
   searcher = search.Search(config, workdir)
   # The space holds one architecture: the study trains it, then gets it back 3 times.
-  st = searcher.search_device("mlperf_tiny", "scratch")
+  optuna_records = []
+  optimize_logger = logging.getLogger("optuna.study._optimize")
+  optimize_logger.addHandler(logging_handler := _ListHandler(optuna_records))
+  try:
+    st = searcher.search_device("mlperf_tiny", "scratch")
+  finally:
+    optimize_logger.removeHandler(logging_handler)
   assert search_report.counts(st) == dict(trained=1, stopped=0, rejected=0, repeated=3, diverged=0)
   assert [bool(t.user_attrs.get("start_point")) for t in st.trials] == [True, False, False, False]
   repeat = st.trials[-1]
-  assert repeat.value == st.trials[0].value and repeat.user_attrs["reason"] == "repeats trial 0"
+  assert repeat.user_attrs["result"] == st.trials[0].user_attrs["result"]
+  assert repeat.user_attrs["reason"] == "repeats trial 0"
+  # The repeats end FAIL, which TPE leaves out: it sees the one trained trial, not four copies.
+  assert [t.state.name for t in st.trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL"]
+  assert not [r for r in optuna_records if "failed" in r.getMessage()]  # nor do they warn
+  assert search_report.study_summary(st)["total"] == 4  # not counted as killed trials
   # A restart does not run the study on: it ended at search.max_repeated.
   assert len(searcher.search_device("mlperf_tiny", "scratch").trials) == 4
   # Another device's study reads the trained architecture instead of training it again.

@@ -95,8 +95,15 @@ def history_accuracies(folder: str) -> list:
   return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def _report_history(trial, accuracies) -> None:
+  """Reports a finished run's every epoch to the trial: its result stands, whatever the pruner
+  would say, and the study's records keep the whole curve."""
+  for epoch, accuracy in enumerate(accuracies):
+    trial.report(accuracy, epoch)
+
+
 def _should_stop_on_history(trial, accuracies) -> bool:
-  """Replays epochs trained before (a resumed or repeated architecture) into the trial."""
+  """Replays the epochs of an interrupted run into the trial, until the pruner stops it."""
   for epoch, accuracy in enumerate(accuracies):
     trial.report(accuracy, epoch)
     if trial.should_prune():
@@ -142,13 +149,13 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
   result_path = os.path.join(folder, "result.json")
   if os.path.exists(result_path):  # trained by another study, or before a kill
     if trial is not None:
-      _should_stop_on_history(trial, history_accuracies(folder))
+      _report_history(trial, history_accuracies(folder))
     return dict(files.read_json(result_path), read=True)
   done_before = history_accuracies(folder)
   model_path = os.path.join(folder, "model.keras")
   if os.path.exists(model_path):  # trained, then killed before its result was written
     if trial is not None:
-      _should_stop_on_history(trial, done_before)
+      _report_history(trial, done_before)
     return _finish(folder, "trained", done_before,
                    test_accuracy(run, model_files.load_model(model_path), cand["resolution"],
                                  run.config.report.batch_size), 0.0)
