@@ -31,7 +31,6 @@ filesystem and one database server:
 """
 
 import collections
-import logging as logging_std
 import os
 import time
 import warnings
@@ -49,28 +48,6 @@ from tfkd.run_context import Run, make_workdir
 from tflite import files
 
 MODES = ("distill", "scratch")
-
-
-class RepeatedArchitecture(Exception):
-  """A study drew an architecture it had tried: its trial ends FAIL, which TPE ignores.
-
-  Told the earlier trial's value (Optuna's FAQ), TPE counts it once more at each repeat: its
-  best architecture fills the "good" group and is drawn again and again (optuna#2021; 545
-  of 846 draws in one study, BENCHMARKS §19). Told nothing, the sampler stays as it was.
-  """
-
-
-class _QuietRepeats(logging_std.Filter):
-  """Drops Optuna's two warnings for each repeat's FAIL: the progress line counts repeats."""
-
-  def filter(self, record):
-    message = record.getMessage()
-    return "RepeatedArchitecture(" not in message and not message.endswith(
-        "failed with value None.")
-
-
-# Only an exception in `catch` gets "failed with value None.": a repeat (others propagate).
-logging_std.getLogger("optuna.study._optimize").addFilter(_QuietRepeats())
 # A worker that stops sending heartbeats this long has its running trial retried.
 HEARTBEAT_SECONDS, GRACE_SECONDS = 60, 300
 
@@ -220,7 +197,11 @@ class Search:
       trial.set_user_attr("reason", f"repeats trial {earlier.number}")
       if "result" in earlier.user_attrs:
         trial.set_user_attr("result", earlier.user_attrs["result"])
-      raise RepeatedArchitecture(f"repeats trial {earlier.number}")
+      # Ended as pruned, a repeat ranks with the bad draws, so TPE moves on to other
+      # architectures. Told the earlier value (Optuna's FAQ), it fills TPE's "good" group with
+      # copies of the best, drawn again and again (optuna#2021); told nothing (FAIL), TPE does
+      # not change and draws it again too (BENCHMARKS §19).
+      raise optuna.TrialPruned(f"repeats trial {earlier.number}")
     try:
       # Trained by another study of this mode (another device), it is read, not trained again.
       result = search_trial.train_candidate(self.run, cand, mode, self.train_config, trial,
@@ -267,7 +248,7 @@ class Search:
 
     if will_run:
       st.optimize(lambda trial: self.objective(trial, device, mode), callbacks=[progress],
-                  gc_after_trial=True, catch=(RepeatedArchitecture,))
+                  gc_after_trial=True)
     if not _best(st):
       logging.warning(_nothing_trained(st, device, mode))
     return st
@@ -374,7 +355,8 @@ def _limit_reached(st: optuna.Study, search_config) -> str:
 def _draws(st: optuna.Study) -> tuple:
   """(architectures rejected, draws of architectures tried before): what the limits count."""
   rejected, again = set(), 0
-  for t in search_report.ended_trials(st):
+  for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                 optuna.trial.TrialState.PRUNED)):
     status = t.user_attrs.get("status")
     if status == "rejected":
       key = search_space.candidate_key(t.user_attrs["candidate"])

@@ -30,25 +30,15 @@ from tfkd import (candidate_cost, from_config, model_files, search_space, search
 from tfkd.errors import TrainingError
 from tflite import benchmark, convert, files, firmware, interpreter
 
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 PARETO_AXES = (("flash_bytes", "int8 flash (KiB)", 1024), ("arena_bytes", "TFLM arena (KiB)", 1024),
                ("latency_ms", "LiteRT latency (ms, 1 thread)", 1))
 
 
-def ended_trials(st: optuna.Study) -> list:
-  """A study's trials that ended: finished or stopped (COMPLETE, PRUNED) and repeats.
-
-  A repeat, a draw of an architecture the study had tried, ends FAIL so that the sampler
-  ignores it (`tfkd.search`); a FAIL without that status is a killed trial.
-  """
-  return [t for t in st.get_trials(deepcopy=False) if t.state in _FINISHED or (
-      t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("status") == "repeated")]
-
-
 def counts(st: optuna.Study) -> dict:
-  """Ended trials of a study by status: trained, stopped, rejected, repeated, diverged."""
+  """Finished trials of a study by status: trained, stopped, rejected, repeated, diverged."""
   tally = {"trained": 0, "stopped": 0, "rejected": 0, "repeated": 0, "diverged": 0}
-  for t in ended_trials(st):
+  for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                 optuna.trial.TrialState.PRUNED)):
     status = t.user_attrs.get("status")
     if status in tally:
       tally[status] += 1
@@ -66,9 +56,9 @@ def study_summary(st: optuna.Study) -> dict:
     `counts` plus "total", "trial_minutes", "rejected_share" (of all candidates) and
     "stopped_share" (of those trained, stopped early or not).
   """
-  ended = ended_trials(st)
-  killed = [t for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-            if t.user_attrs.get("status") != "repeated"]
+  ended = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                optuna.trial.TrialState.PRUNED))
+  killed = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
   tally = counts(st)
   total = sum(tally.values())
   seconds = (sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ended) +
@@ -188,7 +178,8 @@ def trial_rows(studies: dict, latencies=None) -> list:
   latencies = latencies or {}
   rows = []
   for (device, mode), st in studies.items():
-    for t in ended_trials(st):
+    for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                   optuna.trial.TrialState.PRUNED)):
       cand, cost = t.user_attrs.get("candidate"), t.user_attrs.get("cost", {})
       result = t.user_attrs.get("result", {})
       if cand is None:
