@@ -46,8 +46,8 @@ def _with_status(st: optuna.Study, status: str) -> list:
 def _curve(t) -> dict:
   """A trained trial's validation accuracy by epoch (from 0), up to its last.
 
-  A trial that read its result from another study's folder replayed the epochs only until
-  this study's pruner would have stopped it (`search_trial`); its value is the last epoch's.
+  Its value is the last epoch's: in a study searched before 15b2b9e, a trial read from another
+  study's folder replayed its epochs only until this study's pruner would have stopped it.
   """
   curve = dict(t.intermediate_values)
   curve[t.user_attrs.get("result", {}).get("epochs", max(curve) + 1) - 1] = t.value
