@@ -38,18 +38,13 @@ TEACHER=runs/cifar10_e80/teacher/model.keras
 [[ -e runs ]] || { mkdir -p ../runs && ln -s ../runs runs; }
 mkdir -p runs/chain
 
-run_teacher() {
+e80_stages() {  # e80's run up to the given stages (finished ones are skipped)
   $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80 \
-    --config.stages='("teacher","teacher_views")' \
-    --config.distill.cached_teacher=True --config.distill.cache_epochs=80 \
+    --config.stages="$1" --config.distill.cached_teacher=True --config.distill.cache_epochs=80 \
     --config.train.precision="$PRECISION"
 }
-run_e80() {
-  $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80 \
-    --config.stages='("teacher","teacher_views","distill","export","report")' \
-    --config.distill.cached_teacher=True --config.distill.cache_epochs=80 \
-    --config.train.precision="$PRECISION"
-}
+run_teacher() { e80_stages '("teacher","teacher_views")'; }
+run_e80() { e80_stages '("teacher","teacher_views","distill","export","report")'; }
 run_e80_live() {
   $PY -m tfkd.train --config=configs/cifar10_resnet.py --workdir=runs/cifar10_e80_live \
     --config.teacher.path="$TEACHER" --config.stages='("distill","export","report")' \

@@ -38,7 +38,8 @@ done
 "$PY" - "$OUT" <<'PY' | tee "$OUT/search_repeats.md"
 import collections, sys, optuna
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-print("| answer to a repeat | candidates | trained | rejected draws | repeats | most repeats of one trial |")
+print("| answer to a repeat | candidates | trained | rejected draws | repeats "
+      "| most repeats of one trial |")
 print("|---|---:|---:|---:|---:|---:|")
 for name in ("value", "fail", "pruned"):
   trials = optuna.load_study(study_name="small_mcu_distill",
@@ -46,6 +47,7 @@ for name in ("value", "fail", "pruned"):
   status = collections.Counter(t.user_attrs.get("status") for t in trials)
   repeats = collections.Counter(t.user_attrs["reason"] for t in trials
                                 if t.user_attrs.get("status") == "repeated")
-  print(f"| {name} | {len(trials)} | {status['trained'] + status['stopped']} | {status['rejected']} "
-        f"| {status['repeated']} | {max(repeats.values(), default=0)} |")
+  trained = status["trained"] + status["stopped"]
+  print(f"| {name} | {len(trials)} | {trained} | {status['rejected']} | {status['repeated']} "
+        f"| {max(repeats.values(), default=0)} |")
 PY
