@@ -432,6 +432,21 @@ def test_repeats_have_their_own_limit_and_other_devices_reuse_trained_trials(
   assert search.eta(other, 2) == "after the first trained trial"  # a read took seconds
 
 
+def test_an_architecture_another_worker_is_training_is_a_repeat_until_that_trial_fails():
+  st = optuna.create_study(direction="maximize")
+  cand = {"family": "resnet", "resolution": 16, "kwargs": {"widths": [4] * 3}}
+  other = dict(cand, resolution=24)
+  training = st.ask()  # another worker's trial, running: it has no status yet
+  training.set_user_attr("candidate", cand)
+  drawn = st.ask()
+  drawn.set_user_attr("candidate", cand)  # as the objective sets it before the check
+  earlier = search._earlier_trial(drawn, cand)  # pylint: disable=protected-access
+  assert earlier is not None and earlier.number == training.number
+  assert search._earlier_trial(drawn, other) is None  # pylint: disable=protected-access
+  st.tell(training, state=optuna.trial.TrialState.FAIL)  # its worker died: it is no repeat
+  assert search._earlier_trial(drawn, cand) is None  # pylint: disable=protected-access
+
+
 def test_rejected_architectures_and_draws_of_tried_ones_each_end_a_study_at_their_limit():
   config = defaults.get_config().search
   config.max_rejected, config.max_repeated = 3, 4

@@ -387,11 +387,17 @@ def _reason_kind(reason: str) -> str:
 
 
 def _earlier_trial(trial, cand: dict):
-  """The study's finished trial of the same architecture that was not rejected, or None."""
+  """The study's trial of the same architecture, finished and not rejected or running, or None.
+
+  A trial that another worker is running counts: the two would train into one folder.
+  """
   key = search_space.candidate_key(cand)
-  for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                          optuna.trial.TrialState.PRUNED)):
-    if (t.user_attrs.get("status") not in (None, "rejected") and
+  states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+            optuna.trial.TrialState.RUNNING)
+  for t in trial.study.get_trials(deepcopy=False, states=states):
+    running = t.state == optuna.trial.TrialState.RUNNING
+    if (t.number != trial.number and "candidate" in t.user_attrs and
+        (running or t.user_attrs.get("status") not in (None, "rejected")) and
         search_space.candidate_key(t.user_attrs["candidate"]) == key):
       return t
   return None
