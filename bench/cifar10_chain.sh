@@ -14,7 +14,9 @@
 # Steps, in order (the open issue's first: on a new machine its results come soonest):
 #   teacher    the 80-epoch ResNet-20 teacher and its 80 cached epochs of augmented views, in
 #              e80's folder: what every later step reads
-#   search     the device-budget search from that teacher, reading e80's cache (issue 14)
+#   search     the device-budget search from that teacher, reading e80's cache (issue 14):
+#              one study at a time, each with its winner retrained and verified before the
+#              next (SEARCH_STUDIES, below), then the report over all of them
 #   search_stopped  the search's closest stopped calls trained to the end: what Hyperband's
 #              early stopping cost                                        (issue 14)
 #   e80        the 80-epoch pipeline, its teacher stages done: the distilled (cached views)
@@ -34,6 +36,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PRECISION=${PRECISION:-mixed_bfloat16}
+# The search's studies, in order: the issue's three first (device A distilled, device B both
+# ways), so that a session that ends mid-search has finished results (a new machine starts
+# over). On a new machine, name only the studies still wanted.
+SEARCH_STUDIES=${SEARCH_STUDIES:-\
+mlperf_tiny/distill small_mcu/distill small_mcu/scratch mlperf_tiny/scratch}
 TEACHER=runs/cifar10_e80/teacher/model.keras
 [[ -e runs ]] || { mkdir -p ../runs && ln -s ../runs runs; }
 mkdir -p runs/chain
@@ -67,9 +74,20 @@ run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slow
       cp -r "runs/cifar10_e80/$part" "runs/cifar10_search/$part.tmp" &&
       mv "runs/cifar10_search/$part.tmp" "runs/cifar10_search/$part"; } || return 1
   done &&
-  $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
-    --out=runs/bench_search --chain_log=runs/cifar10_chain.log --config.train.precision=float32
+  local study devices=() modes=()
+  for study in $SEARCH_STUDIES; do  # each finished study has its winner before the next starts
+    search_bench "${study%/*}" "${study#*/}" "runs/bench_search/${study/\//_}" || return 1
+    [[ " ${devices[*]} " == *" ${study%/*} "* ]] || devices+=("${study%/*}")
+    [[ " ${modes[*]} " == *" ${study#*/} "* ]] || modes+=("${study#*/}")
+  done
+  search_bench "${devices[*]}" "${modes[*]}" runs/bench_search  # the report over all of them
 }
+search_bench() {  # devices, modes (space-separated), out: bench.search over their studies
+  $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
+    --out="$3" --chain_log=runs/cifar10_chain.log --config.train.precision=float32 \
+    --config.search.devices="$(py_tuple $1)" --config.search.modes="$(py_tuple $2)"
+}
+py_tuple() { local out="(" x; for x in "$@"; do out+="\"$x\","; done; echo "$out)"; }
 run_search_stopped() {  # trains as the search's trials did (float32)
   [[ -e runs/chain/search.done ]] || { echo "search_stopped measures the finished search:" \
     "it runs after the search step is done" >&2; return 1; }
