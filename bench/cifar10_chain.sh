@@ -41,6 +41,8 @@ PRECISION=${PRECISION:-mixed_bfloat16}
 # over). On a new machine, name only the studies still wanted.
 SEARCH_STUDIES=${SEARCH_STUDIES:-\
 mlperf_tiny/distill small_mcu/distill small_mcu/scratch mlperf_tiny/scratch}
+# One trial worker per core (tfkd.search_workers; bench/core_split.py: 1.1-1.3 times the trials).
+SEARCH_WORKERS=${SEARCH_WORKERS:-$(nproc)}
 TEACHER=runs/cifar10_e80/teacher/model.keras
 [[ -e runs ]] || { mkdir -p ../runs && ln -s ../runs runs; }
 mkdir -p runs/chain
@@ -85,6 +87,7 @@ run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slow
 search_bench() {  # devices, modes (space-separated), out: bench.search over their studies
   $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
     --out="$3" --chain_log=runs/cifar10_chain.log --config.train.precision=float32 \
+    --workers="$SEARCH_WORKERS" \
     --config.search.devices="$(py_tuple $1)" --config.search.modes="$(py_tuple $2)"
 }
 py_tuple() { local out="(" x; for x in "$@"; do out+="\"$x\","; done; echo "$out)"; }

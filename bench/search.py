@@ -28,6 +28,8 @@ from tflite import files
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/cifar10_search.py", "Search config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cifar10_search", "The search's workdir.")
 _OUT = flags.DEFINE_string("out", "runs/bench_search", "Where search_bench.md goes.")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Processes on this machine that run the trials, "
+                                "each pinned to its share of the cores (`tfkd.search_workers`).")
 _CHAIN_LOG = flags.DEFINE_string("chain_log", "", "The chain's log (runs/cifar10_chain.log), for "
                                  "the wall time of the chain step 'search' over all its attempts.")
 
@@ -39,7 +41,7 @@ def main(argv):
   config = from_config.with_defaults(_CONFIG.value)
   config_checks.validate(config)  # as `tfkd.search`: every value, before hours of work
   make_workdir(_WORKDIR.value)
-  studies, winners = search.Search(config, _WORKDIR.value).run_all()
+  studies, winners = search.Search(config, _WORKDIR.value).run_all(workers=_WORKERS.value)
   minutes = (time.time() - start) / 60
   lines = ["## Budget search", "", common.header(meta),
            f"- this command's wall time: {minutes:.1f} min (teacher, cached views, studies, "

@@ -1,7 +1,8 @@
 r"""The most accurate student that fits a device: a budget search over students, on Optuna.
 
   python -m tfkd.search --config=configs/cifar10_search.py --workdir=runs/search \
-      [--config.search.devices='("small_mcu",)'] [--config.search.modes='("distill",)']
+      [--config.search.devices='("small_mcu",)'] [--config.search.modes='("distill",)'] \
+      [--workers=2]
 
 For each device profile (`search.profiles`: flash, TFLM arena, optional latency
 and MACs) and each mode (distilled from the teacher's cached views, or from
@@ -43,6 +44,7 @@ from ml_collections import config_flags
 from tfkd import candidate_cost, cli, config_checks, from_config, pipeline, search_report
 from tfkd import search_space
 from tfkd import search_trial
+from tfkd import search_workers
 from tfkd.errors import ConfigError, TrainingError
 from tfkd.run_context import Run, make_workdir
 from tflite import files
@@ -253,8 +255,12 @@ class Search:
       logging.warning(_nothing_trained(st, device, mode))
     return st
 
-  def run_all(self, trials_only: bool = False):
+  def run_all(self, trials_only: bool = False, workers: int = 1):
     """Teacher and cached views, every study, then (unless `trials_only`) winners and report.
+
+    Args:
+      trials_only: only run trials (an extra worker of a shared study).
+      workers: processes here running the trials, one per share of the cores (`search_workers`).
 
     Returns:
       ({(device, mode): optuna.Study}, {(device, mode): winner dict (`verify_winner`)}).
@@ -265,6 +271,8 @@ class Search:
         self.run.require([self.run.teacher_file()], "search (--trials_only)")
       pipeline.stage_teacher(self.run)
       self.teacher_views()
+    if workers > 1:
+      search_workers.local_workers(self.config, self.workdir, workers, seeded=not trials_only)
     studies = {(device, mode): self.search_device(device, mode, seeded=not trials_only)
                for device in self.config.search.devices for mode in modes}
     # A study without a trained trial gets a line in the report; only if all are empty is
@@ -396,8 +404,9 @@ def _earlier_trial(trial, cand: dict):
             optuna.trial.TrialState.RUNNING)
   for t in trial.study.get_trials(deepcopy=False, states=states):
     running = t.state == optuna.trial.TrialState.RUNNING
-    if (t.number != trial.number and "candidate" in t.user_attrs and
-        (running or t.user_attrs.get("status") not in (None, "rejected")) and
+    # Of two workers that drew it at once, the one with the earlier trial trains it.
+    if ((t.number < trial.number if running else
+         t.user_attrs.get("status") not in (None, "rejected")) and "candidate" in t.user_attrs and
         search_space.candidate_key(t.user_attrs["candidate"]) == key):
       return t
   return None
@@ -417,6 +426,8 @@ def define_flags():
   flags.DEFINE_string("workdir", None, "Folder for the teacher, trials, studies, report.")
   flags.DEFINE_bool("trials_only", False, "Only run trials (extra workers of a shared study); "
                     "no winner retraining, no report.")
+  flags.DEFINE_integer("workers", 1, "Processes on this machine that run the trials, each "
+                       "pinned to its share of the cores (at most one per core).")
   flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -426,7 +437,7 @@ def main(argv):
   config_checks.validate(config)  # every value and input file, before data is read
   make_workdir(FLAGS.workdir)
   logging.info("Config:\n%s", config)
-  Search(config, FLAGS.workdir).run_all(FLAGS.trials_only)
+  Search(config, FLAGS.workdir).run_all(FLAGS.trials_only, FLAGS.workers)
 
 
 def run():

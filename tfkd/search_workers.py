@@ -1,0 +1,68 @@
+"""Several trial workers on one machine, each pinned to its share of the cores.
+
+  python -m tfkd.search --config=configs/cifar10_search.py --workdir=runs/search --workers=2
+
+`tfkd.search` starts them (`--workers`) after the teacher and its cached views exist;
+they share the study storage as workers on several machines do (docs/search.md), and
+the starting process then runs whatever the studies still lack and the winners, on all
+cores.
+"""
+
+import multiprocessing
+import os
+
+from absl import logging
+
+from tfkd.errors import ConfigError
+
+
+def local_workers(config, workdir: str, workers: int, seeded: bool = True) -> None:
+  """Runs every study's trials in `workers` processes, each pinned to its share of the cores.
+
+  TensorFlow does not train a search-sized student twice as fast on two cores as on one:
+  one process pinned to each core trained 1.1-1.3 times as many steps a second as one on
+  both (`bench/core_split.py`, BENCHMARKS §19), and the trials' conversions and TFLM runs
+  are single-threaded. So one worker per core runs more trials an hour. The
+  workers share the study storage as workers on several machines do; with `seeded`, the
+  first is seeded. One that fails leaves its trials to the others and to the caller.
+
+  Args:
+    config: the search's config (every key).
+    workdir: the search's folder, whose teacher and cached views exist already.
+    workers: how many processes; at most the cores this process may use.
+    seeded: seed the first worker's sampler (`study`); the others never are.
+  """
+  cores = sorted(os.sched_getaffinity(0))
+  if workers > len(cores):
+    raise ConfigError(f"--workers={workers}, but this process may use {len(cores)} cores: "
+                      f"give at most {len(cores)} (one per core).")
+  context = multiprocessing.get_context("spawn")  # a fresh TensorFlow in each
+  procs = []
+  try:
+    for index in range(workers):
+      # A child inherits its parent thread's cores, and its TensorFlow sizes its threads to them.
+      os.sched_setaffinity(0, cores[index::workers])
+      procs.append(context.Process(target=_trials_worker, name=f"search-worker-{index}",
+                                   args=(config, workdir, seeded and index == 0)))
+      procs[-1].start()
+  finally:
+    os.sched_setaffinity(0, cores)
+  for proc in procs:
+    proc.join()
+    if proc.exitcode:
+      logging.warning("[search] %s ended with exit code %s; its studies go on here.", proc.name,
+                      proc.exitcode)
+
+
+def _trials_worker(config, workdir: str, seeded: bool) -> None:
+  """One of `local_workers`' processes: every study's trials, nothing more."""
+  logging.use_absl_handler()  # absl's lines, with their times, as the starting process writes
+  logging.set_verbosity(logging.INFO)
+  logging.info("[search] worker %d on cores %s", os.getpid(), sorted(os.sched_getaffinity(0)))
+  from tfkd import search  # pylint: disable=import-outside-toplevel  (it imports this module)
+  searcher = search.Search(config, workdir)
+  if "distill" in config.search.modes:
+    searcher.teacher_views()
+  for device in config.search.devices:
+    for mode in config.search.modes:
+      searcher.search_device(device, mode, seeded)
