@@ -272,7 +272,7 @@ class Search:
       pipeline.stage_teacher(self.run)
       self.teacher_views()
     if workers > 1:
-      search_workers.local_workers(self.config, self.workdir, workers, seeded=not trials_only)
+      search_workers.local_workers(Search, self.config, self.workdir, workers, not trials_only)
     studies = {(device, mode): self.search_device(device, mode, seeded=not trials_only)
                for device in self.config.search.devices for mode in modes}
     # A study without a trained trial gets a line in the report; only if all are empty is

@@ -16,7 +16,7 @@ from absl import logging
 from tfkd.errors import ConfigError
 
 
-def local_workers(config, workdir: str, workers: int, seeded: bool = True) -> None:
+def local_workers(search_class, config, workdir: str, workers: int, seeded: bool = True) -> None:
   """Runs every study's trials in `workers` processes, each pinned to its share of the cores.
 
   TensorFlow does not train a search-sized student twice as fast on two cores as on one:
@@ -27,6 +27,7 @@ def local_workers(config, workdir: str, workers: int, seeded: bool = True) -> No
   first is seeded. One that fails leaves its trials to the others and to the caller.
 
   Args:
+    search_class: `tfkd.search.Search` (passed, since that module starts this one).
     config: the search's config (every key).
     workdir: the search's folder, whose teacher and cached views exist already.
     workers: how many processes; at most the cores this process may use.
@@ -43,7 +44,7 @@ def local_workers(config, workdir: str, workers: int, seeded: bool = True) -> No
       # A child inherits its parent thread's cores, and its TensorFlow sizes its threads to them.
       os.sched_setaffinity(0, cores[index::workers])
       procs.append(context.Process(target=_trials_worker, name=f"search-worker-{index}",
-                                   args=(config, workdir, seeded and index == 0)))
+                                   args=(search_class, config, workdir, seeded and index == 0)))
       procs[-1].start()
   finally:
     os.sched_setaffinity(0, cores)
@@ -54,13 +55,12 @@ def local_workers(config, workdir: str, workers: int, seeded: bool = True) -> No
                       proc.exitcode)
 
 
-def _trials_worker(config, workdir: str, seeded: bool) -> None:
+def _trials_worker(search_class, config, workdir: str, seeded: bool) -> None:
   """One of `local_workers`' processes: every study's trials, nothing more."""
   logging.use_absl_handler()  # absl's lines, with their times, as the starting process writes
   logging.set_verbosity(logging.INFO)
   logging.info("[search] worker %d on cores %s", os.getpid(), sorted(os.sched_getaffinity(0)))
-  from tfkd import search  # pylint: disable=import-outside-toplevel  (it imports this module)
-  searcher = search.Search(config, workdir)
+  searcher = search_class(config, workdir)
   if "distill" in config.search.modes:
     searcher.teacher_views()
   for device in config.search.devices:
