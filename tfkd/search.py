@@ -42,9 +42,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from tfkd import candidate_cost, cli, config_checks, from_config, pipeline, search_report
-from tfkd import search_space
-from tfkd import search_trial
-from tfkd import search_workers
+from tfkd import search_space, search_trial, search_workers
 from tfkd.errors import ConfigError, TrainingError
 from tfkd.run_context import Run, make_workdir
 from tflite import files
@@ -266,6 +264,7 @@ class Search:
       ({(device, mode): optuna.Study}, {(device, mode): winner dict (`verify_winner`)}).
     """
     modes = list(self.config.search.modes)
+    search_workers.check_cores(workers)  # before the teacher trains
     if "distill" in modes:
       if trials_only:  # extra workers use the first worker's teacher; they never train one
         self.run.require([self.run.teacher_file()], "search (--trials_only)")

@@ -22,9 +22,7 @@ def local_workers(search_class, config, workdir: str, workers: int, seeded: bool
   TensorFlow does not train a search-sized student twice as fast on two cores as on one:
   one process pinned to each core trained 1.1-1.3 times as many steps a second as one on
   both (`bench/core_split.py`, BENCHMARKS §19), and the trials' conversions and TFLM runs
-  are single-threaded. So one worker per core runs more trials an hour. The
-  workers share the study storage as workers on several machines do; with `seeded`, the
-  first is seeded. One that fails leaves its trials to the others and to the caller.
+  are single-threaded. A worker that fails leaves its trials to the others and the caller.
 
   Args:
     search_class: `tfkd.search.Search` (passed, since that module starts this one).
@@ -33,10 +31,7 @@ def local_workers(search_class, config, workdir: str, workers: int, seeded: bool
     workers: how many processes; at most the cores this process may use.
     seeded: seed the first worker's sampler (`study`); the others never are.
   """
-  cores = sorted(os.sched_getaffinity(0))
-  if workers > len(cores):
-    raise ConfigError(f"--workers={workers}, but this process may use {len(cores)} cores: "
-                      f"give at most {len(cores)} (one per core).")
+  cores = check_cores(workers)
   context = multiprocessing.get_context("spawn")  # a fresh TensorFlow in each
   procs = []
   try:
@@ -53,6 +48,15 @@ def local_workers(search_class, config, workdir: str, workers: int, seeded: bool
     if proc.exitcode:
       logging.warning("[search] %s ended with exit code %s; its studies go on here.", proc.name,
                       proc.exitcode)
+
+
+def check_cores(workers: int) -> list:
+  """The cores this process may use; raises `ConfigError` if fewer than `workers`."""
+  cores = sorted(os.sched_getaffinity(0))
+  if workers > len(cores):
+    raise ConfigError(f"--workers={workers}, but this process may use {len(cores)} cores: "
+                      f"give at most {len(cores)} (one per core).")
+  return cores
 
 
 def _trials_worker(search_class, config, workdir: str, seeded: bool) -> None:
