@@ -5,9 +5,9 @@ r"""Training step time in float32 and mixed bfloat16 for the students tfkd train
 Mixed bfloat16 (`train.precision`, `tfkd.precision`) halved a ResNet-20 epoch on this
 project's AMX CPU (BENCHMARKS §17). That does not hold for every shape: this times one
 training step (batch --batch_size, 32x32x3, SGD, as `fit` runs it: `common.step_runner`)
-of ResNet-8s of several widths, DS-CNNs and a MobileNetV2 from `tfkd.models`, in both
-precisions, and gives the ratio. Writes bf16_shapes.{md,json,png} to --out. Stop other
-work first.
+of the ResNet-20 teacher, ResNet-8s of several widths, DS-CNNs and a MobileNetV2 from
+`tfkd.models`, in both precisions, and gives the ratio. Writes bf16_shapes.{md,json,png}
+to --out. Stop other work first.
 """
 
 import os
@@ -26,6 +26,7 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per model and precision.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 
 CASES = (
+    ("resnet20", {}),  # the chain's teacher: what a new machine pays first
     ("resnet8", {"filters": (16, 32, 64)}),
     ("resnet8", {"filters": (32, 64, 128)}),
     ("resnet8", {"filters": (8, 16, 32)}),
@@ -77,7 +78,7 @@ def main(argv):
     float_ms, parameters = step_ms(name, kwargs, "float32", x, y)
     bf16_ms, _ = step_ms(name, kwargs, "mixed_bfloat16", x, y)
     described = " ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
-    rows.append({"model": f"{name} {described}", "parameters": parameters, "float32_ms": float_ms,
+    rows.append({"model": f"{name} {described}".strip(), "parameters": parameters, "float32_ms": float_ms,
                  "bfloat16_ms": bf16_ms, "ratio": bf16_ms / float_ms})
     print(rows[-1], flush=True)
   lines = [common.header(meta), f"Batch {_BATCH_SIZE.value}, 32x32x3, {_STEPS.value} timed steps.",

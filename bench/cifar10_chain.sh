@@ -38,7 +38,8 @@ PY=.venv/bin/python
 PRECISION=${PRECISION:-mixed_bfloat16}
 # The search's studies, in order: the issue's three first (device A distilled, device B both
 # ways), so that a session that ends mid-search has finished results (a new machine starts
-# over). On a new machine, name only the studies still wanted.
+# over). On a new machine, name only the studies still wanted; studies from scratch alone need
+# no teacher: SEARCH_STUDIES=small_mcu/scratch bench/cifar10_chain.sh search
 SEARCH_STUDIES=${SEARCH_STUDIES:-\
 mlperf_tiny/distill small_mcu/distill small_mcu/scratch mlperf_tiny/scratch}
 # One trial worker per core (tfkd.search_workers; bench/core_split.py: 1.1-1.3 times the trials).
@@ -71,6 +72,7 @@ run_e80_cycle20() {
 }
 run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slower (BENCHMARKS §17)
   mkdir -p runs/cifar10_search &&
+  [[ " $SEARCH_STUDIES" != *"/distill"* ]] ||  # studies from scratch need no teacher
   for part in teacher teacher_views; do  # e80's teacher and views, copied whole or not at all
     [ -e "runs/cifar10_search/$part" ] || { rm -rf "runs/cifar10_search/$part.tmp" &&
       cp -r "runs/cifar10_e80/$part" "runs/cifar10_search/$part.tmp" &&

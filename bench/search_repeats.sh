@@ -16,6 +16,8 @@ ROOT=$(pwd)
 PY=$ROOT/.venv/bin/python
 DATA=$(realpath ../shared/data/cifar10-jpeg)
 mkdir -p "$OUT"
+# The three checkouts are only needed while their searches run.
+trap 'for src in "$OUT"/src_*; do [[ -d "$src" ]] && git worktree remove --force "$src"; done' EXIT
 for variant in value:0216bfa fail:15b2b9e pruned:68a43cf; do
   name=${variant%%:*} commit=${variant##*:}
   [[ -d "$OUT/src_$name" ]] || git worktree add --detach "$OUT/src_$name" "$commit"

@@ -231,12 +231,13 @@ def test_a_bad_device_or_space_is_refused_before_the_teacher_trains(tmp_path):
   config.search.space.resnet.blocks = (2, 1)
   with pytest.raises(ConfigError, match=r"resnet.blocks=\(2, 1\)"):
     search.Search(config, workdir)
-  # More trial workers than cores: refused before the teacher trains.
+  # More trial workers than cores, or none: refused before the teacher trains.
   config = from_config.with_defaults(_search_config(data, modes=("distill",)))
   cores = len(os.sched_getaffinity(0))
-  with pytest.raises(ConfigError, match=rf"--workers={cores + 1}, but this process may use "
-                                        rf"{cores} cores: give at most {cores}"):
-    search.Search(config, workdir).run_all(workers=cores + 1)
+  for workers in (cores + 1, 0):
+    with pytest.raises(ConfigError, match=rf"--workers={workers}, but this process may use "
+                                          rf"{cores} cores: give 1 to {cores}"):
+      search.Search(config, workdir).run_all(workers=workers)
   assert not os.path.exists(os.path.join(workdir, "teacher"))
 
 

@@ -51,11 +51,11 @@ def local_workers(search_class, config, workdir: str, workers: int, seeded: bool
 
 
 def check_cores(workers: int) -> list:
-  """The cores this process may use; raises `ConfigError` if fewer than `workers`."""
+  """The cores this process may use; raises `ConfigError` unless 1 <= `workers` <= that many."""
   cores = sorted(os.sched_getaffinity(0))
-  if workers > len(cores):
+  if not 1 <= workers <= len(cores):
     raise ConfigError(f"--workers={workers}, but this process may use {len(cores)} cores: "
-                      f"give at most {len(cores)} (one per core).")
+                      f"give 1 to {len(cores)} (one per core).")
   return cores
 
 
