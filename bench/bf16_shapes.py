@@ -78,8 +78,8 @@ def main(argv):
     float_ms, parameters = step_ms(name, kwargs, "float32", x, y)
     bf16_ms, _ = step_ms(name, kwargs, "mixed_bfloat16", x, y)
     described = " ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
-    rows.append({"model": f"{name} {described}".strip(), "parameters": parameters, "float32_ms": float_ms,
-                 "bfloat16_ms": bf16_ms, "ratio": bf16_ms / float_ms})
+    rows.append({"model": f"{name} {described}".strip(), "parameters": parameters,
+                 "float32_ms": float_ms, "bfloat16_ms": bf16_ms, "ratio": bf16_ms / float_ms})
     print(rows[-1], flush=True)
   lines = [common.header(meta), f"Batch {_BATCH_SIZE.value}, 32x32x3, {_STEPS.value} timed steps.",
            "", "| model | parameters | float32 ms/step | mixed bfloat16 ms/step | bfloat16 / float32 |",

@@ -16,7 +16,7 @@
 #              e80's folder: what every later step reads
 #   search     the device-budget search from that teacher, reading e80's cache (issue 14):
 #              one study at a time, each with its winner retrained and verified before the
-#              next (SEARCH_STUDIES, below), then the report over all of them
+#              next (SEARCH_STUDIES, below), then the report over all of them (if several)
 #   search_stopped  the search's closest stopped calls trained to the end: what Hyperband's
 #              early stopping cost                                        (issue 14)
 #   e80        the 80-epoch pipeline, its teacher stages done: the distilled (cached views)
@@ -78,13 +78,14 @@ run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slow
       cp -r "runs/cifar10_e80/$part" "runs/cifar10_search/$part.tmp" &&
       mv "runs/cifar10_search/$part.tmp" "runs/cifar10_search/$part"; } || return 1
   done &&
-  local study devices=() modes=()
-  for study in $SEARCH_STUDIES; do  # each finished study has its winner before the next starts
+  local study devices=() modes=() studies=($SEARCH_STUDIES)
+  for study in "${studies[@]}"; do  # each finished study has its winner before the next starts
     search_bench "${study%/*}" "${study#*/}" "runs/bench_search/${study/\//_}" || return 1
     [[ " ${devices[*]} " == *" ${study%/*} "* ]] || devices+=("${study%/*}")
     [[ " ${modes[*]} " == *" ${study#*/} "* ]] || modes+=("${study#*/}")
   done
-  search_bench "${devices[*]}" "${modes[*]}" runs/bench_search  # the report over all of them
+  # The report over all of them (a lone study's own call has written it already).
+  (( ${#studies[@]} == 1 )) || search_bench "${devices[*]}" "${modes[*]}" runs/bench_search
 }
 search_bench() {  # devices, modes (space-separated), out: bench.search over their studies
   $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/cifar10_search \
