@@ -30,7 +30,9 @@
 # Every step but the search trains in mixed bfloat16 (PRECISION below; tfkd.precision): about
 # twice as fast for the ResNets on a CPU with AMX (BENCHMARKS §17), but slower for most of the
 # search's candidate shapes, so the search trains in float32. Where bfloat16 is emulated (e.g.
-# AVX2 only) it is slower: there run PRECISION=float32 bench/cifar10_chain.sh.
+# AVX2 only) it is slower: there run PRECISION=float32 bench/cifar10_chain.sh, and consider
+# TF_ENABLE_ONEDNN_OPTS=1 (about 2x faster float32 steps there; no model of the search space has
+# the narrow stem that made TensorFlow 2.21 abort with it: BENCHMARKS §20, bench/onednn.py).
 # Run one step only: bench/cifar10_chain.sh e80_live
 set -euo pipefail
 cd "$(dirname "$0")/.."

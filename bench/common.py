@@ -10,18 +10,33 @@ import time
 from typing import Dict, List, Mapping
 
 
+def cpu_name() -> str:
+  """The CPU's model name, e.g. 'AMD EPYC' (timings differ several-fold between machines)."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+      for line in cpuinfo:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown CPU"
+
+
 def provenance(module: str) -> dict:
-  """The exact command, the date (UTC), the CPU count and the Python/TF versions.
+  """The exact command, the date (UTC), the CPU and its count, oneDNN, the Python/TF versions.
 
   Args:
     module: the benchmark's module name, e.g. "bench.cifar10".
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
   return {
       "command": " ".join([".venv/bin/python -m", module] + sys.argv[1:]),
       "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
       "cpu_count": os.cpu_count(),
       "machine": platform.machine(),
+      "cpu": cpu_name(),
+      "onednn": bool(_pywrap_util_port.IsMklEnabled()),
       "python": platform.python_version(),
       "tensorflow": tf.__version__,
   }
@@ -29,7 +44,9 @@ def provenance(module: str) -> dict:
 
 def header(meta: dict) -> str:
   """A markdown preamble for BENCHMARKS.md."""
-  return (f"- date: {meta['date']}\n- machine: {meta['cpu_count']} CPU cores ({meta['machine']}), "
+  onednn = {True: ", oneDNN on", False: ", oneDNN off"}.get(meta.get("onednn"), "")
+  return (f"- date: {meta['date']}\n- machine: {meta['cpu_count']} CPU cores ({meta['machine']}, "
+          f"{meta.get('cpu', 'CPU not recorded')}{onednn}), "
           f"Python {meta['python']}, TensorFlow {meta['tensorflow']}\n"
           f"- command: `{meta['command']}`\n")
 
@@ -60,6 +77,62 @@ def step_runner(model, batches, train_on_batch: bool = False):
   iterator = iter(tf.data.Dataset.from_tensor_slices(stacked).repeat())
   train_function = model.make_train_function() or model.train_function  # Keras 3 returns None
   return lambda: tf.nest.map_structure(lambda t: t.numpy(), train_function(iterator))
+
+
+# The ResNet-20 teacher and students tfkd trains and searches: (model name, build_model kwargs).
+STUDENT_SHAPES = (
+    ("resnet20", {}),  # the chain's teacher: what a new machine pays first
+    ("resnet8", {"filters": (16, 32, 64)}),
+    ("resnet8", {"filters": (32, 64, 128)}),
+    ("resnet8", {"filters": (8, 16, 32)}),
+    ("resnet8", {"filters": (11, 22, 46)}),
+    ("resnet8", {"filters": (24, 48, 96)}),
+    ("ds_cnn", {"filters": (32, 64, 128, 128), "strides": (1, 2, 2, 1)}),
+    ("ds_cnn", {"filters": (24, 48, 96, 96), "strides": (1, 2, 2, 1)}),
+    ("mobilenet_v2", {"width_multiplier": 0.5}),
+)
+
+
+def described(name: str, kwargs: dict) -> str:
+  """'resnet8 filters=[16, 32, 64]': a model of `STUDENT_SHAPES` as a table cell."""
+  knobs = " ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
+  return f"{name} {knobs}".strip()
+
+
+def training_step_ms(name: str, kwargs: dict, policy: str, x, y, steps: int) -> tuple:
+  """(ms per training step, parameters) of `tfkd.models.build_model(name, **kwargs)`.
+
+  Args:
+    name, kwargs: the model, as in `STUDENT_SHAPES`; 10 classes, input shaped like `x`.
+    policy: 'float32' or 'mixed_bfloat16' (`tfkd.precision`).
+    x, y: one batch, trained on at every step (SGD, the step `fit` runs: `step_runner`).
+    steps: timed steps, after 3 untimed ones.
+  """
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  from tfkd import models, precision  # pylint: disable=import-outside-toplevel
+  model = precision.with_policy(models.build_model(name, 10, tuple(x.shape[1:]), **kwargs), policy)
+  model.compile(tf_keras.optimizers.SGD(0.01),
+                tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  step = step_runner(model, [(x, y)])
+  for _ in range(3):
+    step()
+  start = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return 1e3 * (time.perf_counter() - start) / steps, model.count_params()
+
+
+def ratio_plot(rows: list, xlabel: str, path: str) -> str:
+  """Saves to `path` a bar per row of its 'ratio' (green below 1, red above), labelled 'model'."""
+  from tflite import files  # pylint: disable=import-outside-toplevel
+  fig, ax = files.new_figure(figsize=(9, 4), layout="constrained")
+  ax.barh(range(len(rows)), [r["ratio"] for r in rows],
+          color=["tab:green" if r["ratio"] < 1 else "tab:red" for r in rows])
+  ax.axvline(1, color="black", linewidth=1)
+  ax.set_yticks(range(len(rows)), [r["model"] for r in rows], fontsize=7)
+  ax.invert_yaxis()
+  ax.set_xlabel(xlabel)
+  return files.save_figure(fig, path)
 
 
 def time_variants(variants: Mapping[str, tuple], steps: int, warmup_steps: int,
