@@ -14,8 +14,6 @@ import os
 
 from absl import flags
 
-import numpy as np
-
 from bench import common
 from tfkd import cli
 from tflite import files
@@ -27,15 +25,13 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 
 def main(argv):
   del argv
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   meta = common.provenance("bench.bf16_shapes")
-  rng = np.random.default_rng(0)
-  x = tf.constant(rng.uniform(0, 255, (_BATCH_SIZE.value, 32, 32, 3)).astype(np.float32))
-  y = tf.constant(rng.integers(0, 10, _BATCH_SIZE.value))
   rows = []
   for name, kwargs in common.STUDENT_SHAPES:
-    float_ms, parameters = common.training_step_ms(name, kwargs, "float32", x, y, _STEPS.value)
-    bf16_ms, _ = common.training_step_ms(name, kwargs, "mixed_bfloat16", x, y, _STEPS.value)
+    float_ms, parameters = common.training_step_ms(name, kwargs, "float32", _BATCH_SIZE.value,
+                                                   _STEPS.value)
+    bf16_ms, _ = common.training_step_ms(name, kwargs, "mixed_bfloat16", _BATCH_SIZE.value,
+                                         _STEPS.value)
     rows.append({"model": common.described(name, kwargs), "parameters": parameters,
                  "float32_ms": float_ms, "bfloat16_ms": bf16_ms, "ratio": bf16_ms / float_ms})
     print(rows[-1], flush=True)

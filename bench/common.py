@@ -99,18 +99,23 @@ def described(name: str, kwargs: dict) -> str:
   return f"{name} {knobs}".strip()
 
 
-def training_step_ms(name: str, kwargs: dict, policy: str, x, y, steps: int) -> tuple:
+def training_step_ms(name: str, kwargs: dict, policy: str, batch_size: int, steps: int) -> tuple:
   """(ms per training step, parameters) of `tfkd.models.build_model(name, **kwargs)`.
 
   Args:
-    name, kwargs: the model, as in `STUDENT_SHAPES`; 10 classes, input shaped like `x`.
+    name, kwargs: the model, as in `STUDENT_SHAPES`; 10 classes, 32x32x3 inputs.
     policy: 'float32' or 'mixed_bfloat16' (`tfkd.precision`).
-    x, y: one batch, trained on at every step (SGD, the step `fit` runs: `step_runner`).
+    batch_size: one batch of random pixels and labels, trained on at every step (SGD, the
+      step `fit` runs: `step_runner`).
     steps: timed steps, after 3 untimed ones.
   """
+  import numpy as np  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
   from tfkd import models, precision  # pylint: disable=import-outside-toplevel
-  model = precision.with_policy(models.build_model(name, 10, tuple(x.shape[1:]), **kwargs), policy)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(0, 255, (batch_size, 32, 32, 3)).astype(np.float32)
+  y = rng.integers(0, 10, batch_size)
+  model = precision.with_policy(models.build_model(name, 10, (32, 32, 3), **kwargs), policy)
   model.compile(tf_keras.optimizers.SGD(0.01),
                 tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   step = step_runner(model, [(x, y)])

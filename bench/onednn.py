@@ -22,8 +22,6 @@ import sys
 
 from absl import flags
 
-import numpy as np
-
 from bench import common
 from tfkd import cli
 from tflite import files
@@ -48,14 +46,11 @@ model.fit(rng.uniform(size=(44, 32, 32, 3)).astype("float32"), rng.integers(0, 3
 
 def time_models() -> dict:
   """{'onednn': whether TensorFlow runs oneDNN here, 'rows': [step time of each model]}."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
-  rng = np.random.default_rng(0)
-  x = tf.constant(rng.uniform(0, 255, (_BATCH_SIZE.value, 32, 32, 3)).astype(np.float32))
-  y = tf.constant(rng.integers(0, 10, _BATCH_SIZE.value))
   rows = []
   for name, kwargs in common.STUDENT_SHAPES:
-    ms, parameters = common.training_step_ms(name, kwargs, "float32", x, y, _STEPS.value)
+    ms, parameters = common.training_step_ms(name, kwargs, "float32", _BATCH_SIZE.value,
+                                              _STEPS.value)
     rows.append({"model": common.described(name, kwargs), "parameters": parameters, "ms": ms})
     print(rows[-1], file=sys.stderr, flush=True)
   return {"onednn": bool(_pywrap_util_port.IsMklEnabled()), "rows": rows}
