@@ -10,18 +10,6 @@ import time
 from typing import Dict, List, Mapping
 
 
-def cpu_name() -> str:
-  """The CPU's model name, e.g. 'AMD EPYC' (timings differ several-fold between machines)."""
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-      for line in cpuinfo:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
-
-
 def provenance(module: str) -> dict:
   """The exact command, the date (UTC), the CPU and its count, oneDNN, the Python/TF versions.
 
@@ -30,12 +18,13 @@ def provenance(module: str) -> dict:
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+  from tflite import interpreter  # pylint: disable=import-outside-toplevel
   return {
       "command": " ".join([".venv/bin/python -m", module] + sys.argv[1:]),
       "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
       "cpu_count": os.cpu_count(),
       "machine": platform.machine(),
-      "cpu": cpu_name(),
+      "cpu": interpreter.cpu_name(),
       "onednn": bool(_pywrap_util_port.IsMklEnabled()),
       "python": platform.python_version(),
       "tensorflow": tf.__version__,

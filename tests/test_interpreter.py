@@ -73,6 +73,7 @@ def test_latency_reports_percentiles(models_and_inputs):
   models, x, _ = models_and_inputs
   latency = interpreter.latency_ms(models["int8"], x[0], runs=20, warmup=2)
   assert 0 < latency["p50"] <= latency["p90"] and latency["runs"] == 20 and latency["threads"] == 1
+  assert latency["cpu"] == interpreter.cpu_name() and latency["cpu"] != "unknown CPU"
 
 
 class _SpellInterpreter:

@@ -81,6 +81,7 @@ def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog, m
     assert r["macro_f1"] == pytest.approx(np.mean(r["metrics"]["per_class"]["f1"]))
   markdown = open(os.path.join(workdir, "report.md")).read()
   assert "## Per-class metrics" in markdown and "![confusion matrices](report_confusion.png)" in markdown
+  assert f"Latency: single-stream LiteRT invoke on {interpreter.cpu_name()}, " in markdown
   assert markdown.count("| class | precision | recall | F1 | support |") == len(report["rows"])
   assert markdown.count("| true \\ predicted | circle | square | stripes |") == len(report["rows"])
   assert os.path.getsize(os.path.join(workdir, "report_confusion.png")) > 0

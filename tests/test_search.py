@@ -18,7 +18,7 @@ from configs import defaults
 from tests.conftest import CLASSES, write_image_folder
 from tfkd import candidate_cost, from_config, search, search_report, search_space, search_trial
 from tfkd.errors import ConfigError, TrainingError
-from tflite import convert, files, micro
+from tflite import convert, files, interpreter, micro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -533,6 +533,7 @@ def test_a_study_without_a_trained_trial_or_a_diverged_winner_leaves_the_report_
   with open(os.path.join(searcher.workdir, "search", "report.md")) as f:
     report = f.read()
   assert "| other | scratch | no trained trial |" in report
+  assert f"Latency: LiteRT, 1 thread on {interpreter.cpu_name()}, " in report
   assert "| mlperf_tiny | scratch | retraining diverged: [scratch_x_e2]" in report
   assert "| mlperf_tiny | scratch | 1 | 0 (0%) | 1 | 0 (0%) |" in report  # its study's line
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tf_keras
 
-from tflite import benchmark, convert, cost, devices, micro
+from tflite import benchmark, convert, cost, devices, interpreter, micro
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNG = np.random.default_rng(0)
@@ -51,6 +51,7 @@ def test_edge_report_of_an_int8_model(paths, tmp_path):
   assert report["devices"] == devices.fit_table(len(model_bytes), m["arena_bytes"])
   assert report["latency_ms"]["runs"] == 10
   assert all(os.path.exists(p) for p in report["c_files"])
+  assert f"1 thread(s) on {interpreter.cpu_name()}, 10 runs" in text  # where it was timed
   for words in ("LiteRT latency p50 / p90", "MACs per inference", "TFLM tensor arena",
                 "TFLM vs LiteRT reference kernels", "Cortex-M4 (nRF52840)", "small_int8_model_data.cc"):
     assert words in text

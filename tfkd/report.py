@@ -136,7 +136,9 @@ def write(workdir: str, rows, meta: dict, sections=(), class_names=()) -> str:
   """
   table = markdown_table(rows)
   body = ["# tfkd report", "", table, "",
-          "Latency: single-stream LiteRT invoke, after warm-up, the files timed in turn over "
+          "Latency: single-stream LiteRT invoke"
+          + (f" on {meta['latency']['cpu']}" if "cpu" in meta.get("latency", {}) else "")
+          + ", after warm-up, the files timed in turn over "
           "interleaved rounds spread over `report.latency_spread_s`; each row gives the median "
           "of its quietest round (report.json also has p90 over all rounds). Keras rows are "
           "timed on their float32 TFLite conversion. "

@@ -346,7 +346,8 @@ def stage_report(run: Run) -> None:
     rows.insert(1 if rows and rows[0].label.startswith("teacher") else 0, compressed[0])
   meta = {"config": run.config.to_dict(), "test_examples": int(len(test_y)),
           "latency": {"runs": cfg.latency_runs, "warmup": cfg.warmup_runs, "threads": cfg.threads,
-                      "rounds": latency_rounds(cfg), "spread_s": cfg.latency_spread_s}}
+                      "rounds": latency_rounds(cfg), "spread_s": cfg.latency_spread_s,
+                      "cpu": interpreter.cpu_name()}}
   sections = [("Distillation", distillation_summary(run)), ("Input", input_summary(run))]
   if selfsup_stages.summary(run):
     sections.insert(1, ("Label budget and self-supervised route", selfsup_stages.summary(run)))

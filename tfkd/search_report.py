@@ -300,10 +300,10 @@ def write_report(search, studies: dict, winners: dict, latencies=None) -> str:
            f"Search epochs per trial: {search.config.search.epochs}; winners retrained for "
            f"{search.config.search.final_epochs or search.config.train.epochs} epochs. "
            "Inputs below the data's size are resized bilinearly with antialiasing. "
-           + ("Latency: LiteRT, 1 thread, every candidate that reached TFLM timed together at "
-              f"the end in interleaved rounds over {search.config.search.latency_spread_s:g} s; "
-              "the quietest round's p50." if latencies else
-              "Latency: LiteRT, 1 thread, each candidate's own measurement."), "",
+           + (f"Latency: LiteRT, 1 thread on {interpreter.cpu_name()}, " +
+              ("every candidate that reached TFLM timed together at the end in interleaved "
+               f"rounds over {search.config.search.latency_spread_s:g} s; the quietest round's "
+               "p50." if latencies else "each candidate's own measurement.")), "",
            "## Winners (retrained, int8, verified on LiteRT and TFLite Micro)", "",
            *winner_lines(winners), "", "![Pareto](pareto.png)", "", "## Studies", "",
            *study_lines(studies), "", "## Early stopping", "",

@@ -217,7 +217,9 @@ def markdown(report: dict) -> str:
   latency, cost = report["latency_ms"], report["cost"]
   rows = [
       ("LiteRT latency p50 / p90", f"{interpreter.idle_ms(latency):.3f} / {latency['p90']:.3f} ms "
-       f"({latency['threads']} thread(s), {latency['runs']} runs after warm-up"
+       f"({latency['threads']} thread(s)"
+       + (f" on {latency['cpu']}" if "cpu" in latency else "")
+       + f", {latency['runs']} runs after warm-up"
        + (f"; p50 of the quietest of {latency['rounds']} rounds)" if latency.get("rounds", 1) > 1
           else ")")),
       ("parameters", f"{cost['parameters']:,}"),

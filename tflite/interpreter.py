@@ -8,6 +8,7 @@ Example:
   accuracy = evaluate_accuracy(open("model.tflite", "rb").read(), test_x, test_y)
 """
 
+import platform
 import time
 from typing import Union
 
@@ -99,6 +100,19 @@ def evaluate_accuracy(model: Union[bytes, str], x: np.ndarray, y: np.ndarray,
   return float(np.mean(np.argmax(predict(model, x, batch_size), axis=-1) == np.asarray(y)))
 
 
+def cpu_name() -> str:
+  """The CPU's model name, e.g. 'AMD EPYC': latencies (and training times) differ
+  several-fold between machines, so they are reported with it."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+      for line in cpuinfo:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def latency_ms(model: Union[bytes, str], sample: np.ndarray, runs: int = 100, warmup: int = 10,
                num_threads: int = 1) -> dict:
   """Single-stream latency as in MLPerf Tiny: one input, warm-up, then `runs` timed invokes.
@@ -138,7 +152,7 @@ def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 5
 
   Returns:
     name → {"p50", "p90", "mean" (ms over all rounds), "p50_quietest_round" (the lowest
-    of the rounds' medians), "runs", "rounds", "threads"}.
+    of the rounds' medians), "runs", "rounds", "threads", "cpu" (`cpu_name()`)}.
 
   Example:
     interleaved_latency_ms({"float32": f32_bytes, "int8": int8_bytes}, test_x[0])
@@ -164,7 +178,7 @@ def interleaved_latency_ms(models: dict, sample, rounds: int = 10, runs: int = 5
         times[name][r, i] = (time.perf_counter() - start) * 1e3
   return {name: {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
                  "mean": float(np.mean(t)), "p50_quietest_round": float(np.median(t, 1).min()),
-                 "runs": t.size, "rounds": rounds, "threads": num_threads}
+                 "runs": t.size, "rounds": rounds, "threads": num_threads, "cpu": cpu_name()}
           for name, t in times.items()}
 
 
