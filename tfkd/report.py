@@ -126,7 +126,7 @@ def write(workdir: str, rows, meta: dict, sections=(), class_names=()) -> str:
   Args:
     workdir: output folder.
     rows: `Row`s, in display order.
-    meta: extra facts for report.json (config, test size, latency settings).
+    meta: extra facts for report.json (config, test size, latency settings and "cpu").
     sections: extra (title, markdown) sections appended to report.md.
     class_names: the dataset's class names (index = label) for the per-class
       tables; () numbers the classes.
@@ -136,9 +136,8 @@ def write(workdir: str, rows, meta: dict, sections=(), class_names=()) -> str:
   """
   table = markdown_table(rows)
   body = ["# tfkd report", "", table, "",
-          "Latency: single-stream LiteRT invoke"
-          + (f" on {meta['latency']['cpu']}" if "cpu" in meta.get("latency", {}) else "")
-          + ", after warm-up, the files timed in turn over "
+          f"Latency: single-stream LiteRT invoke on {meta['latency']['cpu']}, after warm-up, "
+          "the files timed in turn over "
           "interleaved rounds spread over `report.latency_spread_s`; each row gives the median "
           "of its quietest round (report.json also has p90 over all rounds). Keras rows are "
           "timed on their float32 TFLite conversion. "
