@@ -46,14 +46,13 @@ model.fit(rng.uniform(size=(44, 32, 32, 3)).astype("float32"), rng.integers(0, 3
 
 def time_models() -> dict:
   """{'onednn': whether TensorFlow runs oneDNN here, 'rows': [step time of each model]}."""
-  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
   rows = []
   for name, kwargs in common.STUDENT_SHAPES:
     ms, parameters = common.training_step_ms(name, kwargs, "float32", _BATCH_SIZE.value,
                                               _STEPS.value)
     rows.append({"model": common.described(name, kwargs), "parameters": parameters, "ms": ms})
     print(rows[-1], file=sys.stderr, flush=True)
-  return {"onednn": bool(_pywrap_util_port.IsMklEnabled()), "rows": rows}
+  return {"onednn": common.onednn_enabled(), "rows": rows}
 
 
 def run_setting(setting: str) -> dict:
