@@ -8,6 +8,7 @@ Example:
   accuracy = evaluate_accuracy(open("model.tflite", "rb").read(), test_x, test_y)
 """
 
+import functools
 import platform
 import time
 from typing import Union
@@ -100,6 +101,7 @@ def evaluate_accuracy(model: Union[bytes, str], x: np.ndarray, y: np.ndarray,
   return float(np.mean(np.argmax(predict(model, x, batch_size), axis=-1) == np.asarray(y)))
 
 
+@functools.lru_cache(maxsize=1)  # read once: every latency result carries it
 def cpu_name() -> str:
   """The CPU's model name, e.g. 'AMD EPYC': latencies (and training times) differ
   several-fold between machines, so they are reported with it."""
