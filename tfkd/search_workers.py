@@ -10,6 +10,7 @@ cores.
 
 import multiprocessing
 import os
+import signal
 
 from absl import logging
 
@@ -46,8 +47,8 @@ def local_workers(search_class, config, workdir: str, workers: int, seeded: bool
   for proc in procs:
     proc.join()
     if proc.exitcode:
-      logging.warning("[search] %s ended with exit code %s; its studies go on here.", proc.name,
-                      proc.exitcode)
+      logging.warning("[search] %s %s; its studies go on here.%s", proc.name,
+                      _how_it_ended(proc.exitcode), _abort_hint(proc.exitcode))
 
 
 def check_cores(workers: int) -> list:
@@ -70,3 +71,26 @@ def _trials_worker(search_class, config, workdir: str, seeded: bool) -> None:
   for device in config.search.devices:
     for mode in config.search.modes:
       searcher.search_device(device, mode, seeded)
+
+
+def _how_it_ended(exitcode: int) -> str:
+  """'ended with exit code 3', or for a negative code (multiprocessing's signal) its name."""
+  if exitcode < 0:
+    try:
+      return f"was killed by {signal.Signals(-exitcode).name}"
+    except ValueError:
+      return f"was killed by signal {-exitcode}"
+  return f"ended with exit code {exitcode}"
+
+
+def _abort_hint(exitcode: int) -> str:
+  """What a worker's abort is known to come from, if the environment makes it likely."""
+  if (-exitcode in (signal.SIGABRT, signal.SIGSEGV)
+      and os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"):
+    # TensorFlow 2.21's oneDNN kernels corrupt the heap training a stem under 8 filters on
+    # one thread, as a pinned worker trains; glibc then aborts, or a later access faults
+    # (BENCHMARKS.md §20).
+    return (" TF_ENABLE_ONEDNN_OPTS=1 is set, and TensorFlow 2.21 with oneDNN aborts training a "
+            "model whose stem has fewer than 8 filters on one thread (BUILD.md): unset it, or keep "
+            "every family's narrowest width in search.space at 8 filters or more.")
+  return ""
