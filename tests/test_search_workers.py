@@ -43,8 +43,9 @@ def test_a_worker_that_raises_is_named_by_its_exit_code(tmp_path, monkeypatch, c
 
 
 def test_the_onednn_hint_is_for_an_abort_or_segfault_with_onednn_on(monkeypatch):
+  abort_hint = search_workers._abort_hint  # pylint: disable=protected-access
   monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-  assert search_workers._abort_hint(-signal.SIGABRT) == ""  # pylint: disable=protected-access
+  assert abort_hint(-signal.SIGABRT) == ""
   monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
-  assert "fewer than 8 filters" in search_workers._abort_hint(-signal.SIGSEGV)  # pylint: disable=protected-access
-  assert search_workers._abort_hint(-signal.SIGKILL) == ""  # pylint: disable=protected-access
+  assert "fewer than 8 filters" in abort_hint(-signal.SIGSEGV)
+  assert abort_hint(-signal.SIGKILL) == ""
