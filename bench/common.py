@@ -10,15 +10,6 @@ import time
 from typing import Dict, List, Mapping
 
 
-def onednn_enabled():
-  """Whether this process's TensorFlow runs its oneDNN kernels (None if it cannot tell)."""
-  try:  # a private module: TensorFlow has no public query for it
-    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return None
-  return bool(_pywrap_util_port.IsMklEnabled())
-
-
 def provenance(module: str) -> dict:
   """The exact command, the date (UTC), the CPU and its count, oneDNN, the Python/TF versions.
 
@@ -26,6 +17,7 @@ def provenance(module: str) -> dict:
     module: the benchmark's module name, e.g. "bench.cifar10".
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tfkd import precision  # pylint: disable=import-outside-toplevel
   from tflite import interpreter  # pylint: disable=import-outside-toplevel
   return {
       "command": " ".join([".venv/bin/python -m", module] + sys.argv[1:]),
@@ -33,7 +25,7 @@ def provenance(module: str) -> dict:
       "cpu_count": os.cpu_count(),
       "machine": platform.machine(),
       "cpu": interpreter.cpu_name(),
-      "onednn": onednn_enabled(),
+      "onednn": precision.onednn_enabled(),
       "python": platform.python_version(),
       "tensorflow": tf.__version__,
   }

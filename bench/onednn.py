@@ -23,7 +23,7 @@ import sys
 from absl import flags
 
 from bench import common
-from tfkd import cli
+from tfkd import cli, precision
 from tflite import files
 
 _OUT = flags.DEFINE_string("out", "runs/bench_onednn", "Output folder.")
@@ -52,7 +52,7 @@ def time_models() -> dict:
                                               _STEPS.value)
     rows.append({"model": common.described(name, kwargs), "parameters": parameters, "ms": ms})
     print(rows[-1], file=sys.stderr, flush=True)
-  return {"onednn": common.onednn_enabled(), "rows": rows}
+  return {"onednn": precision.onednn_enabled(), "rows": rows}
 
 
 def run_setting(setting: str) -> dict:

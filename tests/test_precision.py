@@ -79,3 +79,33 @@ def test_pipeline_trains_in_bfloat16_and_saves_float32(image_folder, tmp_path):
   assert len(history) == 3  # header and the teacher's two epochs
   int8 = graph.read(os.path.join(workdir, "export", "distill_int8.tflite"))
   assert "CONV_2D" in int8.op_names()
+
+
+@pytest.mark.parametrize("cpu, onednn, env, expected", [
+    ({"avx2", "fma"}, False, None, ["bfloat16 emulated", "oneDNN hint"]),
+    ({"avx2", "avx512f", "avx512_bf16"}, False, None, []),  # bfloat16 in hardware; not AVX2-only
+    ({"avx2", "amx_bf16"}, True, None, []),   # TensorFlow turned oneDNN on by itself
+    ({"avx2"}, False, "0", ["bfloat16 emulated"]),  # the user chose: no hint
+    (set(), None, None, []),                  # no /proc/cpuinfo: nothing is guessed
+])
+def test_check_hardware_warns_of_emulated_bfloat16_and_names_onednn_on_an_avx2_cpu(
+    cpu, onednn, env, expected, monkeypatch, caplog):
+  monkeypatch.setattr(precision, "cpu_flags", lambda: cpu)
+  monkeypatch.setattr(precision, "onednn_enabled", lambda: onednn)
+  if env is None:
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+  else:
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", env)
+  caplog.set_level("INFO")
+  precision.check_hardware("mixed_bfloat16")
+  said = [name for name, text in (("bfloat16 emulated", "TensorFlow emulates bfloat16 here"),
+                                  ("oneDNN hint", "TF_ENABLE_ONEDNN_OPTS=1, set before Python"))
+          if text in caplog.text]
+  assert said == expected
+
+
+def test_cpu_flags_and_onednn_are_read_from_this_machine():
+  flags = precision.cpu_flags()
+  if os.path.exists("/proc/cpuinfo") and os.uname().machine == "x86_64":
+    assert "sse2" in flags  # every x86-64 CPU has it
+  assert precision.onednn_enabled() in (True, False)  # this TensorFlow can tell

@@ -9,7 +9,8 @@ loss scaling (tfkd's custom `train_step`s have none). CPUs with AMX or
 AVX512-BF16 (Intel Sapphire Rapids and later), TPUs and recent GPUs run it in
 hardware: on this project's 2-core AMX machine a ResNet-20 teacher epoch took
 half its float32 time (BENCHMARKS.md §17). Elsewhere bfloat16 is emulated and
-slower: `check_hardware` warns. Even with AMX it depends on the shapes: a
+slower: `check_hardware` warns (and on an AVX2-only CPU names TensorFlow's oneDNN
+kernels, off there by default: BUILD.md). Even with AMX it depends on the shapes: a
 ResNet-8 with a stage of 8 or 24 channels, or a depthwise-separable model,
 trained 1.4-5.9x slower in bfloat16 than in float32 on that machine
 (BENCHMARKS.md §17, `bench.bf16_shapes`).
@@ -27,7 +28,7 @@ Example:
 """
 
 import os
-from typing import Callable
+from typing import Callable, Optional
 
 import tensorflow as tf
 import tf_keras
@@ -101,16 +102,41 @@ def rebuilt(model: tf_keras.Model, layer_policy: Callable[[tf_keras.layers.Layer
   return copy
 
 
+def cpu_flags() -> set:
+  """The instruction-set flags /proc/cpuinfo lists (e.g. 'avx2', 'amx_bf16'); empty elsewhere."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+      for line in cpuinfo:
+        if line.startswith("flags"):
+          return set(line.split(":", 1)[1].split())
+  except OSError:
+    pass
+  return set()
+
+
+def onednn_enabled() -> Optional[bool]:
+  """Whether this process's TensorFlow runs its oneDNN kernels (None if it cannot tell)."""
+  try:  # a private module: TensorFlow has no public query for it
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def check_hardware(policy: str) -> None:
-  """Warns when `policy` computes in bfloat16 on a Linux CPU with no bfloat16 instructions."""
-  if policy != "mixed_bfloat16" or not os.path.exists("/proc/cpuinfo"):
+  """Warns when `policy` computes in bfloat16 on a CPU with no bfloat16 instructions, and
+  says when TensorFlow's faster oneDNN kernels are off on an AVX2 CPU."""
+  flags = cpu_flags()
+  if not flags or tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
     return
-  if tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
-    return
-  with open("/proc/cpuinfo") as f:
-    flags = f.read()
-  if "amx_bf16" in flags or "avx512_bf16" in flags:
-    return
-  logging.warning("train.precision='mixed_bfloat16', but this CPU has neither AMX nor "
-                  "AVX512-BF16: TensorFlow emulates bfloat16 here, which is usually slower "
-                  "than float32. Set train.precision='float32' unless a TPU or GPU trains.")
+  if policy == "mixed_bfloat16" and not flags & {"amx_bf16", "avx512_bf16"}:
+    logging.warning("train.precision='mixed_bfloat16', but this CPU has neither AMX nor "
+                    "AVX512-BF16: TensorFlow emulates bfloat16 here, which is usually slower "
+                    "than float32. Set train.precision='float32' unless a TPU or GPU trains.")
+  # TensorFlow turns oneDNN on by itself only with AVX512-VNNI, AVX512-BF16 or AMX.
+  if ("avx2" in flags and "avx512f" not in flags and onednn_enabled() is False
+      and "TF_ENABLE_ONEDNN_OPTS" not in os.environ):
+    logging.info("[kernels] TensorFlow runs its own kernels on this CPU (AVX2, no AVX-512), "
+                 "not oneDNN's: TF_ENABLE_ONEDNN_OPTS=1, set before Python starts, trained "
+                 "tfkd's float32 models 1.3-2.9x faster on such a CPU, but TensorFlow 2.21 "
+                 "then aborted training a stem under 8 filters on one thread (BUILD.md).")
