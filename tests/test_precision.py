@@ -96,7 +96,7 @@ def test_check_hardware_warns_of_emulated_bfloat16_and_names_onednn_on_an_avx2_c
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
   else:
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", env)
-  caplog.set_level("INFO")
+  caplog.set_level("INFO", logger="absl")  # other tests may have set absl's own level
   precision.check_hardware("mixed_bfloat16")
   said = [name for name, text in (("bfloat16 emulated", "TensorFlow emulates bfloat16 here"),
                                   ("oneDNN hint", "TF_ENABLE_ONEDNN_OPTS=1, set before Python"))
