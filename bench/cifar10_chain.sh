@@ -14,6 +14,9 @@
 # Steps, in order (the open issue's first: on a new machine its results come soonest):
 #   teacher    the 80-epoch ResNet-20 teacher and its 80 cached epochs of augmented views, in
 #              e80's folder: what every later step reads
+#   winner_a   device A's winner of the first run's distilled search (a DS-CNN; BENCHMARKS
+#              §19), distilled from this teacher as a one-trial study: its 80 epochs, int8
+#              export and LiteRT/TFLM check, hours before the whole search gets there (issue 14)
 #   search     the device-budget search from that teacher, reading e80's cache (issue 14):
 #              one study at a time, each with its winner retrained and verified before the
 #              next (SEARCH_STUDIES, below), then the report over all of them (if several)
@@ -72,14 +75,26 @@ run_e80_cycle20() {
     --config.distill.cache_epochs=20 --config.distill.cache_dir=runs/cifar10_e80/teacher_views \
     --config.stages='("distill","export","report")' --config.train.precision="$PRECISION"
 }
+copy_teacher() {  # e80's teacher and views into a search's workdir, each whole or not at all
+  local part
+  mkdir -p "$1" &&
+  for part in teacher teacher_views; do
+    [ -e "$1/$part" ] || { rm -rf "$1/$part.tmp" && cp -r "runs/cifar10_e80/$part" "$1/$part.tmp" &&
+      mv "$1/$part.tmp" "$1/$part"; } || return 1
+  done
+}
+run_winner_a() {  # the first run's mlperf_tiny/distill winner; trials=1 makes it the winner
+  copy_teacher runs/search_winner_a &&
+  $PY -m bench.search --config=configs/cifar10_search.py --workdir=runs/search_winner_a \
+    --out=runs/bench_search_winner_a --config.train.precision=float32 \
+    --config.search.devices='("mlperf_tiny",)' --config.search.modes='("distill",)' \
+    --config.search.trials=1 --config.search.epochs=1 \
+    --config.search.start_from="({'family': 'ds_cnn', 'resolution': 32, 'blocks': 6, 'width': 24},)"
+}
 run_search() {  # float32: bfloat16 trains most candidates' shapes 1.4-5.9x slower (BENCHMARKS §17)
   mkdir -p runs/cifar10_search &&
-  [[ " $SEARCH_STUDIES" != *"/distill"* ]] ||  # studies from scratch need no teacher
-  for part in teacher teacher_views; do  # e80's teacher and views, copied whole or not at all
-    [ -e "runs/cifar10_search/$part" ] || { rm -rf "runs/cifar10_search/$part.tmp" &&
-      cp -r "runs/cifar10_e80/$part" "runs/cifar10_search/$part.tmp" &&
-      mv "runs/cifar10_search/$part.tmp" "runs/cifar10_search/$part"; } || return 1
-  done &&
+  { [[ " $SEARCH_STUDIES" != *"/distill"* ]] ||  # studies from scratch need no teacher
+    copy_teacher runs/cifar10_search; } &&
   local study devices=() modes=() studies=($SEARCH_STUDIES)
   for study in "${studies[@]}"; do  # each finished study has its winner before the next starts
     search_bench "${study%/*}" "${study#*/}" "runs/bench_search/${study/\//_}" || return 1
@@ -119,7 +134,7 @@ run_multitask() {  # its task-B teacher is trained here, 80 epochs as e80's task
     --precision="$PRECISION" --out=runs/bench_multitask
 }
 
-STEPS=(teacher search search_stopped e80 e80_scratch e80_live e80_cycle20 selfsup
+STEPS=(teacher winner_a search search_stopped e80 e80_scratch e80_live e80_cycle20 selfsup
        compressed_teacher multitask robust)
 if [[ "${1:-}" == "--list" ]]; then
   for step in "${STEPS[@]}"; do
