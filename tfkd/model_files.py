@@ -6,7 +6,8 @@ and a SavedModel folder runs the TensorFlow graph it holds. Only the `.keras`
 format honours `safe_mode`. So every model tfkd loads goes through `load_model`,
 which tells the format from the file's first bytes, never its name:
 
-- `.keras` (a zip): loaded with `safe_mode=True`; a Lambda layer's code is refused.
+- `.keras` (a zip): loaded with `safe_mode=True`; a Lambda layer's code is refused. One
+  saved by Keras 3 (today's `tf.keras`) is rebuilt in tf_keras (`tfkd.keras3_files`).
 - HDF5 and SavedModel: refused unless the caller allows legacy formats (a config's
   `teacher.allow_legacy_formats`, or the compression stages' own `.h5` QAT files);
   an allowed HDF5 file still loads in safe mode, so Lambda code never runs.
@@ -23,6 +24,7 @@ from typing import Optional
 import tf_keras
 from tf_keras.src.saving import serialization_lib  # SafeModeScope: safe mode for HDF5 too
 
+from tfkd import keras3_files
 from tfkd.errors import ModelFileError
 
 LEGACY_FORMATS = ("hdf5", "savedmodel")
@@ -124,6 +126,8 @@ def load_model(path: str, allow_legacy_formats: bool = False,
     teacher = load_model("runs/x/teacher/model.keras")
   """
   found = check_model_file(path, allow_legacy_formats, opt_in)
+  if found == "keras" and keras3_files.is_keras3_file(path):
+    return keras3_files.load_model(path)  # rebuilt in tf_keras, outputs checked
   try:
     if found == "keras":
       return tf_keras.models.load_model(path, safe_mode=True)

@@ -1,0 +1,293 @@
+"""Keras 3 `.keras` files as tf_keras models: a teacher saved by today's `tf.keras` can teach.
+
+Since TensorFlow 2.16, `tf.keras` is Keras 3, so most users' models are saved by Keras 3.
+tfkd runs on Keras 2 (`tf_keras`, which tfmot needs), and tf_keras cannot read Keras 3's
+files. A functional or Sequential Keras 3 model of Keras's own layers (nested models
+included, e.g. a `keras.applications` backbone) is rebuilt here layer for layer in tf_keras
+from its config, and given its weights. The rebuilt model is then checked against the
+Keras 3 model on the same inputs: only a model whose outputs match is returned, so every
+tfkd path (live and cached distillation, feature losses, teacher compression with tfmot,
+export) gets an ordinary tf_keras model that computes what the user's model computes.
+
+The Keras 3 file is loaded with `safe_mode=True`, like every model tfkd loads
+(`tfkd.model_files`). Initializers are not carried over: the weights are copied.
+
+Example:
+  if keras3_files.is_keras3_file("teacher.keras"):
+    teacher = keras3_files.load_model("teacher.keras")   # a tf_keras.Model
+"""
+
+import json
+import re
+import zipfile
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tfkd.errors import ModelFileError
+
+# What the fix says when a model cannot be rebuilt: the two ways that need no rebuilding.
+_OTHER_WAYS = ("compute its logits with Keras 3 and pass them as distill.teacher_logits_path "
+               "(docs/distillation.md), or build and train the model with tf_keras")
+
+
+def keras_version(path: str) -> str:
+  """The Keras version a `.keras` archive was saved by ('' when its metadata does not say)."""
+  with zipfile.ZipFile(path) as archive:
+    try:
+      return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+    except (KeyError, ValueError):
+      return ""
+
+
+def is_keras3_file(path: str) -> bool:
+  """Whether the `.keras` archive at `path` was saved by Keras 3."""
+  return keras_version(path).startswith("3.")
+
+
+def load_model(path: str) -> tf_keras.Model:
+  """The Keras 3 model saved at `path`, rebuilt as a tf_keras model with the same outputs.
+
+  Args:
+    path: a `.keras` archive saved by Keras 3.
+
+  Returns:
+    A functional `tf_keras.Model` with the file's layer names and weights.
+
+  Raises:
+    ModelFileError: naming the file and the fix, when Keras 3 cannot load it (in safe mode),
+      a layer has no tf_keras counterpart, or the rebuilt model computes other outputs.
+  """
+  import keras  # pylint: disable=import-outside-toplevel  (Keras 3, only for its own files)
+  try:
+    original = keras.saving.load_model(path, compile=False, safe_mode=True)
+  except Exception as e:  # pylint: disable=broad-except  (zip, JSON and Keras errors alike)
+    reason = " ".join(str(e).split())
+    if "Lambda" in reason or "lambda" in reason:
+      raise ModelFileError(f"Model {path!r} (Keras 3) holds a Lambda layer of Python code, which "
+                           "tfkd never runs (safe mode). Fix: replace the Lambda layer by a layer "
+                           "class and save the model again.") from e
+    raise ModelFileError(f"Model {path!r} was saved by Keras {keras_version(path)} and Keras 3 "
+                         f"cannot load it here ({type(e).__name__}: {reason[:300]}). Fix: import "
+                         "the module that defines its custom objects before loading, or "
+                         f"{_OTHER_WAYS}.") from e
+  try:
+    rebuilt = to_tf_keras(original)
+  except ModelFileError as e:
+    raise ModelFileError(f"Model {path!r} (Keras {keras_version(path)}) cannot be rebuilt in "
+                         f"tf_keras, which tfkd runs on: {e}") from e
+  check_same_outputs(original, rebuilt, path)
+  return rebuilt
+
+
+def to_tf_keras(model) -> tf_keras.Model:
+  """A Keras 3 functional or Sequential model rebuilt in tf_keras, with its weights.
+
+  Args:
+    model: a built `keras.Model` (Keras 3) of Keras's own layers.
+
+  Returns:
+    A functional `tf_keras.Model` of the same layers (names, configs, weights, wiring).
+
+  Raises:
+    ModelFileError: a subclassed model, a layer or operation that is not one of Keras's own
+      layers, or a layer config or weight that tf_keras reads otherwise.
+
+  Example:
+    student_twin = to_tf_keras(keras.applications.MobileNetV2(weights=None))
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+  if isinstance(model, keras.Sequential):
+    return _rebuild_sequential(model)
+  if not isinstance(model, keras.Model) or type(model).__name__ != "Functional":
+    raise ModelFileError(f"model {model.name!r} is a subclassed {type(model).__name__}, whose "
+                         f"layers and wiring are Python code, not a config. Fix: {_OTHER_WAYS}.")
+  return _rebuild_functional(model)
+
+
+def _rebuild_sequential(model) -> tf_keras.Model:
+  if not model.built:
+    raise ModelFileError(f"Sequential model {model.name!r} was never built (no input shape).")
+  inputs = _input(model.inputs[0], model.inputs[0].name)
+  x, pairs = inputs, []
+  for layer in model.layers:
+    twin = _twin(layer)
+    x = twin(x)
+    pairs.append((layer, twin))
+  rebuilt = tf_keras.Model(inputs, x, name=model.name)
+  _copy_weights(pairs)
+  return rebuilt
+
+
+def _rebuild_functional(model) -> tf_keras.Model:
+  config = model.get_config()
+  outputs_of: Dict[Tuple[str, int], List[Any]] = {}  # (layer name, node index) → flat outputs
+  twins = {}  # layer name → (Keras 3 layer, tf_keras layer)
+  waiting = [(c, i, node) for c in config["layers"]  # each call of each layer, in turn
+             for i, node in enumerate(c["inbound_nodes"] or [None])]
+  while waiting:  # a call is made once every tensor it reads exists (a shared layer's later call
+    # may read what its earlier one fed)
+    ready = [w for w in waiting if all(key in outputs_of for key in _inbound_keys(w[2]))]
+    if not ready:
+      raise ModelFileError(f"the wiring of model {model.name!r} could not be followed (layers "
+                           f"{[w[0]['name'] for w in waiting][:5]} wait on missing tensors).")
+    for item in ready:
+      waiting.remove(item)
+      layer_config, index, node = item
+      layer = model.get_layer(layer_config["name"])
+      if layer_config["class_name"] == "InputLayer":
+        outputs_of[(layer.name, 0)] = [_input(layer.output, layer.name)]
+        continue
+      if layer.name not in twins:
+        twins[layer.name] = (layer, _twin(layer))
+      args = _resolve(node.get("args", []), outputs_of)
+      kwargs = _resolve(node.get("kwargs", {}), outputs_of)
+      outputs_of[(layer.name, index)] = tf.nest.flatten(twins[layer.name][1](*args, **kwargs))
+  inputs, outputs = (
+      [_resolve(_as_keras_tensor(ref), outputs_of) for ref in _refs(config[key])]
+      for key in ("input_layers", "output_layers"))
+  rebuilt = tf_keras.Model(inputs if len(inputs) > 1 else inputs[0],
+                           outputs if len(outputs) > 1 else outputs[0], name=model.name)
+  _copy_weights(twins.values())
+  return rebuilt
+
+
+def _refs(layers) -> list:
+  """`[name, node, index]` or a list of them, as a list of them."""
+  return [layers] if layers and isinstance(layers[0], str) else list(layers)
+
+
+def _as_keras_tensor(ref) -> dict:
+  return {"class_name": "__keras_tensor__", "config": {"keras_history": ref}}
+
+
+def _inbound_keys(node) -> set:
+  """The (layer, node) pairs whose outputs a call (a serialized inbound node) reads."""
+  keys = set()
+  def visit(value):
+    if isinstance(value, dict):
+      if value.get("class_name") == "__keras_tensor__":
+        name, node, _ = value["config"]["keras_history"]
+        keys.add((name, node))
+      else:
+        for item in value.values():
+          visit(item)
+    elif isinstance(value, (list, tuple)):
+      for item in value:
+        visit(item)
+  visit(node)
+  return keys
+
+
+def _resolve(value, outputs_of):
+  """A call's serialized arguments with each Keras 3 tensor replaced by its tf_keras twin."""
+  if isinstance(value, dict):
+    if value.get("class_name") == "__keras_tensor__":
+      name, node, index = value["config"]["keras_history"]
+      return outputs_of[(name, node)][index]
+    return {k: _resolve(v, outputs_of) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_resolve(v, outputs_of) for v in value]
+  return value
+
+
+def _input(tensor, name: str):
+  return tf_keras.Input(batch_shape=tuple(tensor.shape), dtype=tensor.dtype, name=name)
+
+
+def _plain(value):
+  """A Keras 3 config value as tf_keras reads it: a dtype policy by its name, a serialized object
+  (regularizer, constraint, a wrapped layer) as {'class_name', 'config'}, and no initializers
+  (the weights are copied: they are moot, and Keras 3's have options tf_keras's lack)."""
+  if isinstance(value, dict) and "class_name" in value and "config" in value:
+    if value["class_name"].endswith("DTypePolicy"):
+      return value["config"]["name"]
+    return {"class_name": value["class_name"], "config": _plain(value["config"])}
+  if isinstance(value, dict):
+    return {k: _plain(v) for k, v in value.items() if not k.endswith("_initializer")}
+  return value
+
+
+def _twin(layer):
+  """The tf_keras layer of the same class and config as a Keras 3 layer (not yet built)."""
+  import keras  # pylint: disable=import-outside-toplevel
+  if isinstance(layer, keras.Model):
+    return to_tf_keras(layer)
+  cls = type(layer).__name__
+  if not type(layer).__module__.startswith("keras.src.layers"):
+    raise ModelFileError(f"layer {layer.name!r} is a {cls} from {type(layer).__module__}, not "
+                         f"one of Keras's own layers, so it has no tf_keras counterpart. Fix: "
+                         f"{_OTHER_WAYS}.")
+  config = _plain(layer.get_config())
+  if cls == "InputLayer":
+    config["batch_input_shape"] = config.pop("batch_shape", None)
+  while True:
+    try:
+      return tf_keras.layers.deserialize({"class_name": cls, "config": config})
+    except (TypeError, ValueError) as e:
+      key = _rejected_key(str(e), config)
+      if key is None:
+        raise ModelFileError(f"layer {layer.name!r} ({cls}) has no tf_keras counterpart for its "
+                             f"config ({' '.join(str(e).split())[:300]}). Fix: {_OTHER_WAYS}.") from e
+      if config[key] not in (None, False, 0, "", [], {}):
+        raise ModelFileError(f"layer {layer.name!r} ({cls}) sets {key}={config[key]!r}, a Keras 3 "
+                             f"option tf_keras does not have. Fix: save the model without it, or "
+                             f"{_OTHER_WAYS}.") from e
+      del config[key]  # a Keras 3 option left at its default (e.g. quantization_config=None)
+
+
+def _rejected_key(message: str, config: dict):
+  """The config key a tf_keras constructor's error names as unknown, or None."""
+  found = re.search(r"(?:unexpected keyword argument|[Kk]eyword argument not understood:?'?,?) "
+                    r"'(\w+)'", message)
+  return found.group(1) if found and found.group(1) in config else None
+
+
+def _copy_weights(pairs) -> None:
+  """Gives every rebuilt layer its Keras 3 layer's weights, checking they pair up one to one."""
+  for layer, twin in pairs:
+    if isinstance(twin, tf_keras.Model):
+      continue  # a nested model copied its own layers' weights
+    weights = layer.get_weights()
+    shapes = [tuple(w.shape) for w in weights]
+    twin_shapes = [tuple(w.shape) for w in twin.weights]
+    if shapes != twin_shapes:
+      raise ModelFileError(f"layer {layer.name!r} ({type(layer).__name__}) holds weights of shapes "
+                           f"{shapes} in Keras 3 but {twin_shapes} in tf_keras. Fix: {_OTHER_WAYS}.")
+    twin.set_weights(weights)
+
+
+def check_same_outputs(original, rebuilt: tf_keras.Model, path: str, rows: int = 8,
+                       tolerance: float = 1e-4) -> None:
+  """Raises `ModelFileError` unless both models compute the same outputs on the same inputs.
+
+  The inputs are random (pixels 0-255 for float inputs, 0 and 1 for integer ones): the check is of
+  the functions, so any inputs of the right shape exercise every layer and weight. Both models
+  run in inference mode (moving BatchNorm statistics, no dropout).
+
+  Args:
+    original: the Keras 3 model.
+    rebuilt: its tf_keras twin.
+    path: the file, for the message.
+    rows: inputs compared.
+    tolerance: largest difference allowed, relative to the largest output (at least 1).
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  inputs = []
+  for tensor in original.inputs:
+    shape = (rows,) + tuple(d or 1 for d in tensor.shape[1:])
+    inputs.append(rng.integers(0, 2, shape).astype(tensor.dtype) if "int" in str(tensor.dtype)
+                  else rng.uniform(0, 255, shape).astype(np.float32))
+  feed = inputs if len(inputs) > 1 else inputs[0]
+  expected = [keras.ops.convert_to_numpy(o)
+              for o in tf.nest.flatten(original(feed, training=False))]
+  got = [np.asarray(o) for o in tf.nest.flatten(rebuilt(feed, training=False))]
+  scale = max([1.0] + [float(np.max(np.abs(e))) for e in expected])
+  worst = max(float(np.max(np.abs(e - g))) for e, g in zip(expected, got))
+  if worst > tolerance * scale:
+    raise ModelFileError(f"Model {path!r} (Keras 3) rebuilt in tf_keras computes other outputs: "
+                         f"they differ by up to {worst:.3g} (outputs up to {scale:.3g}). Fix: "
+                         f"{_OTHER_WAYS}.")
