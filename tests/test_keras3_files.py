@@ -94,6 +94,21 @@ class Doubling(keras.layers.Layer):
     return 2 * inputs
 
 
+def test_element_wise_operations_between_layers_are_rebuilt_and_others_refused(tmp_path):
+  inputs = keras.Input((4,))
+  first, second = keras.layers.Dense(4)(inputs), keras.layers.Dense(4)(inputs)
+  original = keras.Model(inputs, first + 2 * second)  # keras.ops Add and Multiply, no layers
+  path = str(tmp_path / "ops.keras")
+  original.save(path)
+  rows = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float32)
+  np.testing.assert_allclose(model_files.load_model(path)(rows).numpy(), numpy(original(rows)),
+                             atol=1e-6)
+  keras.Model(inputs, keras.ops.sort(first)).save(path)
+  with pytest.raises(ModelFileError, match=r"operation 'sort' .*Sort\) .*not one of the "
+                                           r"element-wise operations"):
+    model_files.load_model(path)
+
+
 class TwoDense(keras.Model):
   def __init__(self):
     super().__init__()

@@ -136,14 +136,17 @@ def _rebuild_functional(model) -> tf_keras.Model:
     for item in ready:
       waiting.remove(item)
       layer_config, index, node = item
+      args = _resolve(node.get("args", []) if node else [], outputs_of)
+      kwargs = _resolve(node.get("kwargs", {}) if node else {}, outputs_of)
+      if layer_config.get("module", "").startswith("keras.src.ops"):  # `x + y` on Keras 3 tensors
+        outputs_of[(layer_config["name"], index)] = [_op(layer_config)(*args, **kwargs)]
+        continue
       layer = model.get_layer(layer_config["name"])
       if layer_config["class_name"] == "InputLayer":
         outputs_of[(layer.name, 0)] = [_input(layer.output, layer.name)]
         continue
       if layer.name not in twins:
         twins[layer.name] = (layer, _twin(layer))
-      args = _resolve(node.get("args", []), outputs_of)
-      kwargs = _resolve(node.get("kwargs", {}), outputs_of)
       outputs_of[(layer.name, index)] = tf.nest.flatten(twins[layer.name][1](*args, **kwargs))
   inputs, outputs = (
       [_resolve(_as_keras_tensor(ref), outputs_of) for ref in _refs(config[key])]
@@ -152,6 +155,31 @@ def _rebuild_functional(model) -> tf_keras.Model:
                            outputs if len(outputs) > 1 else outputs[0], name=model.name)
   _copy_weights(twins.values())
   return rebuilt
+
+
+# Keras 3 operations a functional graph can hold outside layers (`x + y`, `2 * x`), as the
+# TensorFlow functions tf_keras wraps in its own op layers when they meet its tensors.
+_OPS = {"Add": tf.math.add, "Subtract": tf.math.subtract, "Multiply": tf.math.multiply,
+        "Divide": tf.math.truediv, "TrueDivide": tf.math.truediv, "Maximum": tf.math.maximum,
+        "Minimum": tf.math.minimum, "Negative": tf.math.negative, "Absolute": tf.math.abs,
+        "Square": tf.math.square, "Sqrt": tf.math.sqrt, "Exp": tf.math.exp, "Log": tf.math.log}
+
+
+def _op(layer_config: dict):
+  """The TensorFlow function of a Keras 3 operation in a functional graph."""
+  name = layer_config["class_name"]
+  options = set(layer_config.get("config") or {}) - {"name"}  # e.g. an axis: not element-wise
+  if name not in _OPS or options:
+    raise ModelFileError(f"operation {layer_config['name']!r} ({layer_config['module']}."
+                         f"{name}) in the model's graph is not one of the element-wise operations "
+                         f"tfkd rebuilds ({', '.join(sorted(_OPS))}). Fix: a Keras layer that does the "
+                         f"same, or {_OTHER_WAYS}.")
+  function = _OPS[name]
+
+  def call(*args, **kwargs):  # a Python number (`2 * x`) takes the tensors' dtype, as in Keras 3
+    dtype = next(a.dtype for a in args if hasattr(a, "dtype"))
+    return function(*[a if hasattr(a, "dtype") else tf.constant(a, dtype) for a in args], **kwargs)
+  return call
 
 
 def _refs(layers) -> list:
