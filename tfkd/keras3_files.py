@@ -249,8 +249,6 @@ def _twin(layer):
                          f"one of Keras's own layers, so it has no tf_keras counterpart. Fix: "
                          f"{_OTHER_WAYS}.")
   config = _plain(layer.get_config())
-  if cls == "InputLayer":
-    config["batch_input_shape"] = config.pop("batch_shape", None)
   while True:
     try:
       return tf_keras.layers.deserialize({"class_name": cls, "config": config})
