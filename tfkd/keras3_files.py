@@ -13,8 +13,7 @@ The Keras 3 file is loaded with `safe_mode=True`, like every model tfkd loads
 (`tfkd.model_files`). Initializers are not carried over: the weights are copied.
 
 Example:
-  if keras3_files.is_keras3_file("teacher.keras"):
-    teacher = keras3_files.load_model("teacher.keras")   # a tf_keras.Model
+  teacher = tfkd.model_files.load_model("teacher.keras")   # a tf_keras.Model, whichever Keras saved it
 """
 
 import json
@@ -29,7 +28,7 @@ import tf_keras
 from tfkd.errors import ModelFileError
 
 # What the fix says when a model cannot be rebuilt: the two ways that need no rebuilding.
-_OTHER_WAYS = ("compute its logits with Keras 3 and pass them as distill.teacher_logits_path "
+OTHER_WAYS = ("compute its logits with Keras 3 and pass them as distill.teacher_logits_path "
                "(docs/distillation.md), or build and train the model with tf_keras")
 
 
@@ -47,32 +46,20 @@ def is_keras3_file(path: str) -> bool:
   return keras_version(path).startswith("3.")
 
 
-def load_model(path: str) -> tf_keras.Model:
-  """The Keras 3 model saved at `path`, rebuilt as a tf_keras model with the same outputs.
+def rebuild(original, path: str) -> tf_keras.Model:
+  """A Keras 3 model loaded from `path`, rebuilt as a tf_keras model with the same outputs.
 
   Args:
-    path: a `.keras` archive saved by Keras 3.
+    original: the model as Keras 3 loaded it (`tfkd.model_files.load_model` loads it).
+    path: its file, for the messages.
 
   Returns:
     A functional `tf_keras.Model` with the file's layer names and weights.
 
   Raises:
-    ModelFileError: naming the file and the fix, when Keras 3 cannot load it (in safe mode),
-      a layer has no tf_keras counterpart, or the rebuilt model computes other outputs.
+    ModelFileError: naming the file and the fix, when a layer has no tf_keras counterpart or
+      the rebuilt model computes other outputs.
   """
-  import keras  # pylint: disable=import-outside-toplevel  (Keras 3, only for its own files)
-  try:
-    original = keras.saving.load_model(path, compile=False, safe_mode=True)
-  except Exception as e:  # pylint: disable=broad-except  (zip, JSON and Keras errors alike)
-    reason = " ".join(str(e).split())
-    if "Lambda" in reason or "lambda" in reason:
-      raise ModelFileError(f"Model {path!r} (Keras 3) holds a Lambda layer of Python code, which "
-                           "tfkd never runs (safe mode). Fix: replace the Lambda layer by a layer "
-                           "class and save the model again.") from e
-    raise ModelFileError(f"Model {path!r} was saved by Keras {keras_version(path)} and Keras 3 "
-                         f"cannot load it here ({type(e).__name__}: {reason[:300]}). Fix: import "
-                         "the module that defines its custom objects before loading, or "
-                         f"{_OTHER_WAYS}.") from e
   try:
     rebuilt = to_tf_keras(original)
   except ModelFileError as e:
@@ -103,7 +90,7 @@ def to_tf_keras(model) -> tf_keras.Model:
     return _rebuild_sequential(model)
   if not isinstance(model, keras.Model) or type(model).__name__ != "Functional":
     raise ModelFileError(f"model {model.name!r} is a subclassed {type(model).__name__}, whose "
-                         f"layers and wiring are Python code, not a config. Fix: {_OTHER_WAYS}.")
+                         f"layers and wiring are Python code, not a config. Fix: {OTHER_WAYS}.")
   return _rebuild_functional(model)
 
 
@@ -129,7 +116,7 @@ def _rebuild_functional(model) -> tf_keras.Model:
              for i, node in enumerate(c["inbound_nodes"] or [None])]
   while waiting:  # a call is made once every tensor it reads exists (a shared layer's later call
     # may read what its earlier one fed)
-    ready = [w for w in waiting if all(key in outputs_of for key in _inbound_keys(w[2]))]
+    ready = [w for w in waiting if _can_resolve(w[2], outputs_of)]
     if not ready:
       raise ModelFileError(f"the wiring of model {model.name!r} could not be followed (layers "
                            f"{[w[0]['name'] for w in waiting][:5]} wait on missing tensors).")
@@ -173,7 +160,7 @@ def _op(layer_config: dict):
     raise ModelFileError(f"operation {layer_config['name']!r} ({layer_config['module']}."
                          f"{name}) in the model's graph is not one of the element-wise operations "
                          f"tfkd rebuilds ({', '.join(sorted(_OPS))}). Fix: a Keras layer that does the "
-                         f"same, or {_OTHER_WAYS}.")
+                         f"same, or {OTHER_WAYS}.")
   function = _OPS[name]
 
   def call(*args, **kwargs):  # a Python number (`2 * x`) takes the tensors' dtype, as in Keras 3
@@ -191,24 +178,6 @@ def _as_keras_tensor(ref) -> dict:
   return {"class_name": "__keras_tensor__", "config": {"keras_history": ref}}
 
 
-def _inbound_keys(node) -> set:
-  """The (layer, node) pairs whose outputs a call (a serialized inbound node) reads."""
-  keys = set()
-  def visit(value):
-    if isinstance(value, dict):
-      if value.get("class_name") == "__keras_tensor__":
-        name, node, _ = value["config"]["keras_history"]
-        keys.add((name, node))
-      else:
-        for item in value.values():
-          visit(item)
-    elif isinstance(value, (list, tuple)):
-      for item in value:
-        visit(item)
-  visit(node)
-  return keys
-
-
 def _resolve(value, outputs_of):
   """A call's serialized arguments with each Keras 3 tensor replaced by its tf_keras twin."""
   if isinstance(value, dict):
@@ -219,6 +188,15 @@ def _resolve(value, outputs_of):
   if isinstance(value, (list, tuple)):
     return [_resolve(v, outputs_of) for v in value]
   return value
+
+
+def _can_resolve(node, outputs_of) -> bool:
+  """Whether every tensor a call (a serialized inbound node) reads has been made."""
+  try:
+    _resolve(node, outputs_of)
+    return True
+  except KeyError:
+    return False
 
 
 def _input(tensor, name: str):
@@ -247,7 +225,7 @@ def _twin(layer):
   if not type(layer).__module__.startswith("keras.src.layers"):
     raise ModelFileError(f"layer {layer.name!r} is a {cls} from {type(layer).__module__}, not "
                          f"one of Keras's own layers, so it has no tf_keras counterpart. Fix: "
-                         f"{_OTHER_WAYS}.")
+                         f"{OTHER_WAYS}.")
   config = _plain(layer.get_config())
   while True:
     try:
@@ -256,11 +234,11 @@ def _twin(layer):
       key = _rejected_key(str(e), config)
       if key is None:
         raise ModelFileError(f"layer {layer.name!r} ({cls}) has no tf_keras counterpart for its "
-                             f"config ({' '.join(str(e).split())[:300]}). Fix: {_OTHER_WAYS}.") from e
+                             f"config ({' '.join(str(e).split())[:300]}). Fix: {OTHER_WAYS}.") from e
       if config[key] not in (None, False, 0, "", [], {}):
         raise ModelFileError(f"layer {layer.name!r} ({cls}) sets {key}={config[key]!r}, a Keras 3 "
                              f"option tf_keras does not have. Fix: save the model without it, or "
-                             f"{_OTHER_WAYS}.") from e
+                             f"{OTHER_WAYS}.") from e
       del config[key]  # a Keras 3 option left at its default (e.g. quantization_config=None)
 
 
@@ -281,7 +259,7 @@ def _copy_weights(pairs) -> None:
     twin_shapes = [tuple(w.shape) for w in twin.weights]
     if shapes != twin_shapes:
       raise ModelFileError(f"layer {layer.name!r} ({type(layer).__name__}) holds weights of shapes "
-                           f"{shapes} in Keras 3 but {twin_shapes} in tf_keras. Fix: {_OTHER_WAYS}.")
+                           f"{shapes} in Keras 3 but {twin_shapes} in tf_keras. Fix: {OTHER_WAYS}.")
     twin.set_weights(weights)
 
 
@@ -316,4 +294,4 @@ def check_same_outputs(original, rebuilt: tf_keras.Model, path: str, rows: int =
   if worst > tolerance * scale:
     raise ModelFileError(f"Model {path!r} (Keras 3) rebuilt in tf_keras computes other outputs: "
                          f"they differ by up to {worst:.3g} (outputs up to {scale:.3g}). Fix: "
-                         f"{_OTHER_WAYS}.")
+                         f"{OTHER_WAYS}.")

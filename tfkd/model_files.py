@@ -126,19 +126,26 @@ def load_model(path: str, allow_legacy_formats: bool = False,
     teacher = load_model("runs/x/teacher/model.keras")
   """
   found = check_model_file(path, allow_legacy_formats, opt_in)
-  if found == "keras" and keras3_files.is_keras3_file(path):
-    return keras3_files.load_model(path)  # rebuilt in tf_keras, outputs checked
+  keras3 = found == "keras" and keras3_files.is_keras3_file(path)
   try:
-    if found == "keras":
+    if keras3:  # loaded by Keras 3 itself, then rebuilt in tf_keras (below)
+      import keras  # pylint: disable=import-outside-toplevel  (Keras 3, only for its own files)
+      original = keras.saving.load_model(path, compile=False, safe_mode=True)
+    elif found == "keras":
       return tf_keras.models.load_model(path, safe_mode=True)
-    with serialization_lib.SafeModeScope(True):
-      return tf_keras.models.load_model(path)
+    else:
+      with serialization_lib.SafeModeScope(True):
+        return tf_keras.models.load_model(path)
   except Exception as e:  # pylint: disable=broad-except  (zip, HDF5, JSON and Keras errors alike)
     reason = " ".join(str(e).split())
-    if "deserialization of a Lambda layer" in reason or "a `lambda` object" in reason:
+    if any(words in reason for words in ("deserialization of a Lambda layer", "a `lambda` object",
+                                         "deserialization of a `Lambda` layer")):  # Keras 2, 3
       raise ModelFileError(f"Model {path!r} holds a Lambda layer of Python code, which tfkd never "
                            "runs (safe mode). Fix: replace the Lambda layer by a layer class and "
                            "save the model again.") from e
+    fix = (f"import the module that defines its custom objects first, or {keras3_files.OTHER_WAYS}"
+           if keras3 else "save the model again with model.save('name.keras'), from tf_keras and "
+           "built-in layers")
     raise ModelFileError(f"Model {path!r} cannot be loaded ({type(e).__name__}: {reason[:400]}). "
-                         "Fix: save the model again with model.save('name.keras'), from tf_keras "
-                         "and built-in layers.") from e
+                         f"Fix: {fix}.") from e
+  return keras3_files.rebuild(original, path)  # outputs checked against the Keras 3 model's
