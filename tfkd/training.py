@@ -12,6 +12,7 @@ import io
 import math
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from typing import Optional
@@ -119,20 +120,33 @@ def make_optimizer(name: str, schedule, momentum: float = 0.9,
 
 
 class EpochProgress(tf_keras.callbacks.Callback):
-  """Logs one line per epoch with the stage name, metrics, epoch time and ETA."""
+  """Logs one line per epoch with the stage name, metrics, epoch time and ETA.
+
+  The ETA is the median epoch time of this run times the epochs left, so one slow
+  epoch (the first one's tracing, a process paused for a while) does not swing it.
+  """
 
   def __init__(self, stage: str, epochs: int):
     super().__init__()
     self.stage, self.epochs = stage, epochs
+    self._epoch_seconds = []
 
   def on_epoch_begin(self, epoch, logs=None):
     self._start = time.time()
 
   def on_epoch_end(self, epoch, logs=None):
     took = time.time() - self._start
+    self._epoch_seconds.append(took)
+    left = statistics.median(self._epoch_seconds) * (self.epochs - epoch - 1)
     metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
-    logging.info("[%s] epoch %d/%d %.0fs (ETA %.0fs) %s", self.stage, epoch + 1, self.epochs,
-                 took, took * (self.epochs - epoch - 1), metrics)
+    logging.info("[%s] epoch %d/%d %.0fs (ETA %s) %s", self.stage, epoch + 1, self.epochs,
+                 took, _hours_minutes(left), metrics)
+
+
+def _hours_minutes(seconds: float) -> str:
+  """'2h05m' or '7m' (at least 1m while any time is left)."""
+  minutes = math.ceil(seconds / 60)
+  return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
