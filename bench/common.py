@@ -1,4 +1,5 @@
-"""What the benchmarks share: the provenance printed beside their numbers, and a step timer."""
+"""What the benchmarks share: the provenance printed beside their numbers, a step timer, and
+untrained models made to compute like trained ones (`settle_batch_norm`)."""
 
 import datetime
 import itertools
@@ -189,3 +190,25 @@ def given_or_trained_teacher(config, teacher_path: str, out: str) -> str:
   teacher_config.stages = ("teacher",)
   pipeline.run_pipeline(teacher_config, os.path.join(out, "teacher"))
   return os.path.join(out, "teacher", "teacher", "model.keras")
+
+
+def settle_batch_norm(model, inputs) -> None:
+  """Sets every BatchNormalization's moving statistics to its batch statistics on `inputs`.
+
+  An untrained model's moving statistics (mean 0, variance 1) shrink a deep network's
+  activations: MobileNetV2's logits come out near 1e-11, equal to any tolerance, and a check
+  of its outputs would pass whatever the weights. Settled, inference mode computes what
+  training mode does on these inputs, at the scale a trained model works at.
+
+  Args:
+    model: a Keras 3 model.
+    inputs: a batch it reads.
+  """
+  batch_norms = [layer for layer in model._flatten_layers()  # pylint: disable=protected-access
+                 if type(layer).__name__ == "BatchNormalization"]
+  momenta = [layer.momentum for layer in batch_norms]
+  for layer in batch_norms:
+    layer.momentum = 0.0  # moving statistics := this batch's
+  model(inputs, training=True)
+  for layer, momentum in zip(batch_norms, momenta):
+    layer.momentum = momentum

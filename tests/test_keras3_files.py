@@ -8,11 +8,13 @@ import tf_keras
 
 import tfkd  # pylint: disable=unused-import  (selects Keras 2 before TensorFlow loads)
 import keras
+from bench.common import settle_batch_norm
 from tests.test_training_safety import tiny_config
 from tfkd import keras3_files, model_files, pipeline, teacher_checks
 from tfkd.errors import ModelFileError
 
 PIXELS = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+PIXELS_32 = np.random.default_rng(9).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
 
 
 def numpy(outputs):
@@ -66,13 +68,16 @@ def test_a_keras3_functional_model_is_rebuilt_with_its_outputs(tmp_path):
 
 def test_keras_applications_and_nested_sequential_models_are_rebuilt(tmp_path):
   backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
-                                            classes=10)
+                                            classes=10, classifier_activation=None)
   nested = keras.Sequential([keras.Input((32, 32, 3)), backbone, keras.layers.Dense(3)])
+  settle_batch_norm(nested, PIXELS_32)  # else its outputs are all near its Dense's bias
   path = str(tmp_path / "nested.keras")
   nested.save(path)
   rebuilt = model_files.load_model(path)
   pixels = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-  np.testing.assert_allclose(rebuilt(pixels).numpy(), numpy(nested(pixels)), atol=1e-5)
+  expected = numpy(nested(pixels))
+  assert np.abs(expected[0] - expected[1]).max() > 0.1
+  np.testing.assert_allclose(rebuilt(pixels).numpy(), expected, atol=1e-4)
   assert isinstance(rebuilt.layers[1], tf_keras.Model) and len(rebuilt.layers[1].layers) == len(backbone.layers)
 
 
@@ -86,6 +91,77 @@ def test_a_text_model_with_a_wrapped_layer_is_rebuilt(tmp_path):
   tokens = np.random.default_rng(4).integers(0, 50, (3, 12)).astype(np.int32)
   np.testing.assert_allclose(model_files.load_model(path)(tokens).numpy(),
                              numpy(original(tokens)), atol=1e-6)
+
+
+def rebuilt_and_normal_rows(original, shape, seed=6):
+  rebuilt = keras3_files.rebuild(original, original.name)
+  rows = np.random.default_rng(seed).normal(size=(4,) + shape).astype(np.float32)
+  return rebuilt, rows
+
+
+@pytest.mark.parametrize("make_layer", [
+    lambda: keras.layers.LeakyReLU(negative_slope=0.1),  # tf_keras calls it alpha
+    lambda: keras.layers.Activation("hard_silu"),  # MobileNetV3's: not in tf_keras
+    lambda: keras.layers.Dense(3, activation="hard_sigmoid"),  # tf_keras's is another function
+    lambda: keras.layers.TimeDistributed(keras.layers.Dense(3)),  # Keras 3 keys inside a wrapper
+    lambda: keras.layers.LSTM(3, recurrent_activation="hard_sigmoid"),
+], ids=["LeakyReLU", "hard_silu", "hard_sigmoid", "TimeDistributed", "LSTM"])
+def test_layers_whose_configs_differ_between_the_kerases_are_rebuilt(make_layer):
+  inputs = keras.Input((5, 4))
+  original = keras.Model(inputs, keras.layers.Dense(2)(make_layer()(inputs)))
+  rebuilt, rows = rebuilt_and_normal_rows(original, (5, 4))
+  np.testing.assert_allclose(rebuilt(rows).numpy(), numpy(original(rows)), atol=1e-5)
+
+
+def test_attention_and_augmentation_layers_follow_the_model_calls_training_flag():
+  inputs = keras.Input((8, 8, 3))
+  x = keras.layers.RandomFlip()(inputs)  # Keras 3 saves these calls with training=True
+  x = keras.layers.RandomContrast(0.5)(keras.layers.RandomRotation(0.2)(x))
+  x = keras.layers.Reshape((8, 12))(keras.layers.Resizing(8, 4)(x))
+  x = keras.layers.MultiHeadAttention(2, 4)(x, x)
+  original = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(x)))
+  rebuilt, rows = rebuilt_and_normal_rows(original, (8, 8, 3))
+  inference = numpy(original(rows, training=False))
+  np.testing.assert_allclose(rebuilt(rows, training=False).numpy(), inference, atol=1e-5)
+  assert np.abs(rebuilt(rows, training=True).numpy() - inference).max() > 1e-3  # augmented
+  with pytest.raises(ModelFileError, match=r"sets lora_\w+=2, a Keras 3 option tf_keras"):
+    keras3_files.to_tf_keras(keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, lora_rank=2)]))
+
+
+def test_the_check_compares_near_zero_inputs_where_pixels_saturate():
+  inputs = keras.Input((4,))
+  head = keras.layers.Dense(3, activation="hard_sigmoid", name="head")
+  original = keras.Model(inputs, head(inputs))
+  head.set_weights([np.full((4, 3), 0.1, np.float32), np.zeros(3, np.float32)])
+  rebuilt = keras3_files.to_tf_keras(original)
+  rebuilt.get_layer("head").activation = tf_keras.activations.hard_sigmoid  # tf_keras's meaning
+  pixels = np.random.default_rng(7).uniform(100, 255, (8, 4)).astype(np.float32)  # sums >= 40
+  np.testing.assert_allclose(rebuilt(pixels).numpy(), numpy(original(pixels)), atol=1e-6)  # both 0/1
+  with pytest.raises(ModelFileError, match="computes other outputs"):
+    keras3_files.check_same_outputs(original, rebuilt, "model.keras")
+
+
+def test_keras_applications_own_layers_are_rebuilt_and_the_result_saves(tmp_path):
+  """ConvNeXt's LayerScale and StochasticDepth, Inception-ResNet-v2's scaled residual, and a
+  whole MobileNetV3 (hard_silu): Keras 3 file → tf_keras → tf_keras file → the same outputs."""
+  from keras.src.applications import convnext, inception_resnet_v2  # their layers are not public
+  inputs = keras.Input((6,))
+  branch = convnext.LayerScale(0.5, 6)(keras.layers.Dense(6)(inputs))
+  x = inception_resnet_v2.CustomScaleLayer(0.2)([inputs, convnext.StochasticDepth(0.3)(branch)])
+  small = keras.Model(inputs, keras.layers.Dense(2)(x))
+  small.layers[2].set_weights([np.linspace(-1, 1, 6).astype(np.float32)])  # gamma
+  mobilenet = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=4,
+                                                  classifier_activation=None)
+  settle_batch_norm(mobilenet, PIXELS_32)
+  for original, shape in ((small, (6,)), (mobilenet, (32, 32, 3))):
+    path, saved = str(tmp_path / "keras3.keras"), str(tmp_path / "tf_keras.keras")
+    original.save(path)
+    model_files.load_model(path).save(saved)
+    assert not keras3_files.is_keras3_file(saved)
+    rows = np.random.default_rng(8).uniform(0, 255, (2,) + shape).astype(np.float32)
+    expected = numpy(original(rows))
+    assert np.abs(expected[0] - expected[1]).max() > 0.1  # outputs that tell models apart
+    np.testing.assert_allclose(model_files.load_model(saved)(rows).numpy(), expected, atol=1e-4)
 
 
 @keras.saving.register_keras_serializable(package="tfkd_tests")

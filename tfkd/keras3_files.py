@@ -16,8 +16,8 @@ Example:
   teacher = tfkd.model_files.load_model("teacher.keras")   # a tf_keras.Model, whichever Keras saved it
 """
 
+import inspect
 import json
-import re
 import zipfile
 from typing import Any, Dict, List, Tuple
 
@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfkd import keras3_layers
 from tfkd.errors import ModelFileError
 
 # What the fix says when a model cannot be rebuilt: the two ways that need no rebuilding.
@@ -125,6 +126,9 @@ def _rebuild_functional(model) -> tf_keras.Model:
       layer_config, index, node = item
       args = _resolve(node.get("args", []) if node else [], outputs_of)
       kwargs = _resolve(node.get("kwargs", {}) if node else {}, outputs_of)
+      # Keras 3 records `training` in a call (True for its augmentation layers) but replaces it
+      # with the model call's own; tf_keras would keep it: the model call's must reach the layer.
+      kwargs.pop("training", None)
       if layer_config.get("module", "").startswith("keras.src.ops"):  # `x + y` on Keras 3 tensors
         outputs_of[(layer_config["name"], index)] = [_op(layer_config)(*args, **kwargs)]
         continue
@@ -203,17 +207,76 @@ def _input(tensor, name: str):
   return tf_keras.Input(batch_shape=tuple(tensor.shape), dtype=tensor.dtype, name=name)
 
 
-def _plain(value):
-  """A Keras 3 config value as tf_keras reads it: a dtype policy by its name, a serialized object
-  (regularizer, constraint, a wrapped layer) as {'class_name', 'config'}, and no initializers
-  (the weights are copied: they are moot, and Keras 3's have options tf_keras's lack)."""
+def _plain(value, layer_name: str):
+  """A Keras 3 config value as tf_keras reads it: a dtype policy by its name, a wrapped layer as
+  its tf_keras config (`_layer_config`), another serialized object (regularizer, constraint) as
+  {'class_name', 'config'}, and no initializers (the weights are copied: they are moot, and
+  Keras 3's have options tf_keras's lack)."""
   if isinstance(value, dict) and "class_name" in value and "config" in value:
-    if value["class_name"].endswith("DTypePolicy"):
+    name = value["class_name"]
+    if name.endswith("DTypePolicy"):
       return value["config"]["name"]
-    return {"class_name": value["class_name"], "config": _plain(value["config"])}
+    if value.get("module", "").startswith(("keras.layers", "keras.src.layers")):
+      return {"class_name": name, "config": _layer_config(name, value["config"], layer_name)[1]}
+    return {"class_name": name, "config": _plain(value["config"], layer_name)}
   if isinstance(value, dict):
-    return {k: _plain(v) for k, v in value.items() if not k.endswith("_initializer")}
+    return {k: _plain(v, layer_name) for k, v in value.items() if not k.endswith("_initializer")}
   return value
+
+
+# Keyword arguments every tf_keras layer takes besides its constructors' own.
+_LAYER_KWARGS = {"input_dim", "input_shape", "batch_input_shape", "batch_size", "weights",
+                 "activity_regularizer", "autocast", "implementation"}
+# Keras 3 options tf_keras has under another name.
+_RENAMED = {"LeakyReLU": {"negative_slope": "alpha"}}
+# Keras 3 options tf_keras lacks, at values that change nothing tf_keras computes (any layer's,
+# then a class's own): tf_keras's image layers are channels-last, its RandomContrast clips to
+# 0-255, and Resizing's fill options only act with pad_to_aspect_ratio (refused if set).
+_IMPLIED = {"data_format": "channels_last"}
+_IMPLIED_BY_CLASS = {"RandomContrast": {"value_range": [0, 255]},
+                     "Resizing": {"fill_mode": "constant", "fill_value": 0.0}}
+
+
+def _layer_config(class_name: str, config: dict, layer_name: str) -> Tuple[type, dict]:
+  """The tf_keras class of a Keras 3 layer class, and the Keras 3 config as its config.
+
+  Keras 3 options tf_keras does not have are dropped where they are off or at the value tf_keras
+  implies (`quantization_config=None`, `data_format='channels_last'`), else refused: a model that
+  uses them computes what tf_keras cannot.
+  """
+  cls = getattr(tf_keras.layers, class_name, None)
+  if not (isinstance(cls, type) and issubclass(cls, tf_keras.layers.Layer)):
+    raise ModelFileError(f"layer {layer_name!r} is a {class_name}, a layer tf_keras does not "
+                         f"have. Fix: {OTHER_WAYS}.")
+  accepted, renamed, plain = _accepted_keys(cls), _RENAMED.get(class_name, {}), {}
+  implied = {**_IMPLIED, **_IMPLIED_BY_CLASS.get(class_name, {})}
+  for key, value in config.items():
+    key = renamed.get(key, key)
+    if key.endswith("_initializer"):
+      continue
+    if key not in accepted:
+      if value in (None, False, 0, "", [], {}) or _plain_lists(value) == implied.get(key, ()):
+        continue
+      raise ModelFileError(f"layer {layer_name!r} ({class_name}) sets {key}={value!r}, a Keras 3 "
+                           f"option tf_keras does not have. Fix: save the model without it, or "
+                           f"{OTHER_WAYS}.")
+    if key.endswith("activation") and isinstance(value, str):  # also recurrent_activation
+      value = keras3_layers.ACTIVATIONS.get(value, value)
+    plain[key] = _plain(value, layer_name)
+  return cls, plain
+
+
+def _plain_lists(value):
+  return list(value) if isinstance(value, tuple) else value
+
+
+def _accepted_keys(cls) -> set:
+  """The config keys a tf_keras layer class's constructors (its own and its bases') take."""
+  keys = set(_LAYER_KWARGS)
+  for klass in cls.__mro__[:-1]:  # not `object`
+    if "__init__" in vars(klass):
+      keys.update(inspect.signature(klass.__init__).parameters)
+  return keys - {"self", "args", "kwargs"}
 
 
 def _twin(layer):
@@ -221,32 +284,22 @@ def _twin(layer):
   import keras  # pylint: disable=import-outside-toplevel
   if isinstance(layer, keras.Model):
     return to_tf_keras(layer)
-  cls = type(layer).__name__
-  if not type(layer).__module__.startswith("keras.src.layers"):
-    raise ModelFileError(f"layer {layer.name!r} is a {cls} from {type(layer).__module__}, not "
-                         f"one of Keras's own layers, so it has no tf_keras counterpart. Fix: "
+  module, class_name = type(layer).__module__, type(layer).__name__
+  if (module, class_name) in keras3_layers.APPLICATION_LAYERS:  # e.g. ConvNeXt's LayerScale
+    return keras3_layers.APPLICATION_LAYERS[(module, class_name)].from_config(
+        _plain(layer.get_config(), layer.name))
+  if not module.startswith("keras.src.layers"):
+    raise ModelFileError(f"layer {layer.name!r} is a {class_name} from {module}, not one of "
+                         f"Keras's own layers, so it has no tf_keras counterpart. Fix: "
                          f"{OTHER_WAYS}.")
-  config = _plain(layer.get_config())
-  while True:
-    try:
-      return tf_keras.layers.deserialize({"class_name": cls, "config": config})
-    except (TypeError, ValueError) as e:
-      key = _rejected_key(str(e), config)
-      if key is None:
-        raise ModelFileError(f"layer {layer.name!r} ({cls}) has no tf_keras counterpart for its "
-                             f"config ({' '.join(str(e).split())[:300]}). Fix: {OTHER_WAYS}.") from e
-      if config[key] not in (None, False, 0, "", [], {}):
-        raise ModelFileError(f"layer {layer.name!r} ({cls}) sets {key}={config[key]!r}, a Keras 3 "
-                             f"option tf_keras does not have. Fix: save the model without it, or "
-                             f"{OTHER_WAYS}.") from e
-      del config[key]  # a Keras 3 option left at its default (e.g. quantization_config=None)
-
-
-def _rejected_key(message: str, config: dict):
-  """The config key a tf_keras constructor's error names as unknown, or None."""
-  found = re.search(r"(?:unexpected keyword argument|[Kk]eyword argument not understood:?'?,?) "
-                    r"'(\w+)'", message)
-  return found.group(1) if found and found.group(1) in config else None
+  cls, config = _layer_config(class_name, layer.get_config(), layer.name)
+  try:
+    if cls is tf_keras.layers.MultiHeadAttention:  # its from_config wants the shapes it was built
+      return cls(**config)  # for, which Keras 3 does not save; it builds on its first call anyway
+    return cls.from_config(config)
+  except (TypeError, ValueError) as e:
+    raise ModelFileError(f"layer {layer.name!r} ({class_name}) has no tf_keras counterpart for "
+                         f"its config ({' '.join(str(e).split())[:300]}). Fix: {OTHER_WAYS}.") from e
 
 
 def _copy_weights(pairs) -> None:
@@ -263,35 +316,76 @@ def _copy_weights(pairs) -> None:
     twin.set_weights(weights)
 
 
-def check_same_outputs(original, rebuilt: tf_keras.Model, path: str, rows: int = 8,
+def check_same_outputs(original, rebuilt: tf_keras.Model, path: str,
                        tolerance: float = 1e-4) -> None:
   """Raises `ModelFileError` unless both models compute the same outputs on the same inputs.
 
-  The inputs are random (pixels 0-255 for float inputs, 0 and 1 for integer ones): the check is of
-  the functions, so any inputs of the right shape exercise every layer and weight. Both models
-  run in inference mode (moving BatchNorm statistics, no dropout).
+  The two Kerases round differently inside some layers (BatchNorm, convolutions), and a deep
+  network amplifies that: the difference allowed is the larger of `tolerance` and ten times
+  what rounding moves the outputs by (`compare_outputs`). A rebuilt layer that computes
+  something else differs far more.
 
   Args:
     original: the Keras 3 model.
     rebuilt: its tf_keras twin.
     path: the file, for the message.
-    rows: inputs compared.
-    tolerance: largest difference allowed, relative to the largest output (at least 1).
+    tolerance: the least difference allowed, relative to the largest output (at least 1).
+  """
+  for c in compare_outputs(original, rebuilt):
+    if not c["difference"] <= max(tolerance * c["scale"], 10 * c["rounding"]):  # NaN fails too
+      raise ModelFileError(f"Model {path!r} (Keras 3) rebuilt in tf_keras computes other outputs: "
+                           f"they differ by up to {c['difference']:.3g} on {c['inputs']} inputs "
+                           f"(outputs up to {c['scale']:.3g}; rounding moves them by "
+                           f"{c['rounding']:.3g}). Fix: {OTHER_WAYS}.")
+
+
+def compare_outputs(original, rebuilt: tf_keras.Model, rows: int = 8) -> List[Dict[str, Any]]:
+  """How far a rebuilt model's outputs are from the Keras 3 model's, and how far rounding moves them.
+
+  The inputs are random, twice: pixels 0-255 (what an image model that rescales reads) and
+  values around 0 (what a model fed normalized inputs reads; large ones would saturate its
+  sigmoids and hide a difference there); integer inputs are 0 and 1. Any inputs of the right
+  shape exercise every layer and weight. Both models run in inference mode (moving BatchNorm
+  statistics, no dropout).
+
+  Args:
+    original: the Keras 3 model.
+    rebuilt: its tf_keras twin.
+    rows: inputs of each kind.
+
+  Returns:
+    For 'pixels' and 'normal' inputs: `difference`, the largest difference between the
+    models' outputs; `scale`, the largest output (at least 1); `rounding`, the largest change
+    of the Keras 3 model's outputs when its float inputs move by a rounding-sized 1e-6 of
+    themselves; `spread`, the outputs' mean standard deviation over the inputs (near 0, the
+    outputs hardly depend on the inputs and agree whatever the weights).
   """
   import keras  # pylint: disable=import-outside-toplevel
+
+  def outputs(model, arrays):
+    feed = arrays if len(arrays) > 1 else arrays[0]
+    return [keras.ops.convert_to_numpy(o) for o in tf.nest.flatten(model(feed, training=False))]
+
+  def largest(first, second):
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(first, second))
+
   rng = np.random.default_rng(0)
-  inputs = []
-  for tensor in original.inputs:
-    shape = (rows,) + tuple(d or 1 for d in tensor.shape[1:])
-    inputs.append(rng.integers(0, 2, shape).astype(tensor.dtype) if "int" in str(tensor.dtype)
-                  else rng.uniform(0, 255, shape).astype(np.float32))
-  feed = inputs if len(inputs) > 1 else inputs[0]
-  expected = [keras.ops.convert_to_numpy(o)
-              for o in tf.nest.flatten(original(feed, training=False))]
-  got = [np.asarray(o) for o in tf.nest.flatten(rebuilt(feed, training=False))]
-  scale = max([1.0] + [float(np.max(np.abs(e))) for e in expected])
-  worst = max(float(np.max(np.abs(e - g))) for e, g in zip(expected, got))
-  if worst > tolerance * scale:
-    raise ModelFileError(f"Model {path!r} (Keras 3) rebuilt in tf_keras computes other outputs: "
-                         f"they differ by up to {worst:.3g} (outputs up to {scale:.3g}). Fix: "
-                         f"{OTHER_WAYS}.")
+  comparisons = []
+  for kind, draw_floats in (("pixels", lambda shape: rng.uniform(0, 255, shape)),
+                            ("normal", rng.standard_normal)):
+    inputs, nudged = [], []
+    for tensor in original.inputs:
+      shape = (rows,) + tuple(d or 1 for d in tensor.shape[1:])
+      if "int" in str(tensor.dtype):
+        inputs.append(rng.integers(0, 2, shape).astype(tensor.dtype))
+        nudged.append(inputs[-1])
+      else:
+        inputs.append(draw_floats(shape).astype(np.float32))
+        nudged.append((inputs[-1] * (1 + 1e-6 * rng.uniform(-1, 1, shape))).astype(np.float32))
+    expected = outputs(original, inputs)
+    comparisons.append({
+        "inputs": kind, "difference": largest(expected, outputs(rebuilt, inputs)),
+        "scale": max([1.0] + [float(np.max(np.abs(e))) for e in expected]),
+        "rounding": largest(expected, outputs(original, nudged)),
+        "spread": float(np.mean([np.std(e, axis=0).mean() for e in expected]))})
+  return comparisons
