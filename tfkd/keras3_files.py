@@ -124,14 +124,15 @@ def _rebuild_functional(model) -> tf_keras.Model:
     for item in ready:
       waiting.remove(item)
       layer_config, index, node = item
+      if layer_config.get("module", "").startswith("keras.src.ops"):  # `x + y`, `x[:, 0]`
+        outputs_of[(layer_config["name"], index)] = tf.nest.flatten(
+            _operation(layer_config, node, outputs_of))
+        continue
       args = _resolve(node.get("args", []) if node else [], outputs_of)
       kwargs = _resolve(node.get("kwargs", {}) if node else {}, outputs_of)
       # Keras 3 records `training` in a call (True for its augmentation layers) but replaces it
       # with the model call's own; tf_keras would keep it: the model call's must reach the layer.
       kwargs.pop("training", None)
-      if layer_config.get("module", "").startswith("keras.src.ops"):  # `x + y` on Keras 3 tensors
-        outputs_of[(layer_config["name"], index)] = [_op(layer_config)(*args, **kwargs)]
-        continue
       layer = model.get_layer(layer_config["name"])
       if layer_config["class_name"] == "InputLayer":
         outputs_of[(layer.name, 0)] = [_input(layer.output, layer.name)]
@@ -148,29 +149,25 @@ def _rebuild_functional(model) -> tf_keras.Model:
   return rebuilt
 
 
-# Keras 3 operations a functional graph can hold outside layers (`x + y`, `2 * x`), as the
-# TensorFlow functions tf_keras wraps in its own op layers when they meet its tensors.
-_OPS = {"Add": tf.math.add, "Subtract": tf.math.subtract, "Multiply": tf.math.multiply,
-        "Divide": tf.math.truediv, "TrueDivide": tf.math.truediv, "Maximum": tf.math.maximum,
-        "Minimum": tf.math.minimum, "Negative": tf.math.negative, "Absolute": tf.math.abs,
-        "Square": tf.math.square, "Sqrt": tf.math.sqrt, "Exp": tf.math.exp, "Log": tf.math.log}
+def _operation(layer_config: dict, node: dict, outputs_of):
+  """A Keras 3 operation between layers (`x + y`, `x[:, 0]`), rebuilt and called on its tensors."""
+  tensors = []
 
+  def template(value):  # the call's arguments with each tensor as its index in `tensors`
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+      tensors.append(_resolve(value, outputs_of))
+      return {"tfkd_input": len(tensors) - 1}
+    if isinstance(value, dict):
+      return {k: template(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+      return [template(v) for v in value]
+    return value
 
-def _op(layer_config: dict):
-  """The TensorFlow function of a Keras 3 operation in a functional graph."""
-  name = layer_config["class_name"]
-  options = set(layer_config.get("config") or {}) - {"name"}  # e.g. an axis: not element-wise
-  if name not in _OPS or options:
-    raise ModelFileError(f"operation {layer_config['name']!r} ({layer_config['module']}."
-                         f"{name}) in the model's graph is not one of the element-wise operations "
-                         f"tfkd rebuilds ({', '.join(sorted(_OPS))}). Fix: a Keras layer that does the "
-                         f"same, or {OTHER_WAYS}.")
-  function = _OPS[name]
-
-  def call(*args, **kwargs):  # a Python number (`2 * x`) takes the tensors' dtype, as in Keras 3
-    dtype = next(a.dtype for a in args if hasattr(a, "dtype"))
-    return function(*[a if hasattr(a, "dtype") else tf.constant(a, dtype) for a in args], **kwargs)
-  return call
+  arguments = template({"args": node.get("args", []), "kwargs": node.get("kwargs", {})})
+  config = {k: v for k, v in (layer_config.get("config") or {}).items() if k != "name"}
+  layer = keras3_layers.KerasOperation(layer_config["module"], layer_config["class_name"], config,
+                                       arguments, name=layer_config["name"])
+  return layer(tensors)
 
 
 def _refs(layers) -> list:

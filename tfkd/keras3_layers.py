@@ -6,7 +6,9 @@ have tf_keras counterparts; these do not:
 - activations Keras 3 added (`hard_silu`, MobileNetV3's, and others) or defines otherwise
   (Keras 3's `hard_sigmoid` is `relu6(x + 3) / 6`, tf_keras's `clip(0.2 x + 0.5, 0, 1)`);
 - layers `keras.applications` defines for its own models: ConvNeXt's `LayerScale` and
-  `StochasticDepth`, Inception-ResNet-v2's `CustomScaleLayer`.
+  `StochasticDepth`, Inception-ResNet-v2's `CustomScaleLayer`;
+- operations between layers (`x + 2 * y`, `keras.ops.mean(x, axis=1)`, `x[:, 0]`):
+  `KerasOperation` runs Keras 3's own operation on TensorFlow tensors.
 
 Each is registered as serializable under the `tfkd>` prefix, so a rebuilt model saves and
 loads (wherever `tfkd` is imported) like any tf_keras model.
@@ -14,6 +16,8 @@ loads (wherever `tfkd` is imported) like any tf_keras model.
 Example:
   tf_keras.layers.Activation(keras3_layers.ACTIVATIONS["hard_silu"])
 """
+
+import importlib
 
 import tensorflow as tf
 import tf_keras
@@ -171,3 +175,56 @@ APPLICATION_LAYERS = {
     ("keras.src.applications.convnext", "StochasticDepth"): StochasticDepth,
     ("keras.src.applications.inception_resnet_v2", "CustomScaleLayer"): ScaledResidual,
 }
+
+
+@_register
+class KerasOperation(tf_keras.layers.Layer):
+  """A Keras 3 operation between layers, computed by Keras 3 itself on TensorFlow tensors.
+
+  A Keras 3 functional model holds `x + 2 * y`, `keras.ops.mean(x, axis=1)` or `x[:, 0]` as
+  operations, not layers. This layer holds one: Keras 3's operation object, called on the
+  layer's inputs by Keras 3's TensorFlow backend, so it computes what Keras 3 computes.
+  Loading a model that holds it needs Keras 3 (TensorFlow 2.16+ installs it).
+
+  Args:
+    module: the operation's module, one of Keras's own (`keras.src.ops.numpy`, ...).
+    operation: its class name (`Mean`).
+    operation_config: its constructor's arguments (`{"axis": 1, "keepdims": False}`).
+    arguments: the call's `{"args": [...], "kwargs": {...}}` as Keras 3 serializes them, each
+      tensor replaced by `{"tfkd_input": i}`, the i-th of this layer's inputs.
+
+  Example:
+    KerasOperation("keras.src.ops.numpy", "Mean", {"axis": 1},
+                   {"args": [{"tfkd_input": 0}], "kwargs": {}})([features])
+  """
+
+  def __init__(self, module: str, operation: str, operation_config: dict, arguments: dict,
+               **kwargs):
+    super().__init__(**kwargs)
+    if not module.startswith("keras.src.ops."):  # never import what a file names elsewhere
+      raise ValueError(f"module={module!r} is not one of Keras's operation modules.")
+    self.module, self.operation = module, operation
+    self.operation_config, self.arguments = operation_config, arguments
+    self._operation = getattr(importlib.import_module(module), operation)(**operation_config)
+
+  def call(self, inputs):
+    from keras.saving import deserialize_keras_object  # pylint: disable=import-outside-toplevel
+    inputs = tf.nest.flatten(inputs)  # a list of one comes back from a saved model unlisted
+
+    def filled(value):
+      if isinstance(value, dict) and set(value) == {"tfkd_input"}:
+        return inputs[value["tfkd_input"]]
+      if isinstance(value, dict) and "class_name" in value:  # a slice, an Ellipsis, an array
+        return deserialize_keras_object(value)
+      if isinstance(value, dict):
+        return {k: filled(v) for k, v in value.items()}
+      if isinstance(value, (list, tuple)):
+        return [filled(v) for v in value]
+      return value
+
+    arguments = filled(self.arguments)
+    return self._operation(*arguments["args"], **arguments["kwargs"])
+
+  def get_config(self):
+    return {**super().get_config(), "module": self.module, "operation": self.operation,
+            "operation_config": self.operation_config, "arguments": self.arguments}
