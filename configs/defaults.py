@@ -299,6 +299,10 @@ def get_config():
   # Teachers (teacher/model.keras, distill.extra_teachers) may be HDF5 or SavedModel, formats that
   # can run code stored in them; Lambda layers' code is still never run (tfkd.model_files).
   config.teacher.allow_legacy_formats = False
+  # Python modules imported before teacher files load: yours that register a teacher's custom
+  # layers or model class (keras.saving.register_keras_serializable), e.g. ('my_project.layers',),
+  # found from the working directory or PYTHONPATH. Their code runs: name only your own.
+  config.teacher.import_modules = ()
   # 'tfkd': teacher.model trained here (or teacher.path); 'keras_hub': a pretrained BERT-family
   # model fine-tuned on the training text (teacher.hub), its logits cached once (docs/text.md).
   config.teacher.kind = "tfkd"

@@ -95,6 +95,9 @@ CASES = [
     ("tfkd.train", "teacher logits file missing", TRAIN + [
         "--config.distill.teacher_logits_path={tmp}/nowhere.npy"],
      r"config.distill.teacher_logits_path='.*nowhere.npy' is not a file"),
+    ("tfkd.train", "teacher module not importable", TRAIN + [
+        "--config.teacher.import_modules=('tfkd_no_such_layers',)"],
+     r"config.teacher.import_modules: 'tfkd_no_such_layers' cannot be imported"),
     ("tfkd.train", "keras-hub teacher on images", TRAIN + ["--config.teacher.kind=keras_hub"],
      r"config.teacher.kind='keras_hub' reads text, but data.source='folder'"),
     # Files and folders.

@@ -1,6 +1,7 @@
 """A teacher saved by Keras 3 (today's `tf.keras`) loads as a tf_keras model that computes the same."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ import tfkd  # pylint: disable=unused-import  (selects Keras 2 before TensorFlow
 import keras
 from bench.common import settle_batch_norm
 from tests.test_training_safety import tiny_config
-from tfkd import keras3_files, model_files, pipeline, teacher_checks
-from tfkd.errors import ModelFileError
+from tfkd import config_checks, from_config, keras3_files, model_files, pipeline, teacher_checks
+from tfkd.errors import ConfigError, ModelFileError
+from tflite import files
 
 PIXELS = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
 PIXELS_32 = np.random.default_rng(9).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
@@ -229,3 +231,69 @@ def test_a_keras3_teacher_file_distils(image_folder, tmp_path, caplog):
   pipeline.run_pipeline(config, str(tmp_path / "run"))
   assert os.path.exists(tmp_path / "run" / "distill" / "model.keras")
   assert "outputs probabilities, not logits" in caplog.text and "accuracy 100.0%" in caplog.text
+
+
+@keras.saving.register_keras_serializable(package="tfkd_tests")
+class MeanColour(keras.Model):
+  """A subclassed Keras 3 classifier (no config of layers to rebuild): channel means → softmax."""
+
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self.pool, self.head = keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, "softmax")
+
+  def call(self, inputs):
+    return self.head(self.pool(inputs))
+
+
+def test_a_teacher_keras3_alone_runs_labels_the_cached_views(image_folder, tmp_path, caplog):
+  caplog.set_level("INFO", logger="absl")
+  teacher = MeanColour(name="mean_colour")
+  teacher(PIXELS)
+  teacher.head.set_weights([np.eye(3, dtype=np.float32) / 50, np.zeros(3, np.float32)])
+  teacher_file = str(tmp_path / "subclassed.keras")
+  teacher.save(teacher_file)
+  config = tiny_config(image_folder)
+  config.data.image_size = (16, 16)
+  config.teacher.path, config.stages = teacher_file, ("teacher", "distill", "export", "report")
+  config.export.modes, config.report.edge = ("float32",), False
+  config.report.latency_runs, config.report.warmup_runs, config.report.latency_spread_s = 3, 1, 0.0
+  with pytest.raises(ModelFileError, match=r"subclassed MeanColour.*Or set "
+                                           r"distill.cached_teacher=True: Keras 3 then runs it"):
+    pipeline.run_pipeline(config, str(tmp_path / "live"))
+  config.distill.cached_teacher, config.distill.cache_epochs = True, 1
+  pipeline.run_pipeline(config, str(tmp_path / "cached"))
+  assert "has no tf_keras twin" in caplog.text and "outputs probabilities, not logits" in caplog.text
+  assert "accuracy 100.0%" in caplog.text  # the teacher check, through Keras 3
+  assert "does not convert to TFLite; its latency is not reported" in caplog.text
+  report = files.read_json(str(tmp_path / "cached" / "report.json"))
+  assert [r["accuracy"] for r in report["rows"] if r["label"].startswith("teacher")] == [1.0]
+
+
+CUSTOM_LAYERS_MODULE = """
+import keras
+
+@keras.saving.register_keras_serializable(package="tfkd_test_user")
+class Brighter(keras.layers.Layer):
+  def call(self, inputs):
+    return inputs * 2.0
+"""
+
+
+def test_teacher_import_modules_registers_a_users_layers_before_teachers_load(
+    image_folder, tmp_path, monkeypatch):
+  (tmp_path / "tfkd_test_user_layers.py").write_text(CUSTOM_LAYERS_MODULE)
+  monkeypatch.chdir(tmp_path)  # where a user runs tfkd from, beside their module
+  monkeypatch.setattr(sys, "path", list(sys.path))
+  monkeypatch.delitem(sys.modules, "tfkd_test_user_layers", raising=False)
+  config = from_config.with_defaults(tiny_config(image_folder))
+  config.teacher.import_modules = ("tfkd_test_user_layers",)
+  config_checks.validate(config)
+  layers = sys.modules["tfkd_test_user_layers"]
+  inputs = keras.Input((4,))
+  keras.Model(inputs, keras.layers.Dense(2)(layers.Brighter()(inputs))).save("custom.keras")
+  with pytest.raises(keras3_files.NotRebuildable, match="Brighter from tfkd_test_user_layers"):
+    model_files.load_model("custom.keras")  # loaded by Keras 3: a cached teacher can use it
+  config.teacher.import_modules = ("tfkd_test_no_such_module",)
+  with pytest.raises(ConfigError, match=r"'tfkd_test_no_such_module' cannot be imported .*Fix: run "
+                                        r"from the folder that holds it"):
+    config_checks.validate(config)

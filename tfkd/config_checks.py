@@ -13,9 +13,11 @@ Example:
   validate(config)     # ConfigError: config.train.epochs=0 is not valid: ...
 """
 
+import importlib
 import math
 import numbers
 import os
+import sys
 from typing import Callable, Sequence, Tuple
 
 from tfkd import (adversarial, compress, from_config, hub_teacher, model_files, teacher_compression,
@@ -262,6 +264,18 @@ def _check_data_files(data) -> None:
                            "not a file: give the path of a TSV or CSV file with a header row.")
 
 
+def _import_teacher_modules(names) -> None:
+  """Imports `teacher.import_modules`: the user's modules that register a teacher's custom layers."""
+  if os.getcwd() not in sys.path:  # `tfkd-train` (a console script) does not put it there
+    sys.path.append(os.getcwd())
+  for name in names:
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise ConfigError(f"config.teacher.import_modules: {name!r} cannot be imported ({e}). Fix: "
+                        "run from the folder that holds it, or add that folder to PYTHONPATH.") from e
+
+
 def _check_run(config) -> None:
   """Checks that need more than one key, and the teachers and logits a run reads."""
   if not config.stages or len(set(config.stages)) != len(config.stages):
@@ -281,6 +295,7 @@ def _check_run(config) -> None:
   if d.teacher_weights and not sum(d.teacher_weights) > 0:
     raise ConfigError("config.distill.teacher_weights are all 0: give at least one teacher a "
                       "weight above 0.")
+  _import_teacher_modules(config.teacher.import_modules)
   for i, path in enumerate(d.extra_teachers):
     try:
       model_files.check_model_file(path, config.teacher.allow_legacy_formats,

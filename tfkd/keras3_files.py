@@ -47,6 +47,17 @@ def is_keras3_file(path: str) -> bool:
   return keras_version(path).startswith("3.")
 
 
+class NotRebuildable(ModelFileError):
+  """A Keras 3 model that loaded but has no tf_keras twin; `model` is the Keras 3 model.
+
+  A teacher can still label cached views with it (`Keras3Teacher`).
+  """
+
+  def __init__(self, message: str, model):
+    super().__init__(message)
+    self.model = model
+
+
 def rebuild(original, path: str) -> tf_keras.Model:
   """A Keras 3 model loaded from `path`, rebuilt as a tf_keras model with the same outputs.
 
@@ -58,16 +69,68 @@ def rebuild(original, path: str) -> tf_keras.Model:
     A functional `tf_keras.Model` with the file's layer names and weights.
 
   Raises:
-    ModelFileError: naming the file and the fix, when a layer has no tf_keras counterpart or
+    NotRebuildable: naming the file and the fix, when a layer has no tf_keras counterpart or
       the rebuilt model computes other outputs.
   """
   try:
     rebuilt = to_tf_keras(original)
+    check_same_outputs(original, rebuilt, path)
   except ModelFileError as e:
-    raise ModelFileError(f"Model {path!r} (Keras {keras_version(path)}) cannot be rebuilt in "
-                         f"tf_keras, which tfkd runs on: {e}") from e
-  check_same_outputs(original, rebuilt, path)
+    raise NotRebuildable(f"Model {path!r} (Keras {keras_version(path)}) cannot be rebuilt in "
+                         f"tf_keras, which tfkd runs on: {e}", original) from e
   return rebuilt
+
+
+class Keras3Teacher:
+  """A Keras 3 model tfkd cannot rebuild, run by Keras 3 itself to label a teacher's views.
+
+  A cached teacher (`distill.cached_teacher`) is only ever asked for its logits of the training
+  views, once, before distillation: that needs no tf_keras twin. It is called like a tf_keras
+  teacher (`teacher(x, training=False)`, `predict`), so the teacher checks and the view cache
+  take it as they are.
+
+  Args:
+    model: the Keras 3 model (`NotRebuildable.model`).
+    path: its file.
+    log_probabilities: return the logarithms of its outputs (it ends in a softmax; see
+      `teacher_checks.as_logits`).
+
+  Example:
+    try:
+      teacher = model_files.load_model(path)
+    except keras3_files.NotRebuildable as e:
+      teacher = keras3_files.Keras3Teacher(e.model, path)
+  """
+
+  def __init__(self, model, path: str, log_probabilities: bool = False):
+    self.model, self.path, self.name = model, path, model.name
+    self.log_probabilities = log_probabilities
+    inputs = getattr(model, "inputs", None)
+    shape = inputs[0].shape if inputs else model.get_build_config()["input_shape"]
+    self.input_shape = (None,) + tuple(shape[1:])
+    probe = np.zeros((1,) + tuple(d or 1 for d in shape[1:]), np.float32)
+    self.output_shape = (None,) + tuple(np.shape(self.model(probe, training=False))[1:])
+
+  def _logits(self, outputs):
+    if not self.log_probabilities:
+      return outputs
+    return tf.math.log(tf.maximum(tf.cast(outputs, tf.float32), np.finfo(np.float32).tiny))
+
+  def __call__(self, x, training: bool = False):
+    return self._logits(self.model(x, training=training))
+
+  def predict(self, x, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
+    batching = {} if isinstance(x, tf.data.Dataset) else {"batch_size": batch_size}
+    return np.asarray(self._logits(self.model.predict(x, verbose=verbose, **batching)))
+
+  def count_params(self) -> int:
+    return self.model.count_params()
+
+  def get_weights(self) -> list:
+    return self.model.get_weights()
+
+  def set_weights(self, weights) -> None:
+    self.model.set_weights(weights)
 
 
 def to_tf_keras(model) -> tf_keras.Model:

@@ -143,7 +143,8 @@ def load_model(path: str, allow_legacy_formats: bool = False,
       raise ModelFileError(f"Model {path!r} holds a Lambda layer of Python code, which tfkd never "
                            "runs (safe mode). Fix: replace the Lambda layer by a layer class and "
                            "save the model again.") from e
-    fix = (f"import the module that defines its custom objects first, or {keras3_files.OTHER_WAYS}"
+    fix = ("import the module that defines its custom objects first (a run: "
+           f"--config.teacher.import_modules=\"('my_layers',)\"), or {keras3_files.OTHER_WAYS}"
            if keras3 else "save the model again with model.save('name.keras'), from tf_keras and "
            "built-in layers")
     raise ModelFileError(f"Model {path!r} cannot be loaded ({type(e).__name__}: {reason[:400]}). "

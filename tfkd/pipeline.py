@@ -18,7 +18,7 @@ import time
 import tf_keras
 from absl import logging
 
-from tfkd import compression_stages, config_checks, from_config, hub_stage, model_files
+from tfkd import compression_stages, config_checks, from_config, hub_stage, keras3_files, model_files
 from tfkd import multitask_stages, report_stage, selfsup_stages
 from tfkd import training, workers
 from tfkd.errors import ConfigError
@@ -129,7 +129,7 @@ def stage_export(run: Run) -> None:
       continue
     try:
       export_model(run, name, mode)
-    except convert.ConversionError as e:
+    except (convert.ConversionError, keras3_files.NotRebuildable) as e:
       if name != "teacher" or not run.config.teacher.path:
         raise
       # Only for the report's timing: a teacher brought along need not convert.

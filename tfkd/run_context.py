@@ -17,10 +17,10 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import (config_checks, data, from_config, hub_stage, model_files, precision, splits,
-                  teacher_cache, teacher_checks, teacher_compression, training, view_cache, views,
-                  workers)
-from tfkd.errors import ConfigError, TeacherError
+from tfkd import (config_checks, data, from_config, hub_stage, keras3_files, model_files,
+                  precision, splits, teacher_cache, teacher_checks, teacher_compression, training,
+                  view_cache, views, workers)
+from tfkd.errors import ConfigError, ModelFileError, TeacherError
 from tflite import files
 
 
@@ -131,8 +131,11 @@ class Run:
       if path.endswith(".tflite"):  # made and measured by teacher_compress from a checked teacher
         teachers.append(teacher_compression.LiteRTTeacher(path))
         continue
-      loaded = model_files.load_model(path, self.config.teacher.allow_legacy_formats,
-                                      opt_in=config_checks.LEGACY_OPT_IN)
+      try:
+        loaded = model_files.load_model(path, self.config.teacher.allow_legacy_formats,
+                                        opt_in=config_checks.LEGACY_OPT_IN)
+      except keras3_files.NotRebuildable as e:
+        loaded = self._keras3_teacher(e, path)
       model, how = teacher_checks.as_logits(loaded, self.splits.train[0][:64])
       if path not in self._checked_teachers:
         if how:
@@ -154,6 +157,16 @@ class Run:
         self._checked_teachers[path] = True
       teachers.append(model)
     return teachers
+
+  def _keras3_teacher(self, error: keras3_files.NotRebuildable, path: str):
+    """A Keras 3 teacher with no tf_keras twin: it can label the cached views, not teach live."""
+    if not self.config.distill.cached_teacher:
+      raise ModelFileError(f"{error} Or set distill.cached_teacher=True: Keras 3 then runs it "
+                           "once to label the training views, and the student learns its "
+                           "logits (soft targets).") from error
+    logging.warning("[teacher] %s has no tf_keras twin (%s): Keras 3 runs it to label the cached "
+                    "views.", path, str(error).split(": ", 1)[-1][:200])
+    return keras3_files.Keras3Teacher(error.model, path)
 
   def tflite_path(self, model_name: str, mode: str) -> str:
     return self.path("export", f"{model_name}_{mode}.tflite")

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfkd import keras3_files
 from tfkd.errors import TeacherError
 
 CHANCE_FACTOR, CHANCE_MARGIN = 1.5, 0.05  # refused below max(1.5 x chance, chance + 0.05)
@@ -41,6 +42,9 @@ def _sums_to_one(outputs: np.ndarray) -> bool:
               and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
 
 
+_LOGS_TAKEN = "its outputs sum to 1: their logarithms taken (logits up to a constant per row)"
+
+
 def as_logits(model: tf_keras.Model, sample: np.ndarray) -> Tuple[tf_keras.Model, Optional[str]]:
   """`model`, or a model sharing its weights that returns logits where `model` returns softmax.
 
@@ -51,6 +55,10 @@ def as_logits(model: tf_keras.Model, sample: np.ndarray) -> Tuple[tf_keras.Model
   Returns:
     (model returning logits, None if `model` already did, else how its softmax was undone).
   """
+  if isinstance(model, keras3_files.Keras3Teacher):  # run by Keras 3: no layers to take apart
+    if not model.log_probabilities and _sums_to_one(model.predict(_model_inputs(np.asarray(sample)))):
+      return keras3_files.Keras3Teacher(model.model, model.path, log_probabilities=True), _LOGS_TAKEN
+    return model, None
   if not model.outputs:
     raise TeacherError(f"Teacher {model.name!r} is a subclassed model without symbolic outputs: "
                        "save it as a functional or Sequential Keras model.")
@@ -70,7 +78,7 @@ def as_logits(model: tf_keras.Model, sample: np.ndarray) -> Tuple[tf_keras.Model
     tiny = float(np.finfo(np.float32).tiny)  # a probability that underflowed to 0 → -87, not -inf
     logits = tf_keras.layers.Lambda(lambda p: tf.math.log(tf.maximum(p, tiny)),
                                     name="log_probabilities")(model.outputs[0])
-    how = "its outputs sum to 1: their logarithms taken (logits up to a constant per row)"
+    how = _LOGS_TAKEN
   else:
     return model, None
   return tf_keras.Model(model.inputs, logits, name=model.name), how
