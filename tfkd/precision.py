@@ -27,6 +27,7 @@ Example:
   float_model = with_policy(model, "float32")   # same weights, float32 arithmetic
 """
 
+import multiprocessing
 import os
 from typing import Callable, Optional
 
@@ -135,7 +136,8 @@ def check_hardware(policy: str) -> None:
                     "than float32. Set train.precision='float32' unless a TPU or GPU trains.")
   # TensorFlow turns oneDNN on by itself only with AVX512-VNNI, AVX512-BF16 or AMX.
   if ("avx2" in flags and "avx512f" not in flags and onednn_enabled() is False
-      and "TF_ENABLE_ONEDNN_OPTS" not in os.environ):
+      and "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+      and multiprocessing.parent_process() is None):  # said once, not again by each search worker
     logging.info("[kernels] TensorFlow runs its own kernels on this CPU (AVX2, no AVX-512), "
                  "not oneDNN's: TF_ENABLE_ONEDNN_OPTS=1, set before Python starts, trained "
                  "tfkd's float32 models 1.3-2.9x faster on such a CPU, but TensorFlow 2.21 "
