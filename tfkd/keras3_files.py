@@ -4,10 +4,14 @@ Since TensorFlow 2.16, `tf.keras` is Keras 3, so most users' models are saved by
 tfkd runs on Keras 2 (`tf_keras`, which tfmot needs), and tf_keras cannot read Keras 3's
 files. A functional or Sequential Keras 3 model of Keras's own layers (nested models
 included, e.g. a `keras.applications` backbone) is rebuilt here layer for layer in tf_keras
-from its config, and given its weights. The rebuilt model is then checked against the
-Keras 3 model on the same inputs: only a model whose outputs match is returned, so every
-tfkd path (live and cached distillation, feature losses, teacher compression with tfmot,
-export) gets an ordinary tf_keras model that computes what the user's model computes.
+from its config, and given its weights; `keras.ops` operations between layers and the
+layers and activations tf_keras lacks come from `tfkd.keras3_layers`. The rebuilt model is
+then checked against the Keras 3 model on the same inputs: only a model whose outputs match
+is returned, so every tfkd path (live and cached distillation, feature losses, teacher
+compression with tfmot, export) gets an ordinary tf_keras model that computes what the
+user's model computes. A model that cannot be rebuilt (a subclassed model, custom layers)
+raises `NotRebuildable`, which holds the Keras 3 model: as `Keras3Teacher` it can still
+label a cached teacher's views.
 
 The Keras 3 file is loaded with `safe_mode=True`, like every model tfkd loads
 (`tfkd.model_files`). Initializers are not carried over: the weights are copied.
@@ -108,10 +112,11 @@ class Keras3Teacher:
     # Traced once, as `teacher_compression.inference_function` traces a tf_keras teacher: the
     # graph labels a batch faster than a layer-by-layer eager call.
     self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    inputs = getattr(model, "inputs", None)
+    inputs = getattr(model, "inputs", None)  # a subclassed model has only its build shape
     shape = inputs[0].shape if inputs else model.get_build_config()["input_shape"]
     self.input_shape = (None,) + tuple(shape[1:])
-    probe = np.zeros((1,) + tuple(d or 1 for d in shape[1:]), np.float32)
+    probe = np.zeros((1,) + tuple(d or 1 for d in shape[1:]),
+                     inputs[0].dtype if inputs else np.float32)
     self.output_shape = (None,) + tuple(np.shape(self.model(probe, training=False))[1:])
 
   def _logits(self, outputs):
