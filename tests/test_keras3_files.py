@@ -11,7 +11,8 @@ import tfkd  # pylint: disable=unused-import  (selects Keras 2 before TensorFlow
 import keras
 from bench.common import settle_batch_norm
 from tests.test_training_safety import tiny_config
-from tfkd import config_checks, from_config, keras3_files, model_files, pipeline, teacher_checks
+from tfkd import (config_checks, from_config, keras3_files, keras3_layers, model_files, pipeline,
+                  teacher_checks)
 from tfkd.errors import ConfigError, ModelFileError
 from tflite import files
 
@@ -113,6 +114,13 @@ def test_layers_whose_configs_differ_between_the_kerases_are_rebuilt(make_layer)
   original = keras.Model(inputs, keras.layers.Dense(2)(make_layer()(inputs)))
   rebuilt, rows = rebuilt_and_normal_rows(original, (5, 4))
   np.testing.assert_allclose(rebuilt(rows).numpy(), numpy(original(rows)), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(keras3_layers.ACTIVATIONS))
+def test_each_activation_twin_computes_what_keras3_does(name):
+  x = np.linspace(-6, 6, 96, dtype=np.float32).reshape(2, 48)  # an even last axis, for glu
+  twin = tf_keras.activations.get(keras3_layers.ACTIVATIONS[name])
+  np.testing.assert_allclose(twin(x).numpy(), numpy(keras.activations.get(name)(x)), atol=1e-6)
 
 
 def test_attention_and_augmentation_layers_follow_the_model_calls_training_flag():

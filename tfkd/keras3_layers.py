@@ -1,4 +1,4 @@
-"""tf_keras twins of what Keras 3 models use and tf_keras lacks: activations and application layers.
+"""tf_keras twins of what Keras 3 models use and tf_keras lacks: activations, layers, operations.
 
 `tfkd.keras3_files` rebuilds a Keras 3 model in tf_keras from its config. Keras's own layers
 have tf_keras counterparts; these do not:
