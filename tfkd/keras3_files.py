@@ -10,8 +10,8 @@ then checked against the Keras 3 model on the same inputs: only a model whose ou
 is returned, so every tfkd path (live and cached distillation, feature losses, teacher
 compression with tfmot, export) gets an ordinary tf_keras model that computes what the
 user's model computes. A model that cannot be rebuilt (a subclassed model, custom layers)
-raises `NotRebuildable`, which holds the Keras 3 model: as `Keras3Teacher` it can still
-label a cached teacher's views.
+raises `NotRebuildable`, which holds the Keras 3 model: as a `tfkd.keras3_teacher.Keras3Teacher`
+it can still label a cached teacher's views.
 
 The Keras 3 file is loaded with `safe_mode=True`, like every model tfkd loads
 (`tfkd.model_files`). Initializers are not carried over: the weights are copied.
@@ -54,7 +54,7 @@ def is_keras3_file(path: str) -> bool:
 class NotRebuildable(ModelFileError):
   """A Keras 3 model that loaded but has no tf_keras twin; `model` is the Keras 3 model.
 
-  A teacher can still label cached views with it (`Keras3Teacher`).
+  A teacher can still label cached views with it (`tfkd.keras3_teacher.Keras3Teacher`).
   """
 
   def __init__(self, message: str, model):
@@ -83,62 +83,6 @@ def rebuild(original, path: str) -> tf_keras.Model:
     raise NotRebuildable(f"Model {path!r} (Keras {keras_version(path)}) cannot be rebuilt in "
                          f"tf_keras, which tfkd runs on: {e}", original) from e
   return rebuilt
-
-
-class Keras3Teacher:
-  """A Keras 3 model tfkd cannot rebuild, run by Keras 3 itself to label a teacher's views.
-
-  A cached teacher (`distill.cached_teacher`) is only ever asked for its logits of the training
-  views, once, before distillation: that needs no tf_keras twin. It is called like a tf_keras
-  teacher (`teacher(x, training=False)`, `predict`), so the teacher checks and the view cache
-  take it as they are.
-
-  Args:
-    model: the Keras 3 model (`NotRebuildable.model`).
-    path: its file.
-    log_probabilities: return the logarithms of its outputs (it ends in a softmax; see
-      `teacher_checks.as_logits`).
-
-  Example:
-    try:
-      teacher = model_files.load_model(path)
-    except keras3_files.NotRebuildable as e:
-      teacher = keras3_files.Keras3Teacher(e.model, path)
-  """
-
-  def __init__(self, model, path: str, log_probabilities: bool = False):
-    self.model, self.path, self.name = model, path, model.name
-    self.log_probabilities = log_probabilities
-    # Traced once, as `teacher_compression.inference_function` traces a tf_keras teacher: the
-    # graph labels a batch faster than a layer-by-layer eager call.
-    self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    inputs = getattr(model, "inputs", None)  # a subclassed model has only its build shape
-    shape = inputs[0].shape if inputs else model.get_build_config()["input_shape"]
-    self.input_shape = (None,) + tuple(shape[1:])
-    probe = np.zeros((1,) + tuple(d or 1 for d in shape[1:]),
-                     inputs[0].dtype if inputs else np.float32)
-    self.output_shape = (None,) + tuple(np.shape(self.model(probe, training=False))[1:])
-
-  def _logits(self, outputs):
-    if not self.log_probabilities:
-      return outputs
-    return tf.math.log(tf.maximum(tf.cast(outputs, tf.float32), np.finfo(np.float32).tiny))
-
-  def __call__(self, x, training: bool = False):
-    return self._logits(self.model(x, training=True) if training else self._infer(x))
-
-  def predict(self, x, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
-    batching = {} if isinstance(x, tf.data.Dataset) else {"batch_size": batch_size}
-    return np.asarray(self._logits(self.model.predict(x, verbose=verbose, **batching)))
-
-  def count_params(self) -> int:
-    return self.model.count_params()
-
-  def get_weights(self) -> list:
-    return self.model.get_weights()
-
-  def set_weights(self, weights) -> None:
-    self.model.set_weights(weights)
 
 
 def to_tf_keras(model) -> tf_keras.Model:

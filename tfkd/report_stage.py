@@ -28,7 +28,7 @@ import numpy as np
 from absl import logging
 
 from tfkd import (adversarial, compress, compression_stages, data, from_config, hub_stage,
-                  keras3_files, model_files, multitask_stages, report, selfsup_stages,
+                  keras3_files, keras3_teacher, model_files, multitask_stages, report, selfsup_stages,
                   teacher_checks, teacher_compression, training)
 from tfkd.run_context import Run
 from tflite import benchmark, files, interpreter, metrics, sparsity, stream
@@ -92,7 +92,7 @@ def keras_row(run: Run, name: str, latencies: Dict[str, dict],
   try:
     model = model_files.load_model(path)
   except keras3_files.NotRebuildable as e:  # a teacher that labelled the cached views in Keras 3
-    model, robust = keras3_files.Keras3Teacher(e.model, path), None
+    model, robust = keras3_teacher.Keras3Teacher(e.model, path), None
   scores = model.predict(data.eval_dataset(test_x, test_y, cfg.batch_size), verbose=0)
   measured = metrics.score_metrics(test_y, scores)
   latency = latencies.get(run.tflite_path(name, "float32"))

@@ -17,9 +17,9 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import (config_checks, data, from_config, hub_stage, keras3_files, model_files,
-                  precision, splits, teacher_cache, teacher_checks, teacher_compression, training,
-                  view_cache, views, workers)
+from tfkd import (config_checks, data, from_config, hub_stage, keras3_files, keras3_teacher,
+                  model_files, precision, splits, teacher_cache, teacher_checks,
+                  teacher_compression, training, view_cache, views, workers)
 from tfkd.errors import ConfigError, ModelFileError, TeacherError
 from tflite import files
 
@@ -166,7 +166,7 @@ class Run:
                            "logits (soft targets).") from error
     logging.warning("[teacher] %s has no tf_keras twin (%s): Keras 3 runs it to label the cached "
                     "views.", path, str(error).split(": ", 1)[-1][:200])
-    return keras3_files.Keras3Teacher(error.model, path)
+    return keras3_teacher.Keras3Teacher(error.model, path)
 
   def tflite_path(self, model_name: str, mode: str) -> str:
     return self.path("export", f"{model_name}_{mode}.tflite")

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfkd import keras3_files
+from tfkd import keras3_teacher
 from tfkd.errors import TeacherError
 
 CHANCE_FACTOR, CHANCE_MARGIN = 1.5, 0.05  # refused below max(1.5 x chance, chance + 0.05)
@@ -55,9 +55,9 @@ def as_logits(model: tf_keras.Model, sample: np.ndarray) -> Tuple[tf_keras.Model
   Returns:
     (model returning logits, None if `model` already did, else how its softmax was undone).
   """
-  if isinstance(model, keras3_files.Keras3Teacher):  # run by Keras 3: no layers to take apart
+  if isinstance(model, keras3_teacher.Keras3Teacher):  # run by Keras 3: no layers to take apart
     if not model.log_probabilities and _sums_to_one(model.predict(_model_inputs(np.asarray(sample)))):
-      return keras3_files.Keras3Teacher(model.model, model.path, log_probabilities=True), _LOGS_TAKEN
+      return keras3_teacher.Keras3Teacher(model.model, model.path, log_probabilities=True), _LOGS_TAKEN
     return model, None
   if not model.outputs:
     raise TeacherError(f"Teacher {model.name!r} is a subclassed model without symbolic outputs: "
