@@ -152,26 +152,22 @@ def test_the_check_compares_near_zero_inputs_where_pixels_saturate():
 
 
 def test_keras_applications_own_layers_are_rebuilt_and_the_result_saves(tmp_path):
-  """ConvNeXt's LayerScale and StochasticDepth, Inception-ResNet-v2's scaled residual, and a
-  whole MobileNetV3 (hard_silu): Keras 3 file → tf_keras → tf_keras file → the same outputs."""
+  """ConvNeXt's LayerScale and StochasticDepth, Inception-ResNet-v2's scaled residual: Keras 3 file
+  → tf_keras → tf_keras file → the same outputs (whole applications: bench/keras3_applications.py)."""
   from keras.src.applications import convnext, inception_resnet_v2  # their layers are not public
   inputs = keras.Input((6,))
   branch = convnext.LayerScale(0.5, 6)(keras.layers.Dense(6)(inputs))
   x = inception_resnet_v2.CustomScaleLayer(0.2)([inputs, convnext.StochasticDepth(0.3)(branch)])
-  small = keras.Model(inputs, keras.layers.Dense(2)(x))
-  small.layers[2].set_weights([np.linspace(-1, 1, 6).astype(np.float32)])  # gamma
-  mobilenet = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=4,
-                                                  classifier_activation=None)
-  settle_batch_norm(mobilenet, PIXELS_32)
-  for original, shape in ((small, (6,)), (mobilenet, (32, 32, 3))):
-    path, saved = str(tmp_path / "keras3.keras"), str(tmp_path / "tf_keras.keras")
-    original.save(path)
-    model_files.load_model(path).save(saved)
-    assert not keras3_files.is_keras3_file(saved)
-    rows = np.random.default_rng(8).uniform(0, 255, (2,) + shape).astype(np.float32)
-    expected = numpy(original(rows))
-    assert np.abs(expected[0] - expected[1]).max() > 0.1  # outputs that tell models apart
-    np.testing.assert_allclose(model_files.load_model(saved)(rows).numpy(), expected, atol=1e-4)
+  original = keras.Model(inputs, keras.layers.Dense(2)(x))
+  original.layers[2].set_weights([np.linspace(-1, 1, 6).astype(np.float32)])  # gamma
+  path, saved = str(tmp_path / "keras3.keras"), str(tmp_path / "tf_keras.keras")
+  original.save(path)
+  model_files.load_model(path).save(saved)
+  assert not keras3_files.is_keras3_file(saved)
+  rows = np.random.default_rng(8).uniform(0, 255, (2, 6)).astype(np.float32)
+  expected = numpy(original(rows))
+  assert np.abs(expected[0] - expected[1]).max() > 0.1  # outputs that tell models apart
+  np.testing.assert_allclose(model_files.load_model(saved)(rows).numpy(), expected, atol=1e-4)
 
 
 @keras.saving.register_keras_serializable(package="tfkd_tests")
