@@ -41,6 +41,18 @@ def header(meta: dict) -> str:
           f"- command: `{meta['command']}`\n")
 
 
+def write_table(out: str, stem: str, meta: dict, lines: List[str], rows: list) -> str:
+  """Writes `<out>/<stem>.md` (the provenance, then the table's `lines`) and `<stem>.json`
+  (`meta` and `rows`), each atomically, prints the markdown and returns it."""
+  from tflite import files  # pylint: disable=import-outside-toplevel
+  table = header(meta) + "\n" + "\n".join(lines) + "\n"
+  os.makedirs(out, exist_ok=True)
+  files.write_atomic(os.path.join(out, f"{stem}.md"), table.encode())
+  files.write_json(os.path.join(out, f"{stem}.json"), {"meta": meta, "rows": rows})
+  print(table)
+  return table
+
+
 def step_runner(model, batches, train_on_batch: bool = False):
   """A callable running one training step of a compiled model the way `fit` runs it.
 

@@ -12,7 +12,6 @@ the two files' outputs on 32 inputs (raw int8 steps for int8), which should be 0
 Writes convert_speed.{md,json} to `--out` and prints the table.
 """
 
-import os
 import statistics
 import time
 
@@ -22,7 +21,7 @@ from absl import flags
 
 from bench import common
 from tfkd import cli, models
-from tflite import convert, files, interpreter
+from tflite import convert, interpreter
 
 _OUT = flags.DEFINE_string("out", "runs/bench_convert_speed", "Output folder.")
 _MODELS = flags.DEFINE_list("models", ["resnet8", "resnet20", "ds_cnn"], "tfkd image models.")
@@ -78,11 +77,7 @@ def main(argv):
     lines.append(f"| {r['model']} | {r['parameters']:,} | {r['mode']} | {m['tflite.convert']:.2f} | "
                  f"{m['from_keras_model']:.2f} | {r['speedup']:.1f}× | {b['tflite.convert']:,} / "
                  f"{b['from_keras_model']:,} | {r['max_output_difference']:g} |")
-  table = common.header(meta) + "\n" + "\n".join(lines) + "\n"
-  os.makedirs(_OUT.value, exist_ok=True)
-  files.write_atomic(os.path.join(_OUT.value, "convert_speed.md"), table.encode())
-  files.write_json(os.path.join(_OUT.value, "convert_speed.json"), {"meta": meta, "rows": rows})
-  print(table)
+  common.write_table(_OUT.value, "convert_speed", meta, lines, rows)
 
 
 if __name__ == "__main__":

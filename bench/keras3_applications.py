@@ -25,7 +25,6 @@ from absl import flags
 from bench import common
 from tfkd import cli, keras3_files, model_files
 from tfkd.errors import ModelFileError
-from tflite import files
 
 _OUT = flags.DEFINE_string("out", "runs/bench_keras3_applications", "Output folder.")
 _MODELS = flags.DEFINE_list(
@@ -83,11 +82,7 @@ def main(argv):
     for c in r.get("comparisons", []):
       lines.append(head + f"yes | {r['seconds']:.1f} | {c['inputs']} | {c['spread']:.2g} | "
                    f"{c['difference']:.2g} | {c['rounding']:.2g} |")
-  table = common.header(meta) + "\n" + "\n".join(lines) + "\n"
-  os.makedirs(_OUT.value, exist_ok=True)
-  files.write_atomic(os.path.join(_OUT.value, "keras3_applications.md"), table.encode())
-  files.write_json(os.path.join(_OUT.value, "keras3_applications.json"), {"meta": meta, "rows": rows})
-  print(table)
+  common.write_table(_OUT.value, "keras3_applications", meta, lines, rows)
 
 
 if __name__ == "__main__":
