@@ -140,11 +140,11 @@ class EpochProgress(tf_keras.callbacks.Callback):
     left = statistics.median(self._epoch_seconds) * (self.epochs - epoch - 1)
     metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
     logging.info("[%s] epoch %d/%d %.0fs (ETA %s) %s", self.stage, epoch + 1, self.epochs,
-                 took, _hours_minutes(left), metrics)
+                 took, hours_minutes(left), metrics)
 
 
-def _hours_minutes(seconds: float) -> str:
-  """'2h05m' or '7m' (at least 1m while any time is left)."""
+def hours_minutes(seconds: float) -> str:
+  """A time left as '2h05m' or '7m' (at least 1m while any is left), for progress lines."""
   minutes = math.ceil(seconds / 60)
   return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 

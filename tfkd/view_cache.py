@@ -36,6 +36,7 @@ Example:
 import hashlib
 import io
 import os
+import statistics
 import time
 from typing import Callable, Optional, Sequence
 
@@ -43,7 +44,7 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import teacher_compression, views
+from tfkd import teacher_compression, training, views
 from tfkd.distiller import normalized_teacher_weights
 from tfkd.errors import DatasetError
 from tflite import files
@@ -186,18 +187,20 @@ def build(cache_dir: str, fingerprint: dict, teachers: Sequence[tf_keras.Model],
   check_fingerprint(cache_dir, fingerprint)
   weights = fingerprint["teacher_weights"]
   predictors = [teacher_compression.inference_function(t) for t in teachers]
-  for epoch in range(fingerprint["epochs"]):
+  missing = [e for e in range(fingerprint["epochs"]) if not os.path.exists(_epoch_path(cache_dir, e))]
+  seconds = []
+  for epoch in missing:
     path = _epoch_path(cache_dir, epoch)
-    if os.path.exists(path):
-      continue
     start = time.time()
     logits = np.concatenate([_predict(predictors, weights, batch) for batch in views.epoch_views(
         x, fingerprint["seed"], epoch, fingerprint["augment"]["enabled"], batch_size)])
     buffer = io.BytesIO()
     np.savez(buffer, **_encode(logits, fingerprint["storage"], fingerprint["top_k"]))
     files.write_atomic(path, buffer.getvalue())
-    logging.info("[teacher_views] epoch %d/%d of views labelled (%.0fs)", epoch + 1,
-                 fingerprint["epochs"], time.time() - start)
+    seconds.append(time.time() - start)
+    logging.info("[teacher_views] epoch %d/%d of views labelled (%.0fs, ETA %s)", epoch + 1,
+                 fingerprint["epochs"], seconds[-1],
+                 training.hours_minutes(statistics.median(seconds) * (len(missing) - len(seconds))))
     if on_epoch:
       on_epoch(epoch)
 
