@@ -181,7 +181,8 @@ def test_operations_between_layers_are_rebuilt_and_saved(tmp_path):
   first, second = keras.layers.Dense(4)(inputs), keras.layers.Dense(4)(inputs)
   pooled = keras.ops.concatenate([keras.ops.mean(first, axis=1), first[:, 0],  # ops, no layers
                                   keras.ops.reshape(second, (-1, 24))[:, ::4],
-                                  keras.ops.sort(second[..., 1])], axis=-1)
+                                  keras.ops.sort(second[..., 1]),
+                                  keras.ops.split(first[:, 1], 2, axis=-1)[1]], axis=-1)  # 2 outputs
   original = keras.Model(inputs, 2 * pooled + keras.ops.max(first, axis=(1, 2), keepdims=True)[:, 0])
   path, saved = str(tmp_path / "ops.keras"), str(tmp_path / "rebuilt.keras")
   original.save(path)
