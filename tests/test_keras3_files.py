@@ -69,6 +69,37 @@ def test_a_keras3_functional_model_is_rebuilt_with_its_outputs(tmp_path):
   assert isinstance(model_files.load_model(path), tf_keras.Model)
 
 
+def test_a_keras3_file_is_rebuilt_once_per_process_and_each_reader_gets_its_own_copy(
+    tmp_path, monkeypatch):
+  rebuilds = []
+  real_rebuild = keras3_files.rebuild
+  monkeypatch.setattr(keras3_files, "rebuild",
+                      lambda original, path: rebuilds.append(path) or real_rebuild(original, path))
+  path = str(tmp_path / "teacher.keras")
+  branching_model().save(path)
+  first, second = model_files.load_model(path), model_files.load_model(path)
+  assert len(rebuilds) == 1 and first is not second and second.name == "branching"
+  np.testing.assert_array_equal(first(PIXELS).numpy(), second(PIXELS).numpy())
+  # The shared layer stays shared in the copy, and changing one copy leaves the other alone.
+  assert len(second.get_layer("shared").inbound_nodes) == 2
+  before = first(PIXELS).numpy()
+  second.get_layer("bn").set_weights([w + 1 for w in second.get_layer("bn").get_weights()])
+  np.testing.assert_array_equal(first(PIXELS).numpy(), before)
+  assert np.abs(second(PIXELS).numpy() - before).max() > 1e-3
+  # A file saved again is read again; a refusal is remembered with its Keras 3 model.
+  os.utime(path, ns=(0, 0))
+  model_files.load_model(path)
+  assert len(rebuilds) == 2
+  custom = str(tmp_path / "custom.keras")
+  inputs = keras.Input((4,))
+  keras.Model(inputs, keras.layers.Dense(2)(Doubling()(inputs))).save(custom)
+  for _ in range(2):
+    with pytest.raises(keras3_files.NotRebuildable, match="no tf_keras counterpart") as refused:
+      model_files.load_model(custom)
+    assert isinstance(refused.value.model, keras.Model)
+  assert rebuilds.count(custom) == 1
+
+
 def test_keras_applications_and_nested_sequential_models_are_rebuilt(tmp_path):
   backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
                                             classes=10, classifier_activation=None)

@@ -7,7 +7,9 @@ format honours `safe_mode`. So every model tfkd loads goes through `load_model`,
 which tells the format from the file's first bytes, never its name:
 
 - `.keras` (a zip): loaded with `safe_mode=True`; a Lambda layer's code is refused. One
-  saved by Keras 3 (today's `tf.keras`) is rebuilt in tf_keras (`tfkd.keras3_files`).
+  saved by Keras 3 (today's `tf.keras`) is rebuilt in tf_keras (`tfkd.keras3_files`),
+  once per process and file: a run reads its teacher up to three times (distillation,
+  export, report), and rebuilding and checking a large model takes minutes.
 - HDF5 and SavedModel: refused unless the caller allows legacy formats (a config's
   `teacher.allow_legacy_formats`, or the compression stages' own `.h5` QAT files);
   an allowed HDF5 file still loads in safe mode, so Lambda code never runs.
@@ -28,6 +30,10 @@ from tfkd import keras3_files
 from tfkd.errors import ModelFileError
 
 LEGACY_FORMATS = ("hdf5", "savedmodel")
+
+# Keras 3 files read in this process: (path, size, mtime) -> the rebuilt model, or the
+# NotRebuildable error with the Keras 3 model in it.
+_KERAS3_FILES_READ = {}
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
@@ -126,16 +132,44 @@ def load_model(path: str, allow_legacy_formats: bool = False,
     teacher = load_model("runs/x/teacher/model.keras")
   """
   found = check_model_file(path, allow_legacy_formats, opt_in)
-  keras3 = found == "keras" and keras3_files.is_keras3_file(path)
+  if found == "keras" and keras3_files.is_keras3_file(path):
+    return _rebuilt_once(path)
+  return _read(path, found, keras3=False)
+
+
+def _rebuilt_once(path: str) -> tf_keras.Model:
+  """A Keras 3 file's model rebuilt in tf_keras: rebuilt and checked once, a fresh copy each call.
+
+  Callers change the models they get (compression, precision policies), so each gets its own.
+
+  Raises:
+    NotRebuildable: (again, on later calls) when the model has no tf_keras twin.
+  """
+  stat = os.stat(path)
+  key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+  if key not in _KERAS3_FILES_READ:
+    try:  # outputs checked against the Keras 3 model's
+      _KERAS3_FILES_READ[key] = keras3_files.rebuild(_read(path, "keras", keras3=True), path)
+    except keras3_files.NotRebuildable as e:
+      _KERAS3_FILES_READ[key] = e
+  known = _KERAS3_FILES_READ[key]
+  if isinstance(known, keras3_files.NotRebuildable):
+    raise keras3_files.NotRebuildable(str(known), known.model)
+  copy = tf_keras.models.clone_model(known)
+  copy.set_weights(known.get_weights())
+  return copy
+
+
+def _read(path: str, found: str, keras3: bool):
+  """The model in `path` as its own Keras loads it; a ModelFileError names what went wrong."""
   try:
-    if keras3:  # loaded by Keras 3 itself, then rebuilt in tf_keras (below)
+    if keras3:  # Keras 3 loads its own files; `_rebuilt_once` rebuilds them in tf_keras
       import keras  # pylint: disable=import-outside-toplevel  (Keras 3, only for its own files)
-      original = keras.saving.load_model(path, compile=False, safe_mode=True)
-    elif found == "keras":
+      return keras.saving.load_model(path, compile=False, safe_mode=True)
+    if found == "keras":
       return tf_keras.models.load_model(path, safe_mode=True)
-    else:
-      with serialization_lib.SafeModeScope(True):
-        return tf_keras.models.load_model(path)
+    with serialization_lib.SafeModeScope(True):
+      return tf_keras.models.load_model(path)
   except Exception as e:  # pylint: disable=broad-except  (zip, HDF5, JSON and Keras errors alike)
     reason = " ".join(str(e).split())
     if any(words in reason for words in ("deserialization of a Lambda layer", "a `lambda` object",
@@ -149,4 +183,3 @@ def load_model(path: str, allow_legacy_formats: bool = False,
            "built-in layers")
     raise ModelFileError(f"Model {path!r} cannot be loaded ({type(e).__name__}: {reason[:400]}). "
                          f"Fix: {fix}.") from e
-  return keras3_files.rebuild(original, path)  # outputs checked against the Keras 3 model's
