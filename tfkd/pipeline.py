@@ -129,7 +129,7 @@ def stage_export(run: Run) -> None:
       continue
     try:
       export_model(run, name, mode)
-    except (convert.ConversionError, keras3_files.NotRebuildable) as e:
+    except convert.ConversionError as e:
       if name != "teacher" or not run.config.teacher.path:
         raise
       # Only for the report's timing: a teacher brought along need not convert.
@@ -152,8 +152,10 @@ def export_model(run: Run, name: str, mode: str) -> str:
   if run.done("export", out):
     return out
   start = time.time()
-  model = model_files.load_model(run.saved_model(name))
-  model = from_config.for_export(run.config.export, model)
+  try:
+    model = from_config.for_export(run.config.export, model_files.load_model(run.saved_model(name)))
+  except keras3_files.NotRebuildable as e:  # a Keras 3 teacher tfkd cannot rebuild: Keras 3
+    model = e.model                          # exports it for the converter, unfolded
   run.write_input_card(out)
   files.write_atomic(out, convert.convert(model, mode, run.representative_inputs()))
   logging.info("[export] %s (%d bytes, %.0fs)", out, os.path.getsize(out), time.time() - start)

@@ -11,11 +11,16 @@ Modes:
 Full-integer modes calibrate activation ranges on representative data, which
 should come from the training set (never the test set).
 
+The model is a tf_keras model, or a Keras 3 one (today's `tf.keras`), which converts from the
+SavedModel its own `export` writes (the way Keras 3 documents).
+
 Example:
   int8_bytes = convert(model, "int8", representative_data=train_x[:500])
 """
 
+import contextlib
 import re
+import tempfile
 from typing import Optional
 
 import numpy as np
@@ -48,7 +53,8 @@ def convert(model: tf_keras.Model, mode: str = "float32",
   """Converts a Keras model to a TFLite flatbuffer.
 
   Args:
-    model: a `tf_keras.Model` (tfmot-stripped or QAT models included).
+    model: a `tf_keras.Model` (tfmot-stripped or QAT models included), or a built Keras 3
+      `keras.Model`.
     mode: one of `MODES`.
     representative_data: inputs for calibration; required by full-integer modes.
       A few hundred training examples are enough.
@@ -70,7 +76,18 @@ def convert(model: tf_keras.Model, mode: str = "float32",
     raise ConversionError(f"Mode {mode!r} needs representative_data (it is empty): pass a few "
                           "hundred training inputs to calibrate, or use mode 'dynamic' or "
                           "'float32', which need none.")
-  converter = _converter_for(model)
+  with _converter_for(model) as converter:
+    tflite_bytes = _convert(converter, model, mode, representative_data)
+  if mode in FULL_INTEGER_MODES and not allow_float_ops:
+    leftovers = float_operators(tflite_bytes)
+    if leftovers:
+      raise ConversionError(_explain_float_leftovers(model, mode, leftovers))
+  return tflite_bytes
+
+
+def _convert(converter: tf.lite.TFLiteConverter, model, mode: str,
+             representative_data: Optional[np.ndarray]) -> bytes:
+  """Sets the converter up for `mode` and converts; a refusal names the ops and layers."""
   if mode != "float32":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
   if mode == "float16":
@@ -86,24 +103,33 @@ def convert(model: tf_keras.Model, mode: str = "float32",
       io_type = tf.uint8 if mode == "uint8" else tf.int8
       converter.inference_input_type = converter.inference_output_type = io_type
   try:
-    tflite_bytes = converter.convert()
+    return converter.convert()
   except Exception as e:  # The converter raises ConverterError and plain exceptions alike.
     raise ConversionError(_explain_refusal(model, mode, e)) from e
-  if mode in FULL_INTEGER_MODES and not allow_float_ops:
-    leftovers = float_operators(tflite_bytes)
-    if leftovers:
-      raise ConversionError(_explain_float_leftovers(model, mode, leftovers))
-  return tflite_bytes
 
 
-def _converter_for(model: tf_keras.Model) -> tf.lite.TFLiteConverter:
-  """A converter of the model's inference call (`training=False`), traced once.
+@contextlib.contextmanager
+def _converter_for(model):
+  """A converter of the model's inference call (`training=False`), for as long as it is needed.
 
-  `from_keras_model` first saves the whole Keras model as a SavedModel, tracing
-  every layer's call in every mode: 3.5-4.5x slower in all (BENCHMARKS.md §15).
-  The one concrete function converts to the same flatbuffer (identical outputs);
-  returning a dict keeps the Keras output names as the signature's output names.
+  A tf_keras model's call is traced once: `from_keras_model` first saves the whole Keras
+  model as a SavedModel, tracing every layer's call in every mode: 3.5-4.5x slower in all
+  (BENCHMARKS.md §15). The one concrete function converts to the same flatbuffer (identical
+  outputs); returning a dict keeps the Keras output names as the signature's output names.
+  A Keras 3 model exports its inference SavedModel into a folder that lives while it converts.
   """
+  if not isinstance(model, tf_keras.Model):
+    with tempfile.TemporaryDirectory() as folder:
+      try:
+        model.export(folder, format="tf_saved_model", verbose=False)
+      except Exception as e:  # pylint: disable=broad-except  (Keras raises what it meets)
+        raise ConversionError(
+            f"The Keras 3 model {model.name!r} could not export the SavedModel the converter "
+            f"reads ({type(e).__name__}: {' '.join(str(e).split())[:400]}). Fix: call it on a "
+            "batch first so that it is built, or convert it with Keras 3 yourself "
+            "(model.export(folder); tf.lite.TFLiteConverter.from_saved_model(folder)).") from e
+      yield tf.lite.TFLiteConverter.from_saved_model(folder)
+    return
   specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
   names = model.output_names
 
@@ -116,7 +142,7 @@ def _converter_for(model: tf_keras.Model) -> tf.lite.TFLiteConverter:
 
   variables = tf.Module()  # keeps the captured variables alive for the converter
   variables.tracked = list(model.variables)
-  return tf.lite.TFLiteConverter.from_concrete_functions(
+  yield tf.lite.TFLiteConverter.from_concrete_functions(
       [inference.get_concrete_function(*specs)], variables)
 
 
@@ -138,8 +164,8 @@ def float_operators(tflite_bytes: bytes) -> list:
 
 
 def _layer_names(model) -> dict:
-  """Layer name → 'ClassName(name)', nested models included."""
-  layers = [m for m in model.submodules if isinstance(m, tf_keras.layers.Layer)]
+  """Layer name → 'ClassName(name)', nested models included (tf_keras and Keras 3 alike)."""
+  layers = model._flatten_layers(include_self=False)  # pylint: disable=protected-access
   return {l.name: f"{l.__class__.__name__}({l.name})" for l in layers}
 
 
