@@ -14,7 +14,7 @@ from tests.test_training_safety import tiny_config
 from tfkd import (config_checks, from_config, keras3_files, keras3_layers, model_files, pipeline,
                   teacher_checks)
 from tfkd.errors import ConfigError, ModelFileError
-from tflite import files, interpreter
+from tflite import convert, files, interpreter
 
 PIXELS = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
 PIXELS_32 = np.random.default_rng(9).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
@@ -250,6 +250,21 @@ def test_what_cannot_be_rebuilt_is_refused_with_the_other_ways(tmp_path):
   keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs)).save(lambda_file)
   with pytest.raises(ModelFileError, match="Lambda layer of Python code"):
     model_files.load_model(lambda_file)
+
+
+def test_a_keras3_model_converts_to_int8_and_an_unbuilt_one_is_refused_with_the_fix():
+  keras.utils.set_random_seed(0)  # int8 rounding of an untrained model varies with its weights
+  model, pixels = branching_model(), PIXELS_32[:, :16, :16]
+  settle_batch_norm(model, pixels)
+  expected = numpy(model(pixels, training=False))
+  np.testing.assert_allclose(interpreter.predict(convert.convert(model), pixels), expected,
+                             atol=1e-5)
+  int8 = convert.convert(model, "int8", pixels)
+  assert interpreter.load(int8).get_input_details()[0]["dtype"] == np.int8
+  np.testing.assert_array_equal(interpreter.predict(int8, pixels).argmax(1), expected.argmax(1))
+  np.testing.assert_allclose(interpreter.predict(int8, pixels), expected, atol=0.04)
+  with pytest.raises(convert.ConversionError, match="could not export.*call it on a batch first"):
+    convert.convert(TwoDense(), "float32")
 
 
 def test_a_keras3_teacher_file_distils(image_folder, tmp_path, caplog):
