@@ -288,21 +288,30 @@ def test_a_keras3_teacher_file_distils(image_folder, tmp_path, caplog):
 class MeanColour(keras.Model):
   """A subclassed Keras 3 classifier (no config of layers to rebuild): channel means → softmax."""
 
-  def __init__(self, **kwargs):
+  def __init__(self, activation="softmax", **kwargs):
     super().__init__(**kwargs)
-    self.pool, self.head = keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, "softmax")
+    self.activation = activation
+    self.pool, self.head = keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation)
 
   def call(self, inputs):
     return self.head(self.pool(inputs))
 
+  def get_config(self):
+    return {**super().get_config(), "activation": self.activation}
+
+
+def mean_colour_file(path, activation="softmax"):
+  """A MeanColour teacher saved by Keras 3: perfect on the image folder (brightest channel)."""
+  teacher = MeanColour(activation, name="mean_colour")
+  teacher(PIXELS)
+  teacher.head.set_weights([np.eye(3, dtype=np.float32) / 50, np.zeros(3, np.float32)])
+  teacher.save(str(path))
+  return teacher, str(path)
+
 
 def test_a_teacher_keras3_alone_runs_labels_the_cached_views(image_folder, tmp_path, caplog):
   caplog.set_level("INFO", logger="absl")
-  teacher = MeanColour(name="mean_colour")
-  teacher(PIXELS)
-  teacher.head.set_weights([np.eye(3, dtype=np.float32) / 50, np.zeros(3, np.float32)])
-  teacher_file = str(tmp_path / "subclassed.keras")
-  teacher.save(teacher_file)
+  teacher, teacher_file = mean_colour_file(tmp_path / "subclassed.keras")
   config = tiny_config(image_folder)
   config.data.image_size = (16, 16)
   config.teacher.path, config.stages = teacher_file, ("teacher", "distill", "export", "report")
@@ -322,6 +331,28 @@ def test_a_teacher_keras3_alone_runs_labels_the_cached_views(image_folder, tmp_p
   tflite_file = str(tmp_path / "cached" / "export" / "teacher_float32.tflite")
   np.testing.assert_allclose(interpreter.predict(tflite_file, PIXELS), numpy(teacher(PIXELS)),
                              atol=1e-6)
+
+
+def test_a_keras3_teacher_without_a_twin_compresses_to_int8_and_is_refused_for_the_rest(
+    image_folder, tmp_path):
+  config = tiny_config(image_folder)
+  config.data.image_size = (16, 16)
+  config.stages = ("teacher", "teacher_compress")
+  config.distill.cached_teacher, config.distill.cache_epochs = True, 1
+  config.teacher.compress = "int8"
+  teacher, config.teacher.path = mean_colour_file(tmp_path / "logits.keras", activation=None)
+  run = tmp_path / "int8"
+  pipeline.run_pipeline(config, str(run))
+  int8_file, = [str(p) for p in run.glob("teacher_compress/*/*.tflite")]
+  logits = interpreter.predict(int8_file, PIXELS_32[:, :16, :16])
+  np.testing.assert_allclose(logits, numpy(teacher(PIXELS_32[:, :16, :16])), rtol=0.05)  # int8
+  _, config.teacher.path = mean_colour_file(tmp_path / "softmax.keras")
+  with pytest.raises(ModelFileError, match=r"ends in a softmax .* every probability under 1/256"):
+    pipeline.run_pipeline(config, str(tmp_path / "softmax"))
+  for how in ("float16", "prune"):
+    config.teacher.compress = how
+    with pytest.raises(ModelFileError, match=f"teacher.compress='{how}' .* no tf_keras twin"):
+      pipeline.run_pipeline(config, str(tmp_path / how))
 
 
 CUSTOM_LAYERS_MODULE = """

@@ -18,7 +18,9 @@ import numpy as np
 import tf_keras
 from absl import logging
 
-from tfkd import compress, from_config, teacher_checks, teacher_compression, training
+from tfkd import (compress, from_config, keras3_teacher, teacher_checks, teacher_compression,
+                  training)
+from tfkd.errors import ModelFileError
 from tfkd.run_context import Run
 from tflite import convert, files, sparsity
 
@@ -152,7 +154,7 @@ def stage_teacher_compress(run: Run) -> None:
   if how == "prune":
     steps = run.steps_per_epoch(train_config.batch_size)
     with run.strategy.scope():
-      teacher = run.load_teachers([run.teacher_file()])[0]
+      teacher = _in_tf_keras(run.load_teachers([run.teacher_file()])[0], how)
       model = from_config.pruned_teacher(run.config, teacher, train_config.epochs * steps)
       model.compile(optimizer=from_config.optimizer(train_config, steps),
                     loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -162,12 +164,39 @@ def stage_teacher_compress(run: Run) -> None:
   elif run.is_chief:
     teacher = run.load_teachers([run.teacher_file()])[0]
     if how == "int8":
-      model = from_config.for_export(run.config.export, teacher)
-      files.write_atomic(out, convert.convert(model, "int8", run.representative_inputs()))
+      files.write_atomic(out, convert.convert(_int8_source(run, teacher), "int8",
+                                              run.representative_inputs()))
     else:
-      training.save_model_atomic(teacher_compression.low_precision_copy(teacher, how), out)
+      training.save_model_atomic(
+          teacher_compression.low_precision_copy(_in_tf_keras(teacher, how), how), out)
   if run.is_chief and run.splits.val:
     _log_teacher_change(run, out)
+
+
+def _in_tf_keras(teacher, how: str):
+  """The teacher; one Keras 3 runs (no tf_keras twin) is refused: tfmot and the Keras 2 dtype
+  policies work on tf_keras layers."""
+  if isinstance(teacher, keras3_teacher.Keras3Teacher):
+    raise ModelFileError(
+        f"teacher.compress={how!r} compresses the teacher's tf_keras layers, but {teacher.path} "
+        "has no tf_keras twin (Keras 3 runs it, to label the cached views). Fix: "
+        "teacher.compress='int8' (converted from Keras 3; for a teacher that outputs logits) or "
+        "'none'.")
+  return teacher
+
+
+def _int8_source(run: Run, teacher):
+  """What the int8 teacher converts from: the teacher with its input normalisation folded, or
+  a Keras 3 teacher's own model (Keras 3 exports it for the converter)."""
+  if not isinstance(teacher, keras3_teacher.Keras3Teacher):
+    return from_config.for_export(run.config.export, teacher)
+  if teacher.log_probabilities:
+    raise ModelFileError(
+        f"teacher.compress='int8': {teacher.path} ends in a softmax that tfkd cannot take out "
+        "(Keras 3 runs it), and int8 probabilities lose what soft targets are made of: every "
+        "probability under 1/256 becomes 0. Fix: save the teacher without its final softmax "
+        "(logits out), or teacher.compress='none'.")
+  return teacher.model
 
 
 def _log_teacher_change(run: Run, out: str) -> None:
