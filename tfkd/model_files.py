@@ -30,11 +30,11 @@ from tfkd import keras3_files
 from tfkd.errors import ModelFileError
 
 LEGACY_FORMATS = ("hdf5", "savedmodel")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 # Keras 3 files read in this process: (path, size, mtime) -> the rebuilt model, or the
 # NotRebuildable error with the Keras 3 model in it.
 _KERAS3_FILES_READ = {}
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def _is_hdf5(path: str) -> bool:
