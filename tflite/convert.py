@@ -47,7 +47,7 @@ def representative_dataset(data: np.ndarray, batch_size: int = 1):
   return generate
 
 
-def convert(model: tf_keras.Model, mode: str = "float32",
+def convert(model, mode: str = "float32",
             representative_data: Optional[np.ndarray] = None,
             allow_float_ops: bool = False) -> bytes:
   """Converts a Keras model to a TFLite flatbuffer.
