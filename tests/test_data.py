@@ -51,6 +51,21 @@ def test_split_validation_is_seeded_and_names_val_size():
     splits_lib.split_validation(x, y, 20, seed=0)
 
 
+def test_channel_stats_match_numpy_across_chunks_and_are_computed_once():
+  # 1.3M pixel rows: more than one of channel_stats' million-row chunks. An offset of 1e6 with
+  # a spread of ~1 is where a one-pass E[x²] - E[x]² would lose the variance.
+  rng = np.random.default_rng(0)
+  x = (1e6 + rng.normal(size=(130, 100, 100, 3)) * [1.0, 2.0, 0.5]).astype(np.float64)
+  splits = splits_lib.Splits(train=(x, np.zeros(130)), val=None, test=(x[:2], np.zeros(2)),
+                             class_names=["a", "b"])
+  mean, var = splits.channel_stats()
+  flat = x.reshape(-1, 3)
+  np.testing.assert_allclose(mean, flat.mean(axis=0), rtol=1e-12)
+  np.testing.assert_allclose(var, flat.var(axis=0), rtol=1e-9)
+  x[...] = 0   # read once: the cached statistics do not look at the array again
+  assert splits.channel_stats() == (mean, var)
+
+
 def test_missing_config_key_is_an_error_not_a_default(image_folder):
   """from_config.splits reads config.data keys as attributes: a missing one is never silently 0 or ''."""
   config = folder_config(image_folder)
