@@ -11,9 +11,10 @@ import tfkd  # pylint: disable=unused-import  (selects Keras 2 before TensorFlow
 import keras
 from bench.common import settle_batch_norm
 from tests.test_training_safety import tiny_config
-from tfkd import (config_checks, from_config, keras3_files, keras3_layers, model_files, pipeline,
-                  teacher_checks)
-from tfkd.errors import ConfigError, ModelFileError
+from tfkd import (config_checks, from_config, keras3_files, keras3_layers, keras3_teacher, losses,
+                  model_files, pipeline, teacher_checks)
+from tfkd.distiller import Distiller
+from tfkd.errors import ConfigError, ModelFileError, ModelMismatchError
 from tflite import convert, files, interpreter
 
 PIXELS = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
@@ -309,7 +310,42 @@ def mean_colour_file(path, activation="softmax"):
   return teacher, str(path)
 
 
-def test_a_teacher_keras3_alone_runs_labels_the_cached_views(image_folder, tmp_path, caplog):
+def test_a_keras3_teacher_teaches_live_as_its_tf_keras_twin_would_and_stays_frozen(tmp_path):
+  _, path = mean_colour_file(tmp_path / "logits.keras", activation=None)
+  with pytest.raises(keras3_files.NotRebuildable) as raised:
+    model_files.load_model(path)
+  live = keras3_teacher.Keras3Teacher(raised.value.model, path)
+  frozen = [w.copy() for w in live.get_weights()]
+  # The same function in tf_keras: channel means, then the teacher's Dense weights.
+  inputs = tf_keras.Input((16, 16, 3))
+  twin = tf_keras.Model(inputs, tf_keras.layers.Dense(3)(
+      tf_keras.layers.GlobalAveragePooling2D()(inputs)))
+  twin.set_weights(live.get_weights())
+  student = tf_keras.Sequential([tf_keras.Input((16, 16, 3)), tf_keras.layers.Conv2D(4, 3),
+                                 tf_keras.layers.GlobalAveragePooling2D(), tf_keras.layers.Dense(3)])
+  students = [student, tf_keras.models.clone_model(student)]
+  students[1].set_weights(student.get_weights())
+  start = student.get_weights()
+  x, y = PIXELS_32[:, :16, :16], np.arange(16) % 3
+  logs = []
+  for teacher, pupil in zip([live, twin], students):
+    distiller = Distiller(teacher, pupil, losses.LogitsDistillation(4.0), student_loss_weight=0.3)
+    distiller.compile(tf_keras.optimizers.SGD(1e-4))
+    logs.append([distiller.train_on_batch(x, y, return_dict=True) for _ in range(2)])
+  for step_live, step_twin in zip(*logs):
+    assert step_live["distillation_loss"] > 0
+    assert step_live == pytest.approx(step_twin, rel=1e-5)
+  for moved, same in zip(*(s.get_weights() for s in students)):
+    np.testing.assert_allclose(moved, same, rtol=1e-5, atol=1e-7)
+  assert any(not np.allclose(a, b) for a, b in zip(student.get_weights(), start))
+  for after, before in zip(live.get_weights(), frozen):  # the Keras 3 teacher did not move
+    np.testing.assert_array_equal(after, before)
+  with pytest.raises(ModelMismatchError, match=r"Losses read layers \['pool'\] of 'mean_colour', "
+                                               r"but it is not a tf_keras model.*logit losses"):
+    Distiller(live, student, losses.FeatureDistillation("pool", "conv2d"))
+
+
+def test_a_teacher_keras3_alone_runs_teaches_live_and_labels_the_cached_views(image_folder, tmp_path, caplog):
   caplog.set_level("INFO", logger="absl")
   teacher, teacher_file = mean_colour_file(tmp_path / "subclassed.keras")
   config = tiny_config(image_folder)
@@ -317,9 +353,11 @@ def test_a_teacher_keras3_alone_runs_labels_the_cached_views(image_folder, tmp_p
   config.teacher.path, config.stages = teacher_file, ("teacher", "distill", "export", "report")
   config.export.modes, config.report.edge = ("float32",), False
   config.report.latency_runs, config.report.warmup_runs, config.report.latency_spread_s = 3, 1, 0.0
-  with pytest.raises(ModelFileError, match=r"subclassed MeanColour.*Or set "
-                                           r"distill.cached_teacher=True: Keras 3 then runs it"):
-    pipeline.run_pipeline(config, str(tmp_path / "live"))
+  live_config = config.copy_and_resolve_references()
+  live_config.stages = ("teacher", "distill")
+  pipeline.run_pipeline(live_config, str(tmp_path / "live"))
+  assert "Keras 3 runs it live" in caplog.text
+  assert os.path.exists(tmp_path / "live" / "distill" / "model.keras")
   config.distill.cached_teacher, config.distill.cache_epochs = True, 1
   pipeline.run_pipeline(config, str(tmp_path / "cached"))
   assert "has no tf_keras twin" in caplog.text and "outputs probabilities, not logits" in caplog.text

@@ -179,7 +179,7 @@ def _in_tf_keras(teacher, how: str):
   if isinstance(teacher, keras3_teacher.Keras3Teacher):
     raise ModelFileError(
         f"teacher.compress={how!r} compresses the teacher's tf_keras layers, but {teacher.path} "
-        "has no tf_keras twin (Keras 3 runs it, to label the cached views). Fix: "
+        "has no tf_keras twin (Keras 3 runs it). Fix: "
         "teacher.compress='int8' (converted from Keras 3; for a teacher that outputs logits) or "
         "'none'.")
   return teacher

@@ -100,6 +100,11 @@ def layer_outputs(model: tf_keras.Model, layer_names: Sequence[Optional[str]]) -
   names = [n for n in layer_names if n is not None]
   if not names:
     return model
+  if not isinstance(model, tf_keras.Model):  # e.g. a Keras 3 teacher (`tfkd.keras3_teacher`)
+    raise ModelMismatchError(
+        f"Losses read layers {names} of {model.name!r}, but it is not a tf_keras model (Keras 3 "
+        "runs it, and gives only its outputs): distil it with logit losses only (no "
+        "teacher_layer), or give a teacher tfkd can rebuild in tf_keras.")
   missing = [n for n in names if n not in {l.name for l in model.layers}]
   if missing:
     raise ModelMismatchError(
@@ -112,6 +117,8 @@ def layer_outputs(model: tf_keras.Model, layer_names: Sequence[Optional[str]]) -
 def output_shape(model: tf_keras.Model, layer_name: Optional[str]) -> tf.TensorShape:
   """Shape of a named layer's output, or of the logits for None."""
   layer_outputs(model, [layer_name])  # raises a clear error for a missing layer
+  if layer_name is None and not isinstance(model, tf_keras.Model):
+    return tf.TensorShape(model.output_shape)
   tensor = model.output if layer_name is None else model.get_layer(layer_name).output
   return tf.TensorShape(tensor.shape)
 

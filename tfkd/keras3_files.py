@@ -54,7 +54,7 @@ def is_keras3_file(path: str) -> bool:
 class NotRebuildable(ModelFileError):
   """A Keras 3 model that loaded but has no tf_keras twin; `model` is the Keras 3 model.
 
-  A teacher can still label cached views with it (`tfkd.keras3_teacher.Keras3Teacher`).
+  It can still teach through its outputs (`tfkd.keras3_teacher.Keras3Teacher`).
   """
 
   def __init__(self, message: str, model):

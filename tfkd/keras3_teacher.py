@@ -1,9 +1,10 @@
 """A Keras 3 model tfkd cannot rebuild in tf_keras, run by Keras 3 as a cached teacher.
 
 `tfkd.keras3_files` rebuilds a Keras 3 teacher in tf_keras where it can; a subclassed model or
-one with custom layers raises `keras3_files.NotRebuildable`. A cached teacher
-(`distill.cached_teacher`) needs only its logits of the training views, so such a model still
-teaches: Keras 3 runs it (`Keras3Teacher`), live distillation refuses it.
+one with custom layers raises `keras3_files.NotRebuildable`. Such a model still teaches through
+its outputs: Keras 3 runs it (`Keras3Teacher`), on the cached views once
+(`distill.cached_teacher`) or inside the `Distiller`'s training step (both are TensorFlow
+graphs). Losses that read a teacher's layers need a tf_keras teacher.
 """
 
 import numpy as np
@@ -11,12 +12,11 @@ import tensorflow as tf
 
 
 class Keras3Teacher:
-  """A Keras 3 model tfkd cannot rebuild, run by Keras 3 itself to label a teacher's views.
+  """A Keras 3 model tfkd cannot rebuild, run by Keras 3 itself as a teacher.
 
-  A cached teacher (`distill.cached_teacher`) is only ever asked for its logits of the training
-  views, once, before distillation: that needs no tf_keras twin. It is called like a tf_keras
-  teacher (`teacher(x, training=False)`, `predict`), so the teacher checks and the view cache
-  take it as they are.
+  It is called like a tf_keras teacher (`teacher(x, training=False)`, `predict`), so the
+  teacher checks, the view cache and a `Distiller` (logit losses) take it as they are. Its
+  weights are Keras 3's, outside the `Distiller`: they are never trained.
 
   Args:
     model: the Keras 3 model (`keras3_files.NotRebuildable.model`).
@@ -55,6 +55,14 @@ class Keras3Teacher:
   def predict(self, x, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
     batching = {} if isinstance(x, tf.data.Dataset) else {"batch_size": batch_size}
     return np.asarray(self._logits(self.model.predict(x, verbose=verbose, **batching)))
+
+  @property
+  def trainable(self) -> bool:
+    return self.model.trainable
+
+  @trainable.setter
+  def trainable(self, value: bool) -> None:  # the Distiller freezes its teachers
+    self.model.trainable = value
 
   def count_params(self) -> int:
     return self.model.count_params()

@@ -20,7 +20,7 @@ from absl import logging
 from tfkd import (config_checks, data, from_config, hub_stage, keras3_files, keras3_teacher,
                   model_files, precision, splits, teacher_cache, teacher_checks,
                   teacher_compression, training, view_cache, views, workers)
-from tfkd.errors import ConfigError, ModelFileError, TeacherError
+from tfkd.errors import ConfigError, TeacherError
 from tflite import files
 
 
@@ -159,13 +159,10 @@ class Run:
     return teachers
 
   def _keras3_teacher(self, error: keras3_files.NotRebuildable, path: str):
-    """A Keras 3 teacher with no tf_keras twin: it can label the cached views, not teach live."""
-    if not self.config.distill.cached_teacher:
-      raise ModelFileError(f"{error} Or set distill.cached_teacher=True: Keras 3 then runs it "
-                           "once to label the training views, and the student learns its "
-                           "logits (soft targets).") from error
-    logging.warning("[teacher] %s has no tf_keras twin (%s): Keras 3 runs it to label the cached "
-                    "views.", path, str(error).split(": ", 1)[-1][:200])
+    """A Keras 3 teacher with no tf_keras twin: Keras 3 runs it (its outputs, no layers)."""
+    how = "to label the cached views" if self.config.distill.cached_teacher else "live"
+    why = str(error).split(": ", 1)[-1].split(" Fix:")[0]  # its fixes are for other uses
+    logging.warning("[teacher] %s has no tf_keras twin (%s): Keras 3 runs it %s.", path, why, how)
     return keras3_teacher.Keras3Teacher(error.model, path)
 
   def tflite_path(self, model_name: str, mode: str) -> str:
