@@ -7,7 +7,7 @@ import pytest
 import tf_keras
 
 from configs import cifar10_quick
-from tfkd import data, from_config, losses, models, pipeline, teacher_cache, training, views
+from tfkd import from_config, losses, models, pipeline, teacher_cache, training, views
 from tfkd.errors import ConfigError, DatasetError
 
 
