@@ -32,3 +32,17 @@ def write_image_folder(root, per_class=(12, 4), size=16, seed=0):
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
   return write_image_folder(tmp_path_factory.mktemp("images"), per_class=(40, 10))
+
+
+def pytest_collection_modifyitems(items):
+  """Starts the `slow` tests first, alternately at the head of each process's share.
+
+  `make test` runs two processes with `--dist worksteal`, which hands each a contiguous half of
+  this list; a minute-long test that starts near the end keeps one process busy while the other
+  has nothing left to take.
+  """
+  slow = [item for item in items if item.get_closest_marker("slow")]
+  fast = [item for item in items if not item.get_closest_marker("slow")]
+  head = max(0, len(items) // 2 - len(slow[0::2]))
+  items[:] = slow[0::2] + fast[:head] + slow[1::2] + fast[head:]
+

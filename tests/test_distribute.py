@@ -15,10 +15,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_mirrored_two_devices_match_one_device():
   result = subprocess.run([sys.executable, os.path.abspath(__file__)], cwd=REPO,
                           capture_output=True, text=True, timeout=300,

@@ -141,6 +141,7 @@ def test_held_out_nodes_lose_their_edges():
   assert not np.isin(edges, held).any() and edges.shape[1] < g.edges.shape[1]
 
 
+@pytest.mark.slow
 def test_glnn_run_gcn_beats_scratch_and_the_int8_mlp_runs_on_tflite_micro(tmp_path):
   config = csbm_glnn.get_config()
   # Weak features, an informative graph: the GCN must beat the feature-only MLP.

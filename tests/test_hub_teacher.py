@@ -169,6 +169,7 @@ def tiny_preset(folder, words):
   return str(folder)
 
 
+@pytest.mark.slow
 def test_pipeline_fine_tunes_a_local_preset_caches_its_logits_once_and_distils(tmp_path):
   from configs import sst2_minilm  # pylint: disable=import-outside-toplevel
   from tests.test_text import FILLER, NEGATIVE, POSITIVE, write_sst2_like  # pylint: disable=import-outside-toplevel

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import write_image_folder
 from tfkd import training
 
@@ -65,6 +67,7 @@ def history_epochs(stage_dir):
     return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_kill_9_at_three_points_resumes_without_retraining(tmp_path):
   data = write_image_folder(tmp_path / "images", per_class=(16, 2), size=8)  # 5 batches an epoch
   config_file, driver = tmp_path / "tiny_config.py", tmp_path / "driver.py"

@@ -153,6 +153,7 @@ def test_two_output_int8_runs_on_litert_and_tflm_with_outputs_found_by_name():
     assert parity[name]["max_abs_diff"] <= 1 and parity[name]["argmax_agreement"] >= 0.75
 
 
+@pytest.mark.slow
 def test_multitask_stages_end_to_end(image_folder, tmp_path):
   """The multitask stage, export and report from two given teachers (a 'teacher_b' stage trains like
   the teacher stage does; its relabelled data is what `both_tasks` checks here too)."""

@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tfkd.workers import free_local_ports
 
@@ -83,6 +84,7 @@ def files_under(folder):
                 for root, _, names in os.walk(folder) for name in names)
 
 
+@pytest.mark.slow
 def test_two_workers_train_as_one_and_only_the_chief_writes(tmp_path):
   train_file, test_file = write_tables(tmp_path)
   config_file = tmp_path / "tiny_text.py"

@@ -36,6 +36,7 @@ def tiny_config(path):
   return config
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end_and_rerun(image_folder, tmp_path, capsys, caplog, monkeypatch):
   workdir = str(tmp_path / "run")
   config = tiny_config(image_folder)
@@ -145,6 +146,7 @@ class RecordEpochs(tf_keras.callbacks.Callback):
     self.epochs.append(epoch)
 
 
+@pytest.mark.slow
 def test_a_stage_trains_the_same_whichever_stages_ran_before_it(image_folder, tmp_path):
   # As a run resumed after its teacher stage: scratch alone must equal scratch after teacher.
   config = tiny_config(image_folder)

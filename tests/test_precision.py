@@ -65,6 +65,7 @@ def test_distiller_losses_of_a_mixed_student_match_float32():
   assert {v.dtype for v in distiller.student.trainable_variables} == {tf.float32}
 
 
+@pytest.mark.slow
 def test_pipeline_trains_in_bfloat16_and_saves_float32(image_folder, tmp_path):
   workdir = str(tmp_path / "run")
   config = tiny_config(image_folder)

@@ -254,6 +254,7 @@ def test_candidates_that_do_not_build_are_told_apart_from_a_small_budget(tmp_pat
     search.Search(config, str(tmp_path / "run")).check_device("mlperf_tiny")
 
 
+@pytest.mark.slow
 def test_distill_mode_trains_candidates_from_the_teachers_cached_views(tmp_path):
   data = write_image_folder(tmp_path / "images", per_class=(20, 4))
   workdir = str(tmp_path / "run")
@@ -547,6 +548,7 @@ def test_a_search_whose_studies_all_diverge_names_why(tmp_path):
     search.Search(config, str(tmp_path / "run")).run_all()
 
 
+@pytest.mark.slow
 def test_workers_here_and_on_another_machine_share_one_study_and_the_winner_is_verified(
     tmp_path):
   data = write_image_folder(tmp_path / "images", per_class=(20, 4))

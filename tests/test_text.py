@@ -508,6 +508,7 @@ def test_masked_pooling_ignores_padding():
 
 # --- End to end --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_pipeline_end_to_end_on_a_tiny_tsv(tmp_path):
   folder = write_sst2_like(tmp_path / "sst2", train_rows=300, dev_rows=40)
   config = sst2_quick.get_config()
