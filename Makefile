@@ -30,7 +30,8 @@ demo: setup
 # from the busy one instead of waiting on a pre-assigned share. One intra-op thread per
 # TensorFlow process (its children inherit it): two processes of two threads each contend for
 # the 2 cores. With it (and 3 fewer subprocess tests) the suite took 6.7 min instead of 8.6,
-# and 13.1 CPU-minutes instead of 16.6.
+# and 13.1 CPU-minutes instead of 16.6. Tests marked `slow` (20 s or more) start first, half at
+# the head of each process's share (tests/conftest.py), so no minute-long test starts last.
 test: setup
 	TF_NUM_INTRAOP_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal tests
 

@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 CLASSES = ("circle", "square", "stripes")
 
@@ -18,6 +17,8 @@ def make_image(label: int, rng, size: int = 16) -> np.ndarray:
 
 def write_image_folder(root, per_class=(12, 4), size=16, seed=0):
   """Writes root/{train,test}/<class>/<i>.jpg and returns root."""
+  # Imported here: pytest-xdist's controller process loads this file too, and runs no test.
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(seed)
   for split, count in zip(("train", "test"), per_class):
     for label, name in enumerate(CLASSES):
