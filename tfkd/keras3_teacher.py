@@ -1,4 +1,4 @@
-"""A Keras 3 model tfkd cannot rebuild in tf_keras, run by Keras 3 as a cached teacher.
+"""A Keras 3 model tfkd cannot rebuild in tf_keras, run by Keras 3 as a teacher.
 
 `tfkd.keras3_files` rebuilds a Keras 3 teacher in tf_keras where it can; a subclassed model or
 one with custom layers raises `keras3_files.NotRebuildable`. Such a model still teaches through
