@@ -213,14 +213,8 @@ def settle_batch_norm(model, inputs) -> None:
   training mode does on these inputs, at the scale a trained model works at.
 
   Args:
-    model: a Keras 3 model.
+    model: a Keras 3 (or tf_keras) model.
     inputs: a batch it reads.
   """
-  batch_norms = [layer for layer in model._flatten_layers()  # pylint: disable=protected-access
-                 if type(layer).__name__ == "BatchNormalization"]
-  momenta = [layer.momentum for layer in batch_norms]
-  for layer in batch_norms:
-    layer.momentum = 0.0  # moving statistics := this batch's
-  model(inputs, training=True)
-  for layer, momentum in zip(batch_norms, momenta):
-    layer.momentum = momentum
+  from tfkd import batch_norm  # pylint: disable=import-outside-toplevel
+  batch_norm.reestimate(model, [inputs], batches=1)

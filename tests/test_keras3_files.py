@@ -102,6 +102,7 @@ def test_a_keras3_file_is_rebuilt_once_per_process_and_each_reader_gets_its_own_
 
 
 def test_keras_applications_and_nested_sequential_models_are_rebuilt(tmp_path):
+  keras.utils.set_random_seed(0)  # its weights, whichever tests ran before in this process
   backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
                                             classes=10, classifier_activation=None)
   nested = keras.Sequential([keras.Input((32, 32, 3)), backbone, keras.layers.Dense(3)])
@@ -112,7 +113,8 @@ def test_keras_applications_and_nested_sequential_models_are_rebuilt(tmp_path):
   pixels = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
   expected = numpy(nested(pixels))
   assert np.abs(expected[0] - expected[1]).max() > 0.1
-  np.testing.assert_allclose(rebuilt(pixels).numpy(), expected, atol=1e-4)
+  # Logits up to ~7 through 60 layers: float32 rounding differs by a few 1e-5 between the Kerases.
+  np.testing.assert_allclose(rebuilt(pixels).numpy(), expected, rtol=1e-4, atol=1e-4)
   assert isinstance(rebuilt.layers[1], tf_keras.Model) and len(rebuilt.layers[1].layers) == len(backbone.layers)
 
 

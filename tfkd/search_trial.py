@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfkd import data, from_config, model_files, precision, search_space, training
+from tfkd import batch_norm, data, from_config, model_files, precision, search_space, training
 from tflite import files
 
 
@@ -177,9 +177,14 @@ def _train_candidate(run, cand, mode, train_config, trial, teacher_logits, folde
     train, val = run.datasets(train_config.batch_size, os.path.relpath(folder, run.workdir),
                               distillation=mode == "distill",
                               teacher_logits=teacher_logits if mode == "distill" else None)
+  train = _resized_batches(train, size)
+  # Validation accuracy stops trials: read it with BatchNorm statistics of the current weights.
+  inputs = train.map(lambda features, labels: features[0] if isinstance(features, tuple) else features)
+  callbacks = [batch_norm.ReestimateBeforeValidation(student, inputs,
+                                                     run.config.search.batch_norm_batches)]
   reporter = _ReportToTrial(trial) if trial is not None else None
-  training.fit_resumable(model, _resized_batches(train, size), _resized_batches(val, size),
-                         train_config.epochs, folder, callbacks=[reporter] if reporter else [],
+  training.fit_resumable(model, train, _resized_batches(val, size), train_config.epochs, folder,
+                         callbacks=callbacks + ([reporter] if reporter else []),
                          steps_per_epoch=steps)
   accuracies = history_accuracies(folder)
   if reporter is not None and reporter.stopped_after:
