@@ -36,14 +36,20 @@ def image_folder(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(items):
-  """Starts the `slow` tests first, alternately at the head of each process's share.
+  """Starts the `slow` tests first, dealt in turn to the head of each process's share.
 
-  `make test` runs two processes with `--dist worksteal`, which hands each a contiguous half of
-  this list; a minute-long test that starts near the end keeps one process busy while the other
-  has nothing left to take.
+  `make test` runs its processes with `--dist worksteal`, which hands each a contiguous share
+  of this list (as below); a minute-long test that starts near the end keeps one process busy
+  while the others have nothing left to take.
   """
+  processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set by pytest-xdist
   slow = [item for item in items if item.get_closest_marker("slow")]
   fast = [item for item in items if not item.get_closest_marker("slow")]
-  head = max(0, len(items) // 2 - len(slow[0::2]))
-  items[:] = slow[0::2] + fast[:head] + slow[1::2] + fast[head:]
-
+  ordered, left = [], len(items)
+  for share in range(processes):
+    size = left // (processes - share)  # what worksteal's first hand-out gives this process
+    left -= size
+    head = slow[share::processes]
+    ordered += head + fast[:max(0, size - len(head))]
+    fast = fast[max(0, size - len(head)):]
+  items[:] = ordered + fast
