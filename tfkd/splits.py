@@ -71,10 +71,11 @@ class Splits:
     """
     if self._channel_stats is None:
       x = self.train[0].reshape(-1, self.train[0].shape[-1])
-      chunks = range(0, len(x), 1 << 20)
-      mean = sum(x[i:i + (1 << 20)].sum(axis=0, dtype=np.float64) for i in chunks) / len(x)
+      step = 1 << 20
+      chunks = [x[i:i + step] for i in range(0, len(x), step)]  # views: nothing copied yet
+      mean = sum(chunk.sum(axis=0, dtype=np.float64) for chunk in chunks) / len(x)
       # Two passes (the squared deviations from the mean), as np.var: exact for large offsets.
-      var = sum(np.square(x[i:i + (1 << 20)] - mean).sum(axis=0) for i in chunks) / len(x)
+      var = sum(np.square(chunk - mean).sum(axis=0) for chunk in chunks) / len(x)
       self._channel_stats = (mean.tolist(), var.tolist())
     return self._channel_stats
 
