@@ -16,7 +16,8 @@ import tf_keras
 
 from configs import defaults
 from tests.conftest import CLASSES, write_image_folder
-from tfkd import candidate_cost, from_config, search, search_report, search_space, search_trial
+from tfkd import (batch_norm, candidate_cost, from_config, search, search_report, search_space,
+                  search_trial)
 from tfkd.errors import ConfigError, TrainingError
 from tflite import convert, files, interpreter, micro
 
@@ -255,8 +256,11 @@ def test_candidates_that_do_not_build_are_told_apart_from_a_small_budget(tmp_pat
 
 
 @pytest.mark.slow
-def test_distill_mode_trains_candidates_from_the_teachers_cached_views(tmp_path):
+def test_distill_mode_trains_candidates_from_the_teachers_cached_views(tmp_path, monkeypatch):
   data = write_image_folder(tmp_path / "images", per_class=(20, 4))
+  reestimated, reestimate = [], batch_norm.reestimate
+  monkeypatch.setattr(batch_norm, "reestimate", lambda model, inputs, batches: (
+      reestimated.append(batches), reestimate(model, inputs, batches))[1])
   workdir = str(tmp_path / "run")
   config = from_config.with_defaults(_search_config(data, modes=("distill",), trials=1))
   config.teacher.model, config.teacher.epochs = "resnet8", 1
@@ -275,6 +279,8 @@ def test_distill_mode_trains_candidates_from_the_teachers_cached_views(tmp_path)
     assert [float(r[header.index("distillation_loss")]) > 0 for r in rows] == [True]
   winner = winners["mlperf_tiny", "distill"]
   assert winner["fits"] == "yes" and 0.0 <= winner["int8_test_accuracy"] <= 1.0
+  # Each trial's validation (one epoch each) read re-estimated BatchNorm statistics.
+  assert len(reestimated) == len(trained) and set(reestimated) == {20}
 
 
 def test_a_killed_workers_trial_is_retried_with_its_candidate(tmp_path, monkeypatch):
