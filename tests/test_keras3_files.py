@@ -347,7 +347,7 @@ def test_a_keras3_teacher_teaches_live_as_its_tf_keras_twin_would_and_stays_froz
     Distiller(live, student, losses.FeatureDistillation("pool", "conv2d"))
 
 
-def test_a_teacher_keras3_alone_runs_teaches_live_and_labels_the_cached_views(image_folder, tmp_path, caplog):
+def test_a_keras3_only_teacher_teaches_live_and_labels_the_cached_views(image_folder, tmp_path, caplog):
   caplog.set_level("INFO", logger="absl")
   teacher, teacher_file = mean_colour_file(tmp_path / "subclassed.keras")
   config = tiny_config(image_folder)
