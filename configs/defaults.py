@@ -201,9 +201,9 @@ def _search():
                                            # you have: (dict(family="resnet", resolution=32,
                                            # blocks=(1, 1, 1), widths=(16, 32, 64)),)
   search.min_epochs = 2                    # Hyperband: epochs before a trial can be stopped
-  search.batch_norm_batches = 20           # BatchNorm statistics re-estimated from this many
-                                           # training batches before each validation (tfkd.batch_norm);
-                                           # 0 = the moving averages
+  search.batch_norm_batches = 20           # each validation reads BatchNorm statistics
+                                           # re-estimated from this many training batches
+                                           # (tfkd.batch_norm); 0 = the moving averages
   search.reduction_factor = 3              # Hyperband: keep about 1/this of trials per rung
   search.latency_runs = 50                 # timed LiteRT invokes per candidate
   search.latency_spread_s = 60.0           # the report's final timing of all candidates spans this

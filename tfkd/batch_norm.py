@@ -11,8 +11,8 @@ sharing NAS re-estimates them before scoring a sub-network for the same reason (
 "Once-for-All", ICLR 2020; Yu et al., "Slimmable networks", ICLR 2019).
 
 Example:
-  reestimate(student, train_inputs.take(20))          # once
-  model.fit(train, validation_data=val,               # before every validation
+  reestimate(student, train_inputs.take(20))          # once, for good
+  model.fit(train, validation_data=val,               # for each validation only
             callbacks=[ReestimateBeforeValidation(student, train_inputs, batches=20)])
 """
 
@@ -61,7 +61,11 @@ def reestimate(model, inputs, batches: int) -> int:
 
 
 class ReestimateBeforeValidation(tf_keras.callbacks.Callback):
-  """Re-estimates `model`'s BatchNorm statistics (`reestimate`) before each validation in `fit`.
+  """Validates `fit`'s model with BatchNorm statistics re-estimated (`reestimate`) for it.
+
+  The moving statistics are put back after each validation, so training and the model it
+  ends with are what they would be without this callback: at the end of a decayed schedule
+  the moving averages (over about 100 batches) are the better estimate.
 
   Args:
     model: the model whose statistics to set (the student inside a `Distiller`).
@@ -73,6 +77,14 @@ class ReestimateBeforeValidation(tf_keras.callbacks.Callback):
   def __init__(self, model: tf_keras.Model, inputs: tf.data.Dataset, batches: int):
     super().__init__()
     self.target, self.inputs, self.batches = model, inputs, batches
+    self._moving = None
 
   def on_test_begin(self, logs=None):
+    self._moving = [[w.numpy() for w in (layer.moving_mean, layer.moving_variance)]
+                    for layer in batch_norm_layers(self.target)]
     reestimate(self.target, self.inputs, self.batches)
+
+  def on_test_end(self, logs=None):
+    for layer, (mean, variance) in zip(batch_norm_layers(self.target), self._moving):
+      layer.moving_mean.assign(mean)
+      layer.moving_variance.assign(variance)
