@@ -82,16 +82,13 @@ def main(argv):
     start = time.time()
     history = model.fit(train, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps,
                         verbose=0)
-    saved = [(l.moving_mean.numpy(), l.moving_variance.numpy())
-             for l in batch_norm.batch_norm_layers(student)]
+    saved = batch_norm.moving_statistics(student)
     moving = val_accuracy()
     batch_norm.reestimate(student, inputs, config.search.batch_norm_batches)
     rows.append({"epoch": epoch + 1, "train_accuracy": history.history["accuracy"][-1],
                  "val_moving": moving, "val_reestimated": val_accuracy(),
                  "seconds": time.time() - start})
-    for layer, (mean, variance) in zip(batch_norm.batch_norm_layers(student), saved):
-      layer.moving_mean.assign(mean)  # training goes on as the search's trials did before
-      layer.moving_variance.assign(variance)
+    batch_norm.set_moving_statistics(student, saved)  # training goes on with its own, as trials do
     print(rows[-1], flush=True)
   lines = [f"{search_space.describe(cand)}, {_MODE.value}, {_EPOCHS.value} of "
            f"{train_config.epochs} scheduled epochs; re-estimated from "

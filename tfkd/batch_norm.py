@@ -11,7 +11,7 @@ sharing NAS re-estimates them before scoring a sub-network for the same reason (
 "Once-for-All", ICLR 2020; Yu et al., "Slimmable networks", ICLR 2019).
 
 Example:
-  reestimate(student, train_inputs.take(20))          # once, for good
+  reestimate(student, train_inputs, batches=20)       # once, for good
   model.fit(train, validation_data=val,               # for each validation only
             callbacks=[ReestimateBeforeValidation(student, train_inputs, batches=20)])
 """
@@ -26,6 +26,19 @@ def batch_norm_layers(model) -> list:
   """Every BatchNormalization layer of `model` (tf_keras or Keras 3), nested models included."""
   return [layer for layer in model._flatten_layers(include_self=False)  # pylint: disable=protected-access
           if any(cls.__name__ == "BatchNormalization" for cls in type(layer).__mro__)]
+
+
+def moving_statistics(model) -> list:
+  """[(moving mean, moving variance)] of each BatchNormalization layer, as NumPy copies."""
+  return [(layer.moving_mean.numpy(), layer.moving_variance.numpy())
+          for layer in batch_norm_layers(model)]
+
+
+def set_moving_statistics(model, statistics: list) -> None:
+  """Puts back what `moving_statistics(model)` returned."""
+  for layer, (mean, variance) in zip(batch_norm_layers(model), statistics):
+    layer.moving_mean.assign(mean)
+    layer.moving_variance.assign(variance)
 
 
 def reestimate(model, inputs, batches: int) -> int:
@@ -80,11 +93,8 @@ class ReestimateBeforeValidation(tf_keras.callbacks.Callback):
     self._moving = None
 
   def on_test_begin(self, logs=None):
-    self._moving = [[w.numpy() for w in (layer.moving_mean, layer.moving_variance)]
-                    for layer in batch_norm_layers(self.target)]
+    self._moving = moving_statistics(self.target)
     reestimate(self.target, self.inputs, self.batches)
 
   def on_test_end(self, logs=None):
-    for layer, (mean, variance) in zip(batch_norm_layers(self.target), self._moving):
-      layer.moving_mean.assign(mean)
-      layer.moving_variance.assign(variance)
+    set_moving_statistics(self.target, self._moving)
