@@ -54,6 +54,28 @@ def test_arena_search_finds_the_smallest_working_size(int8_model, arena):
   assert arena.smaller_fails and arena.head + arena.tail <= arena.size
 
 
+def test_arena_search_confirms_tflms_record_in_two_probes(int8_model, arena, monkeypatch):
+  probes = []
+  probe = micro.runs_with_arena
+  monkeypatch.setattr(micro, "runs_with_arena", lambda *args: probes.append(args[1]) or probe(*args))
+  assert micro.find_arena_size(int8_model) == arena
+  assert probes == [arena.size, arena.size - arena.granularity]
+
+
+@pytest.mark.parametrize("record", [{}, {"total": 1024}, {"total": 64}, {"total": 200_000},
+                                    {"total": 1 << 31}])
+def test_arena_search_finds_the_same_size_when_tflms_record_is_off(int8_model, arena, record,
+                                                                    monkeypatch):
+  allocations = micro._allocations  # pylint: disable=protected-access
+  monkeypatch.setattr(micro, "_allocations", lambda model_bytes, size, inputs: (
+      record if size == micro._GENEROUS_ARENA else allocations(model_bytes, size, inputs)))  # pylint: disable=protected-access
+  assert micro.find_arena_size(int8_model) == arena
+  if record.get("total", 0) > arena.size:  # above max_size, one probe at max_size decides
+    smaller = arena.size - arena.granularity
+    with pytest.raises(micro.MicroError, match=f"more than {smaller} bytes"):
+      micro.find_arena_size(int8_model, max_size=smaller)
+
+
 def test_arena_probe_survives_tflm_crashing_on_a_tiny_arena(int8_model):
   # Run in-process, TFLM segfaults on this model with 1664, 1792, 1920 or 2432 bytes (unchecked
   # tail allocations in Prepare); in a probe those are just arenas that do not work.
