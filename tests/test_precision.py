@@ -72,12 +72,13 @@ def test_pipeline_trains_in_bfloat16_and_saves_float32(image_folder, tmp_path):
   config.train.precision = "mixed_bfloat16"
   config.stages = ("teacher", "distill", "export")
   config.export.modes = ("int8",)
+  config.teacher.model, config.teacher.epochs = "resnet8", 1  # what is trained does not matter here
   pipeline.run_pipeline(config, workdir)
   for stage in ("teacher", "distill"):
     saved = tf_keras.models.load_model(os.path.join(workdir, stage, "model.keras"))
     assert set(compute_dtypes(saved).values()) == {"float32"}, stage
   history = open(os.path.join(workdir, "teacher", "history.csv")).read().splitlines()
-  assert len(history) == 3  # header and the teacher's two epochs
+  assert len(history) == 2  # header and the teacher's epoch
   int8 = graph.read(os.path.join(workdir, "export", "distill_int8.tflite"))
   assert "CONV_2D" in int8.op_names()
 
