@@ -334,7 +334,8 @@ class Distiller(tf_keras.Model):
              + (1.0 - self.student_loss_weight) * distillation_loss)
     return total, student_loss, distillation_loss, student_logits, labelled
 
-  def _trainable_variables(self):
+  def trained_variables(self) -> list:
+    """What `train_step` updates: the student's trainable weights and the losses' (adapters)."""
     extra = [w for loss in self.distillation_losses for w in loss.trainable_weights()]
     return self.student.trainable_variables + extra
 
@@ -367,7 +368,7 @@ class Distiller(tf_keras.Model):
       loss = tf.nn.compute_average_loss(total)
       if self.student.losses:
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
-    variables = self._trainable_variables()
+    variables = self.trained_variables()
     self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     for each in self.distillation_losses:  # memories (SEED's queue) after the step
       each.update_state(teacher_out[self._teacher_layers.index(each.teacher_layer_name)])
