@@ -43,16 +43,40 @@ _select_keras_2()
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# pylint: disable=wrong-import-position  (Keras 2 must be selected before TensorFlow loads)
-from tfkd.compress import prune, quantize, strip_pruning
-from tfkd.distiller import Distiller
-from tfkd.errors import (ConfigError, DatasetError, ModelFileError, ModelMismatchError, TeacherError,
-                         TfkdError, TrainingError)
-from tfkd.logit_matching import LogitMatching
-from tfkd.losses import (AttentionTransfer, ContrastiveDistillation, DistillationLoss,
-                         FeatureDistillation, LogitsDistillation, RelationalDistillation)
-from tfkd.models import build_model
-from tfkd.pipeline import run_pipeline
-from tfkd.seed import SEEDDistillation
-
+# The public API, imported on first use (PEP 562): `tfkd.Distiller` works as before, while a
+# module that needs no TensorFlow (`tfkd.errors`, `tfkd.encode_text`, `tfkd.search_workers`)
+# loads without it: a process that only encodes text or reports an error starts in about a
+# second instead of ten.
+_PUBLIC = {
+    "prune": "tfkd.compress", "quantize": "tfkd.compress", "strip_pruning": "tfkd.compress",
+    "Distiller": "tfkd.distiller",
+    **{name: "tfkd.errors" for name in ("ConfigError", "DatasetError", "ModelFileError",
+                                         "ModelMismatchError", "TeacherError", "TfkdError",
+                                         "TrainingError")},
+    "LogitMatching": "tfkd.logit_matching",
+    **{name: "tfkd.losses" for name in ("AttentionTransfer", "ContrastiveDistillation",
+                                         "DistillationLoss", "FeatureDistillation",
+                                         "LogitsDistillation", "RelationalDistillation")},
+    "build_model": "tfkd.models",
+    "run_pipeline": "tfkd.pipeline",
+    "SEEDDistillation": "tfkd.seed",
+}
+__all__ = sorted(_PUBLIC)
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str):
+  """A public name, or a submodule, imported the first time it is asked for."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  if name in _PUBLIC:
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+  elif importlib.util.find_spec(f"tfkd.{name}") is not None:
+    value = importlib.import_module(f"tfkd.{name}")  # `import tfkd; tfkd.models.MODELS`
+  else:
+    raise AttributeError(f"module 'tfkd' has no attribute {name!r}")
+  globals()[name] = value
+  return value
+
+
+def __dir__():
+  return sorted({*globals(), *_PUBLIC})

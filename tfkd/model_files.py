@@ -26,8 +26,12 @@ from typing import Optional
 import tf_keras
 from tf_keras.src.saving import serialization_lib  # SafeModeScope: safe mode for HDF5 too
 
-from tfkd import keras3_files
+from tfkd import fold, keras3_files, text_models, training
 from tfkd.errors import ModelFileError
+
+# Imported for what they register (register_keras_serializable) for the loads here: tfkd's
+# layers and schedule. The package imports its modules lazily, so nothing else may have.
+_REGISTERING_MODULES = (fold, text_models, training)
 
 LEGACY_FORMATS = ("hdf5", "savedmodel")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
