@@ -159,7 +159,7 @@ def _measure(cand, build, representative, budget, latency_runs) -> tuple:
                  and cost["peak_activation_bytes"] <= budget.arena_bytes)
   if fits_so_far:
     try:
-      # Doubling past the budget's power of two, so every arena up to the budget is found exactly.
+      # Up to the budget's next power of two, so every arena up to the budget is found exactly.
       limit = 1 << (int(budget.arena_bytes) - 1).bit_length()
       cost["arena_bytes"] = micro.find_arena_size(model_bytes, max_size=limit).size
     except micro.MicroError as e:
