@@ -77,10 +77,13 @@ def test_latency_reports_percentiles(models_and_inputs):
 
 
 class _SpellInterpreter:
-  """Invokes take 2 ms for the first `slow` calls (a slow spell of the machine), then 1 ms."""
+  """Invokes take 2 ms for the first `slow` calls (a slow spell of the machine), then 1 ms.
 
-  def __init__(self, slow):
-    self.calls, self.slow, self.input_shape = 0, slow, None
+  The time is `clock`'s (seconds in a one-item list), so a loaded machine cannot change it.
+  """
+
+  def __init__(self, slow, clock):
+    self.calls, self.slow, self.input_shape, self.clock = 0, slow, None, clock
 
   def allocate_tensors(self):
     pass
@@ -93,24 +96,24 @@ class _SpellInterpreter:
 
   def invoke(self):
     self.calls += 1
-    time.sleep(0.002 if self.calls <= self.slow else 0.001)
+    self.clock[0] += 0.002 if self.calls <= self.slow else 0.001
 
 
 def test_quietest_round_sees_through_a_slow_spell(monkeypatch):
-  fakes = {"a": _SpellInterpreter(slow=20), "b": _SpellInterpreter(slow=20)}
+  clock, pauses = [0.0], []
+  fakes = {"a": _SpellInterpreter(slow=20, clock=clock), "b": _SpellInterpreter(slow=20, clock=clock)}
   monkeypatch.setattr(interpreter, "load", lambda model, num_threads=1: fakes[model])
   samples = {"a": np.zeros((8, 8, 3)), "b": np.zeros((4, 4, 1))}  # each model its own input
-  pauses = []
   monkeypatch.setattr(interpreter, "time", types.SimpleNamespace(
-      perf_counter=time.perf_counter, sleep=lambda s: pauses.append(s) or time.sleep(s)))
+      perf_counter=lambda: clock[0], sleep=lambda s: pauses.append(s)))
   latency = interpreter.interleaved_latency_ms({"a": "a", "b": "b"}, samples, rounds=3, runs=10,
                                                warmup=0, spread_s=0.02)
   assert pauses == [pytest.approx(0.01)] * 2  # the 3 rounds span 0.02 s
   assert fakes["a"].input_shape == (1, 8, 8, 3) and fakes["b"].input_shape == (1, 4, 4, 1)
   for name in "ab":
     # Two of three rounds fell in the spell: their median says 2 ms, the quiet round 1 ms.
-    assert latency[name]["p50"] >= 1.9 and latency[name]["runs"] == 30
-    assert 1.0 <= latency[name]["p50_quietest_round"] < 1.5
+    assert latency[name]["p50"] == pytest.approx(2.0) and latency[name]["runs"] == 30
+    assert latency[name]["p50_quietest_round"] == pytest.approx(1.0)
 
 
 def test_reference_kernels_compute_the_same_float_model(models_and_inputs):
