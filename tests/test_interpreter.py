@@ -1,6 +1,5 @@
 """LiteRT helpers: batched prediction, quantisation of inputs and outputs, accuracy, latency."""
 
-import time
 import types
 
 import numpy as np
