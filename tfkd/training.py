@@ -297,8 +297,8 @@ def build_step_variables(model: tf_keras.Model, element_spec) -> None:
   """Makes the optimizer's slots and the compiled metrics' variables before `fit` runs a step.
 
   `fit` makes them inside its first traced training step, and TensorFlow traces a step that
-  makes variables a second time: for a ResNet-8 about 0.6 s more at every start of `fit`,
-  for a ResNet-20 about 1.5 s, more for larger models. Done for a model whose step is Keras'
+  makes variables a second time: 0.5 s more at every start of `fit` for a ResNet-8 on CIFAR,
+  1.4 s for a ResNet-20 (BENCHMARKS §23), more for larger models. Done for a model whose step is Keras'
   own or a `Distiller`'s, with single-output logits and plain labels (the variables such a
   step trains and the metrics it updates are known); any other model is left to `fit`.
 
