@@ -145,7 +145,8 @@ def fine_tune(model, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, epoc
   labels = np.asarray(labels, np.int32)
   epoch, step, seconds = state["epoch"], state["step"], state["seconds"]
   if epoch < epochs:
-    _build_compiled_metrics(model, batch_inputs(ids, mask, np.arange(2)), labels[:2])
+    rows = np.arange(min(2, len(labels)))
+    _build_compiled_metrics(model, batch_inputs(ids, mask, rows), labels[rows])
   while epoch < epochs:
     batches = bucketed_batches(lengths, batch_size, seed, epoch)
     start, segment_steps = time.time(), 0

@@ -298,9 +298,10 @@ def build_step_variables(model: tf_keras.Model, element_spec) -> None:
 
   `fit` makes them inside its first traced training step, and TensorFlow traces a step that
   makes variables a second time: 0.5 s more at every start of `fit` for a ResNet-8 on CIFAR,
-  1.4 s for a ResNet-20 (BENCHMARKS §23), more for larger models. Done for a model whose step is Keras'
-  own or a `Distiller`'s, with single-output logits and plain labels (the variables such a
-  step trains and the metrics it updates are known); any other model is left to `fit`.
+  1.4 s for a ResNet-20 (BENCHMARKS §23), more for larger models. Done for a model whose
+  step is Keras' own or a `Distiller`'s, with single-output logits and plain labels (the
+  variables such a step trains and the metrics it updates are known); any other model is
+  left to `fit`.
 
   Args:
     model: a compiled model, before `fit`.
