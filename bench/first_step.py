@@ -68,6 +68,7 @@ def plot(rows, path: str) -> str:
   ax.set_xticks(positions)
   ax.set_xticklabels([r["model"] for r in rows], fontsize=8)
   ax.set_ylabel("seconds for fit of 4 batches (median)")
+  ax.set_ylim(0, 1.3 * max(r["before_s"] for r in rows))  # room for the legend
   ax.legend()
   return files.save_figure(fig, path)
 

@@ -25,6 +25,7 @@ import time
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from tfkd.errors import TrainingError
@@ -144,7 +145,7 @@ def fine_tune(model, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray, epoc
   lengths = mask.sum(axis=1)
   labels = np.asarray(labels, np.int32)
   epoch, step, seconds = state["epoch"], state["step"], state["seconds"]
-  if epoch < epochs:
+  if epoch < epochs and not tf.distribute.has_strategy():  # under one, Keras builds them itself
     rows = np.arange(min(2, len(labels)))
     _build_compiled_metrics(model, batch_inputs(ids, mask, rows), labels[rows])
   while epoch < epochs:
