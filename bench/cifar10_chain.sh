@@ -36,17 +36,18 @@
 # AVX2 only) it is slower: there run PRECISION=float32 bench/cifar10_chain.sh, and consider
 # TF_ENABLE_ONEDNN_OPTS=1 (about 2x faster float32 steps there; no model of the search space has
 # the narrow stem that made TensorFlow 2.21 abort with it: BENCHMARKS §20, bench/onednn.py).
-# Run one step only: bench/cifar10_chain.sh e80_live
+# Run some steps only, in the order given: bench/cifar10_chain.sh teacher search
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PRECISION=${PRECISION:-mixed_bfloat16}
-# The search's studies, in order: the issue's three first (device A distilled, device B both
-# ways), so that a session that ends mid-search has finished results (a new machine starts
+# The search's studies, in order: the issue's three first (device B distilled, the one no run
+# has measured yet; device A distilled, whose found winner winner_a measured; device B from
+# scratch), so that a session that ends mid-search has finished results (a new machine starts
 # over). On a new machine, name only the studies still wanted; studies from scratch alone need
 # no teacher: SEARCH_STUDIES=small_mcu/scratch bench/cifar10_chain.sh search
 SEARCH_STUDIES=${SEARCH_STUDIES:-\
-mlperf_tiny/distill small_mcu/distill small_mcu/scratch mlperf_tiny/scratch}
+small_mcu/distill mlperf_tiny/distill small_mcu/scratch mlperf_tiny/scratch}
 # One trial worker per core (tfkd.search_workers; bench/core_split.py: 1.1-1.3 times the trials).
 SEARCH_WORKERS=${SEARCH_WORKERS:-$(nproc)}
 TEACHER=runs/cifar10_e80/teacher/model.keras
@@ -145,9 +146,11 @@ if [[ "${1:-}" == "--list" ]]; then
   exit 0
 fi
 if [[ $# -gt 0 ]]; then
-  [[ " ${STEPS[*]} " == *" $1 "* ]] ||
-    { echo "Unknown step '$1': choose from ${STEPS[*]}." >&2; exit 2; }
-  STEPS=("$1")
+  for step in "$@"; do
+    [[ " ${STEPS[*]} " == *" $step "* ]] ||
+      { echo "Unknown step '$step': choose from ${STEPS[*]}." >&2; exit 2; }
+  done
+  STEPS=("$@")
 fi
 for step in "${STEPS[@]}"; do
   if [[ -e runs/chain/$step.done ]]; then
