@@ -49,3 +49,32 @@ def test_fit_resumable_traces_the_step_once_and_trains_as_keras_fit(kind, tmp_pa
   # The adapter of the feature loss is trained too: it was in the optimizer's variables.
   if kind == "distiller":
     assert len(ours.optimizer.variables) == len(theirs.optimizer.variables)
+
+
+class _KilledAfterEpoch(tf_keras.callbacks.Callback):
+  """Stops the process after an epoch, once `fit_resumable`'s backup has saved it."""
+
+  def __init__(self, epoch):
+    super().__init__()
+    self.epoch = epoch
+
+  def on_epoch_end(self, epoch, logs=None):
+    if epoch == self.epoch:
+      raise KeyboardInterrupt
+
+
+def test_a_resumed_fit_restores_the_momentum_made_before_fit(tmp_path):
+  # The slots now exist before BackupAndRestore reads its checkpoint: the resumed run must
+  # still get their saved values and end where an uninterrupted run ends.
+  batches = tf.data.Dataset.from_tensor_slices((X, Y)).batch(16)
+  whole, _ = compiled("model")
+  training.fit_resumable(whole, batches, None, 3, str(tmp_path / "whole"))
+  cut, _ = compiled("model")
+  with pytest.raises(KeyboardInterrupt):
+    training.fit_resumable(cut, batches, None, 3, str(tmp_path / "cut"),
+                           callbacks=[_KilledAfterEpoch(1)])
+  resumed, _ = compiled("model")
+  training.fit_resumable(resumed, batches, None, 3, str(tmp_path / "cut"))
+  assert int(resumed.optimizer.iterations.numpy()) == 9
+  for a, b in zip(whole.get_weights(), resumed.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
