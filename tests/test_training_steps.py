@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras
 
 import tfkd
+from tests.test_pipeline import InterruptAfter
 from tfkd import models, training
 
 RNG = np.random.default_rng(0)
@@ -51,18 +52,6 @@ def test_fit_resumable_traces_the_step_once_and_trains_as_keras_fit(kind, tmp_pa
     assert len(ours.optimizer.variables) == len(theirs.optimizer.variables)
 
 
-class _KilledAfterEpoch(tf_keras.callbacks.Callback):
-  """Stops the process after an epoch, once `fit_resumable`'s backup has saved it."""
-
-  def __init__(self, epoch):
-    super().__init__()
-    self.epoch = epoch
-
-  def on_epoch_end(self, epoch, logs=None):
-    if epoch == self.epoch:
-      raise KeyboardInterrupt
-
-
 def test_a_resumed_fit_restores_the_momentum_made_before_fit(tmp_path):
   # The slots now exist before BackupAndRestore reads its checkpoint: the resumed run must
   # still get their saved values and end where an uninterrupted run ends.
@@ -72,7 +61,7 @@ def test_a_resumed_fit_restores_the_momentum_made_before_fit(tmp_path):
   cut, _ = compiled("model")
   with pytest.raises(KeyboardInterrupt):
     training.fit_resumable(cut, batches, None, 3, str(tmp_path / "cut"),
-                           callbacks=[_KilledAfterEpoch(1)])
+                           callbacks=[InterruptAfter(2)])
   resumed, _ = compiled("model")
   training.fit_resumable(resumed, batches, None, 3, str(tmp_path / "cut"))
   assert int(resumed.optimizer.iterations.numpy()) == 9
